@@ -1,0 +1,45 @@
+# Every target creates/updates .venv first; nothing here needs network beyond the package index.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+SAMPLE := data/sample/daily_papers_page.txt
+SAMPLE_DATE := 2025-05-16
+
+.PHONY: venv demo test lint format typecheck bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+demo: venv
+	$(BIN)/paperbot ingest $(SAMPLE) --date $(SAMPLE_DATE)
+	$(BIN)/paperbot ingest $(SAMPLE) --date $(SAMPLE_DATE)
+	$(BIN)/paperbot stats
+	$(BIN)/paperbot search "text-to-3D generation with Gaussian splatting" -k 3
+	$(BIN)/paperbot eval retrieval data/sample/dev_questions.jsonl
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: venv
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf paperbot-data benchmarks/.work

@@ -1,0 +1,251 @@
+"""Terminal rendering for the CLI (rich): tables, progress bars, reports. No logic lives here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from retrieval import Corpus, Hit, IngestReport, Paper, RecordError
+    from retrieval.evaluate import RetrievalScores
+
+Feed = tuple[str, Callable[[], Iterator["Paper | RecordError"]]]
+MAX_LISTED_PROBLEMS = 25
+
+
+def _console() -> Console:
+    return Console(highlight=False)
+
+
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
+
+
+def collect_records(feeds: Sequence[Feed]) -> tuple[list[Paper | RecordError], list[str]]:
+    """Read every feed (with a progress line per feed).
+
+    Returns the records and the feeds that failed as a whole (missing file, dead URL,
+    malformed document): those are reported, and the other feeds still land.
+    """
+    from retrieval.errors import SourceError
+
+    records: list[Paper | RecordError] = []
+    failed_feeds: list[str] = []
+    with _progress() as progress:
+        for label, read in feeds:
+            task = progress.add_task(f"reading {escape(label)}", total=None)
+            try:
+                for record in read():
+                    records.append(record)
+                    progress.advance(task)
+            except SourceError as exc:
+                failed_feeds.append(str(exc))
+                progress.update(task, description=f"[red]failed[/] {escape(label)}")
+            progress.update(task, total=progress.tasks[task].completed)
+    return records, failed_feeds
+
+
+def run_ingest(corpus: Corpus, records: Sequence[Paper | RecordError]) -> IngestReport:
+    with _progress() as progress:
+        task = progress.add_task("indexing (chunk, embed, store)", total=None)
+
+        def update(phase: str, done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        report = corpus.ingest(records, progress=update)
+        if progress.tasks[task].total is None:
+            progress.update(
+                task, total=0, completed=0, description="indexing: nothing new to index"
+            )
+    return report
+
+
+def print_ingest_report(report: IngestReport) -> None:
+    console = _console()
+    table = Table(title="Ingest summary", show_header=True)
+    table.add_column("outcome")
+    table.add_column("papers", justify="right")
+    for label, count in (
+        ("new", len(report.new)),
+        ("updated (new text, re-chunked)", len(report.updated)),
+        ("metadata updated", len(report.metadata_updated)),
+        ("unchanged", len(report.unchanged)),
+        ("skipped", len(report.skipped)),
+        ("failed", len(report.failed)),
+    ):
+        table.add_row(label, str(count))
+    table.caption = (
+        f"{report.chunks_embedded} chunks embedded, {report.chunks_deleted} old chunks removed"
+    )
+    console.print(table)
+    _print_problems(console, "Skipped", "yellow", report.skipped)
+    _print_problems(console, "Failed", "red", report.failed)
+
+
+def _print_problems(
+    console: Console, title: str, colour: str, problems: Sequence[RecordError]
+) -> None:
+    if not problems:
+        return
+    console.print(f"[bold {colour}]{title}:[/]")
+    for problem in problems[:MAX_LISTED_PROBLEMS]:
+        console.print(f"  • {escape(str(problem))}")
+    if len(problems) > MAX_LISTED_PROBLEMS:
+        console.print(f"  … and {len(problems) - MAX_LISTED_PROBLEMS} more")
+
+
+def print_hits(query: str, hits: Sequence[Hit]) -> None:
+    console = _console()
+    if not hits:
+        console.print(
+            f"No papers match {query!r}. Try other words, or `paperbot stats` to check the index."
+        )
+        return
+    table = Table(title=f"Results for {escape(query)!r}", show_lines=True)
+    table.add_column("#", justify="right")
+    for col in ("score", "paper", "best passage"):
+        table.add_column(col)
+    for hit in hits:
+        paper = hit.paper
+        when = paper.published.isoformat() if paper.published else "—"
+        head = (
+            f"[bold]{escape(paper.title)}[/]\n{paper.paper_id} · {when}\n{escape(paper.link or '')}"
+        )
+        table.add_row(str(hit.rank), _score_text(hit), head, escape(_snippet(hit.chunk.text)))
+    console.print(table)
+
+
+def _score_text(hit: Hit) -> str:
+    parts = [f"{hit.score:.4f}"]
+    if hit.dense_score is not None:
+        parts.append(f"cos {hit.dense_score:.2f}")
+    if hit.lexical_score is not None:
+        parts.append(f"bm25 {hit.lexical_score:.1f}")
+    return "\n".join(parts)
+
+
+def _snippet(text: str, limit: int = 280) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
+
+
+def hit_json(hit: Hit) -> dict[str, Any]:
+    return {
+        "rank": hit.rank,
+        "score": hit.score,
+        "dense_score": hit.dense_score,
+        "lexical_score": hit.lexical_score,
+        "paper": hit.paper.model_dump(mode="json", exclude={"abstract"}),
+        "link": hit.paper.link,
+        "chunk_id": hit.chunk.chunk_id,
+        "passage": hit.chunk.text,
+    }
+
+
+def print_papers(papers: Sequence[Paper]) -> None:
+    console = _console()
+    if not papers:
+        console.print(
+            "No papers yet. Ingest some: `paperbot ingest FILE` "
+            "or `paperbot ingest --hf-date YYYY-MM-DD`."
+        )
+        return
+    table = Table(title=f"{len(papers)} paper(s)")
+    for col in ("id", "published", "source", "upvotes", "title"):
+        table.add_column(col)
+    for p in papers:
+        table.add_row(
+            p.paper_id,
+            p.published.isoformat() if p.published else "—",
+            p.source,
+            "" if p.upvotes is None else str(p.upvotes),
+            escape(p.title),
+        )
+    console.print(table)
+
+
+def print_paper(paper: Paper) -> None:
+    lines = [
+        f"[bold]id[/] {paper.paper_id}" + (f" (v{paper.version})" if paper.version else ""),
+        f"[bold]authors[/] {escape(', '.join(paper.authors) or '—')}",
+        f"[bold]published[/] {paper.published or '—'}   [bold]source[/] {paper.source}",
+    ]
+    if paper.categories:
+        lines.append(f"[bold]categories[/] {', '.join(paper.categories)}")
+    if paper.upvotes is not None:
+        lines.append(f"[bold]upvotes[/] {paper.upvotes}   [bold]comments[/] {paper.comments or 0}")
+    if paper.link:
+        lines.append(f"[bold]link[/] {escape(paper.link)}")
+    lines += ["", escape(paper.abstract)]
+    _console().print(Panel("\n".join(lines), title=escape(paper.title), title_align="left"))
+
+
+def print_stats(stats: dict[str, Any]) -> None:
+    table = Table(title="paperbot index", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    for key in (
+        "papers",
+        "chunks",
+        "vectors",
+        "cached_embeddings",
+        "earliest",
+        "latest",
+        "embedding_model",
+        "vector_store",
+        "collection",
+        "generation",
+    ):
+        table.add_row(key.replace("_", " "), str(stats.get(key, "—")))
+    for source, count in sorted(stats.get("by_source", {}).items()):
+        table.add_row(f"  from {source}", str(count))
+    ok = stats.get("in_step")
+    table.add_row(
+        "indexes in step", "[green]yes[/]" if ok else "[red]no — run `paperbot ingest` to repair[/]"
+    )
+    _console().print(table)
+
+
+def scores_json(s: RetrievalScores) -> dict[str, Any]:
+    return {
+        "mode": s.mode,
+        "kind": s.kind,
+        "questions": s.questions,
+        "mrr": round(s.mrr, 4),
+        **{f"recall@{k}": round(s.recall(k), 4) for k in s.recalls},
+    }
+
+
+def print_retrieval_scores(table_rows: Sequence[RetrievalScores]) -> None:
+    table = Table(title="Retrieval quality (paper level)")
+    for col in ("mode", "kind", "questions", "MRR", "R@1", "R@5", "R@10"):
+        table.add_column(col, justify="right" if col not in ("mode", "kind") else "left")
+    for s in table_rows:
+        table.add_row(
+            s.mode,
+            s.kind,
+            str(s.questions),
+            f"{s.mrr:.3f}",
+            *(f"{s.recall(k):.3f}" for k in (1, 5, 10)),
+        )
+    _console().print(table)

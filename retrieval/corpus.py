@@ -1,0 +1,224 @@
+"""Corpus: the service the CLI and the Slack bot call for ingest, search and paper lookups.
+
+Built from settings; every dependency (state, vector store, embedder, tokenizer) may be
+injected instead, which is how tests swap in local servers.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date
+from typing import Any
+
+from retrieval.chunking import TokenCodec
+from retrieval.embeddings import Embedder
+from retrieval.errors import NotFoundError, PaperbotError
+from retrieval.ingest import Ingester, ProgressFn, reconcile
+from retrieval.lexical import BM25Index, LexicalDoc
+from retrieval.models import Hit, IngestReport, Paper, RecordError
+from retrieval.normalize import parse_arxiv_id, title_hash_id
+from retrieval.search import HybridSearcher, Mode, SearchFilters
+from retrieval.settings import RetrievalSettings
+from retrieval.state import StateStore
+from retrieval.store import VectorStore
+
+log = logging.getLogger(__name__)
+
+
+class Corpus:
+    def __init__(
+        self,
+        settings: RetrievalSettings,
+        *,
+        state: StateStore | None = None,
+        embedder: Embedder | None = None,
+        store: VectorStore | None = None,
+        codec: TokenCodec | None = None,
+    ) -> None:
+        self.settings = settings
+        self._state = state
+        self._embedder = embedder
+        self._store = store
+        self._codec = codec
+        self._lexical: BM25Index | None = None
+        self._lock = threading.RLock()
+
+    # --- lazily built dependencies (nothing heavy at construction) ---
+    @property
+    def state(self) -> StateStore:
+        with self._lock:
+            if self._state is None:
+                self._state = StateStore(self.settings.state_path)
+            return self._state
+
+    @property
+    def embedder(self) -> Embedder:
+        with self._lock:
+            if self._embedder is None:
+                from retrieval.embeddings import build_embedder
+
+                self._embedder = build_embedder(self.settings)
+            return self._embedder
+
+    @property
+    def store(self) -> VectorStore:
+        with self._lock:
+            if self._store is None:
+                from retrieval.embeddings import ChromaEmbeddingFunction
+
+                self._store = VectorStore.from_settings(
+                    self.settings, self.embedder.model_id, ChromaEmbeddingFunction(self.embedder)
+                )
+            return self._store
+
+    @property
+    def codec(self) -> TokenCodec:
+        with self._lock:
+            if self._codec is None:
+                from retrieval.tokens import get_encoding
+
+                self._codec = get_encoding(
+                    self.settings.tiktoken_encoding, self.settings.tiktoken_dir
+                )
+            return self._codec
+
+    def close(self) -> None:
+        if self._state is not None:
+            self._state.close()
+
+    # --- ingest ---
+    def ingest(
+        self, records: Iterable[Paper | RecordError], progress: ProgressFn | None = None
+    ) -> IngestReport:
+        with self._writer_lock():
+            self.repair_if_needed()
+            ingester = Ingester(
+                self.state,
+                self.store,
+                self.embedder,
+                self.codec,
+                chunk_tokens=self.settings.chunk_tokens,
+                chunk_overlap=self.settings.chunk_overlap,
+            )
+            report = ingester.run(records, progress)
+            self.lexical_index()  # rebuild and save now, not on the first search
+            return report
+
+    def delete(self, refs: Sequence[str]) -> list[str]:
+        """Delete papers (ids, arXiv ids or titles); returns the ids deleted."""
+        ids = [self.paper(ref).paper_id for ref in refs]
+        with self._writer_lock():
+            chunk_ids = [c for cs in self.state.chunk_ids_for(ids).values() for c in cs]
+            self.state.delete_papers(ids)
+            self.store.delete(chunk_ids)
+            self.state.mark_index_clean()
+            self.lexical_index()
+        return ids
+
+    def repair_if_needed(self) -> tuple[int, int]:
+        """After a crash the vector store may lag the state: bring it back in step."""
+        if self.state.index_dirty or self.store.count() != self.state.count_chunks():
+            return reconcile(self.state, self.store, self.embedder)
+        return (0, 0)
+
+    @contextmanager
+    def _writer_lock(self) -> Iterator[None]:
+        """One writer at a time per data dir (a second `paperbot ingest` waits for the first)."""
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        path = self.settings.data_dir / "ingest.lock"
+        with open(path, "w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("another ingest holds %s; waiting", path)
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            handle.write(str(os.getpid()))
+            handle.flush()
+            yield
+
+    # --- search ---
+    def lexical_index(self) -> BM25Index:
+        """The BM25 index for the current generation of the state (rebuilt when stale)."""
+        with self._lock:
+            generation = self.state.generation
+            if self._lexical is not None and self._lexical.generation == generation:
+                return self._lexical
+            path = self.settings.lexical_path
+            index = BM25Index.load(path)
+            if index is None or index.generation != generation:
+                index = BM25Index.build(self._lexical_docs(), generation)
+                self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+                index.save(path)
+            self._lexical = index
+            return index
+
+    def _lexical_docs(self) -> Iterator[LexicalDoc]:
+        for chunk, published, source in self.state.iter_chunks():
+            yield LexicalDoc(
+                chunk.chunk_id,
+                chunk.embed_text,
+                date.fromisoformat(published) if published else None,
+                source,
+            )
+
+    def searcher(self) -> HybridSearcher:
+        return HybridSearcher(
+            self.state,
+            self.store,
+            self.lexical_index,
+            self.embedder.embed_query,
+            candidates=self.settings.candidates,
+            rrf_k=self.settings.rrf_k,
+            fusion=self.settings.fusion,
+            dense_weight=self.settings.dense_weight,
+        )
+
+    def search(
+        self,
+        query: str,
+        k: int | None = None,
+        *,
+        mode: Mode = "hybrid",
+        filters: SearchFilters | None = None,
+    ) -> list[Hit]:
+        if len(query) > 2000:
+            raise PaperbotError(
+                f"The query is {len(query):,} characters; keep it under 2,000 "
+                "(a few keywords work best)."
+            )
+        return self.searcher().search(
+            query, k or self.settings.retrieval_k, mode=mode, filters=filters
+        )
+
+    # --- papers ---
+    def paper(self, ref: str) -> Paper:
+        """Find a paper by id, arXiv id (any version), arXiv/HF URL or exact title."""
+        ref = ref.strip()
+        if not ref:
+            raise NotFoundError("No paper id given.")
+        parsed = parse_arxiv_id(ref.rstrip("/").rsplit("/papers/", 1)[-1])
+        candidates = [ref, parsed[0] if parsed else None, title_hash_id(ref)]
+        for candidate in candidates:
+            if candidate and (paper := self.state.get_paper(candidate)):
+                return paper
+        raise NotFoundError(
+            f"No paper {ref!r} in the index. Use an arXiv id (e.g. 2410.17243), a title, "
+            "or `paperbot papers list` / `paperbot search` to find one."
+        )
+
+    def papers(self, **filters: Any) -> list[Paper]:
+        return self.state.list_papers(**filters)
+
+    def stats(self) -> dict[str, Any]:
+        stats = self.state.stats()
+        stats["vectors"] = self.store.count()
+        stats["vector_store"] = self.store.where
+        stats["collection"] = self.store.name
+        stats["embedding_model"] = self.embedder.model_id
+        stats["in_step"] = stats["vectors"] == stats["chunks"] and not self.state.index_dirty
+        return stats

@@ -1,0 +1,27 @@
+"""The project's exceptions: each message says what went wrong and what to do about it."""
+
+from __future__ import annotations
+
+
+class PaperbotError(Exception):
+    """Base class: an error a user can act on (the CLI prints it without a traceback)."""
+
+
+class ConfigError(PaperbotError):
+    """A setting is missing or invalid."""
+
+
+class SourceError(PaperbotError):
+    """A whole source could not be read (missing file, dead URL, unparseable document)."""
+
+
+class StoreUnavailableError(PaperbotError):
+    """The vector store (embedded Chroma or a Chroma server) cannot be reached or opened."""
+
+
+class EmbeddingError(PaperbotError):
+    """The embedding model could not be loaded or the embedding endpoint failed."""
+
+
+class NotFoundError(PaperbotError):
+    """A paper id or other lookup key does not exist."""

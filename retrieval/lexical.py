@@ -1,0 +1,224 @@
+"""BM25 over chunk texts, as a sparse matrix so a query over 100k chunks takes milliseconds.
+
+The index is derived from the state store (chunk texts) and saved next to it together with
+the state's generation number: when the generation differs, the saved file is stale and the
+index is rebuilt, so BM25 can never disagree with the chunks that exist.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+from scipy import sparse
+
+log = logging.getLogger(__name__)
+
+K1 = 1.2
+B = 0.75
+_WORD = re.compile(r"[a-z0-9]+")
+# fmt: off
+STOPWORDS = frozenset(
+    {
+        "a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and",
+        "any", "are", "as", "at", "be", "because", "been", "before", "being", "below",
+        "between", "both", "but", "by", "can", "could", "did", "do", "does", "doing", "down",
+        "during", "each", "few", "for", "from", "further", "had", "has", "have", "having",
+        "he", "her", "here", "hers", "him", "his", "how", "i", "if", "in", "into", "introduce",
+        "introduces", "is", "it", "its", "itself", "just", "me", "more", "most", "my", "no",
+        "nor", "not", "of", "off", "on", "once", "only", "or", "other", "our", "ours", "out",
+        "over", "own", "paper", "present", "propose", "proposed", "same", "she", "should",
+        "so", "some", "such", "than", "that", "the", "their", "theirs", "them", "then",
+        "there", "these", "they", "this", "those", "through", "to", "too", "under", "until",
+        "up", "very", "was", "we", "were", "what", "when", "where", "which", "while", "who",
+        "whom", "why", "will", "with", "would", "you", "your",
+    }
+)
+# fmt: on
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-case words without stopwords, with plural endings folded ('models' -> 'model')."""
+    folded = unicodedata.normalize("NFKD", text).casefold()
+    return [_stem(w) for w in _WORD.findall(folded) if w not in STOPWORDS]
+
+
+def _stem(word: str) -> str:
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+@dataclass(frozen=True, slots=True)
+class LexicalDoc:
+    chunk_id: str
+    text: str
+    published: date | None
+    source: str
+
+
+class BM25Index:
+    """Okapi BM25 with per-chunk date and source arrays for filtering."""
+
+    def __init__(
+        self,
+        chunk_ids: np.ndarray,
+        vocab: dict[str, int],
+        weights: sparse.csc_matrix,
+        published: np.ndarray,
+        sources: np.ndarray,
+        generation: int,
+    ) -> None:
+        self.chunk_ids = chunk_ids
+        self.vocab = vocab
+        self.weights = weights  # (n_chunks, n_terms): precomputed BM25 term weights
+        self.published = published  # int yyyymmdd, 0 when unknown
+        self.sources = sources
+        self.generation = generation
+
+    def __len__(self) -> int:
+        return len(self.chunk_ids)
+
+    @classmethod
+    def build(cls, docs: Iterable[LexicalDoc], generation: int) -> BM25Index:
+        ids: list[str] = []
+        stamps: list[int] = []
+        srcs: list[str] = []
+        vocab: dict[str, int] = {}
+        rows: list[int] = []
+        cols: list[int] = []
+        tfs: list[int] = []
+        lengths: list[int] = []
+        for row, doc in enumerate(docs):
+            ids.append(doc.chunk_id)
+            stamps.append(int(doc.published.strftime("%Y%m%d")) if doc.published else 0)
+            srcs.append(doc.source)
+            terms = Counter(tokenize(doc.text))
+            lengths.append(sum(terms.values()))
+            for term, tf in terms.items():
+                rows.append(row)
+                cols.append(vocab.setdefault(term, len(vocab)))
+                tfs.append(tf)
+        weights = _bm25_weights(rows, cols, tfs, lengths, len(vocab))
+        return cls(
+            np.array(ids, dtype=object),
+            vocab,
+            weights,
+            np.array(stamps, dtype=np.int64),
+            np.array(srcs, dtype=object),
+            generation,
+        )
+
+    def search(
+        self,
+        query: str,
+        n: int,
+        *,
+        since: date | None = None,
+        until: date | None = None,
+        sources: Sequence[str] | None = None,
+    ) -> list[tuple[str, float]]:
+        """Best chunks for the query as (chunk id, BM25 score), best first; zero scores dropped."""
+        terms = [self.vocab[t] for t in tokenize(query) if t in self.vocab]
+        if not terms or not len(self):
+            return []
+        counts = Counter(terms)
+        cols = list(counts)
+        qtf = np.array([counts[c] for c in cols], dtype=np.float32)
+        scores = np.asarray(self.weights[:, cols] @ qtf).ravel()
+        mask = self._mask(since, until, sources)
+        if mask is not None:
+            scores = np.where(mask, scores, 0.0)
+        top = _top_n(scores, n)
+        return [(str(self.chunk_ids[i]), float(scores[i])) for i in top if scores[i] > 0]
+
+    def _mask(
+        self, since: date | None, until: date | None, sources: Sequence[str] | None
+    ) -> np.ndarray | None:
+        if not (since or until or sources):
+            return None
+        mask = np.ones(len(self), dtype=bool)
+        if since:
+            mask &= self.published >= int(since.strftime("%Y%m%d"))
+        if until:
+            mask &= (self.published <= int(until.strftime("%Y%m%d"))) & (self.published > 0)
+        if sources:
+            mask &= np.isin(self.sources, list(sources))
+        return mask
+
+    def save(self, path: Path) -> None:
+        """Atomic: a reader sees the old file or the new one, never half of one."""
+        tmp = path.with_suffix(".tmp.npz")
+        vocab_terms = np.array(sorted(self.vocab, key=self.vocab.__getitem__), dtype=str)
+        np.savez(
+            tmp,
+            chunk_ids=self.chunk_ids.astype(str),
+            vocab=vocab_terms,
+            data=self.weights.data,
+            indices=self.weights.indices,
+            indptr=self.weights.indptr,
+            shape=np.array(self.weights.shape),
+            published=self.published,
+            sources=self.sources.astype(str),
+            generation=np.array([self.generation]),
+        )
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> BM25Index | None:
+        """The saved index, or None when missing or unreadable (it is rebuilt then)."""
+        if not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                shape = tuple(int(x) for x in f["shape"])
+                weights = sparse.csc_matrix((f["data"], f["indices"], f["indptr"]), shape=shape)
+                vocab = {str(t): i for i, t in enumerate(f["vocab"])}
+                return cls(
+                    f["chunk_ids"].astype(object),
+                    vocab,
+                    weights,
+                    f["published"],
+                    f["sources"].astype(object),
+                    int(f["generation"][0]),
+                )
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("BM25 index at %s is unreadable (%s); it will be rebuilt", path, exc)
+            return None
+
+
+def _bm25_weights(
+    rows: list[int], cols: list[int], tfs: list[int], lengths: list[int], n_terms: int
+) -> sparse.csc_matrix:
+    n_docs = len(lengths)
+    if not n_docs or not n_terms:
+        return sparse.csc_matrix((n_docs, n_terms), dtype=np.float32)
+    row_arr = np.array(rows, dtype=np.int64)
+    col_arr = np.array(cols, dtype=np.int64)
+    tf = np.array(tfs, dtype=np.float32)
+    doc_len = np.array(lengths, dtype=np.float32)
+    avg_len = float(doc_len.mean()) or 1.0
+    df = np.bincount(col_arr, minlength=n_terms).astype(np.float32)
+    idf = np.log(1.0 + (n_docs - df + 0.5) / (df + 0.5))
+    norm = K1 * (1.0 - B + B * doc_len[row_arr] / avg_len)
+    values = idf[col_arr] * tf * (K1 + 1.0) / (tf + norm)
+    return sparse.csc_matrix(
+        (values, (row_arr, col_arr)), shape=(n_docs, n_terms), dtype=np.float32
+    )
+
+
+def _top_n(scores: np.ndarray, n: int) -> np.ndarray:
+    if n >= len(scores):
+        return np.argsort(-scores, kind="stable")
+    part = np.argpartition(-scores, n)[:n]
+    return part[np.argsort(-scores[part], kind="stable")]

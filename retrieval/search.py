@@ -1,0 +1,179 @@
+"""Hybrid retrieval: dense (Chroma) and BM25 candidates fused, then grouped by paper."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Literal
+
+import numpy as np
+
+from retrieval.lexical import BM25Index
+from retrieval.models import Hit
+from retrieval.state import StateStore
+from retrieval.store import VectorStore
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["hybrid", "dense", "lexical"]
+Fusion = Literal["score", "rrf"]
+MODES: tuple[Mode, ...] = ("lexical", "dense", "hybrid")
+
+
+@dataclass(frozen=True, slots=True)
+class SearchFilters:
+    since: date | None = None
+    until: date | None = None
+    sources: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.since and self.until and self.since > self.until:
+            raise ValueError(f"--since {self.since} is after --until {self.until}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    chunk_id: str
+    fused: float
+    dense: float | None
+    lexical: float | None
+
+
+def score_fuse(
+    runs: Sequence[Sequence[tuple[str, float]]], weights: Sequence[float]
+) -> dict[str, float]:
+    """Relative score fusion: min-max normalise each run's scores, then a weighted sum.
+
+    Unlike rank fusion it keeps how far ahead a result is: a BM25 hit that scores 2.5x the
+    runner-up on rare query terms is not flattened to "rank 1, just like any rank 1".
+    """
+    fused: dict[str, float] = {}
+    for run, weight in zip(runs, weights, strict=True):
+        if not run:
+            continue
+        scores = [score for _, score in run]
+        low, high = min(scores), max(scores)
+        span = high - low
+        for item, score in run:
+            norm = (score - low) / span if span > 0 else 1.0
+            fused[item] = fused.get(item, 0.0) + weight * norm
+    return fused
+
+
+def rrf_fuse(
+    rankings: Sequence[Sequence[str]], rrf_k: int, weights: Sequence[float] | None = None
+) -> dict[str, float]:
+    """Reciprocal rank fusion: score(id) = sum over rankings of w / (rrf_k + rank)."""
+    fused: dict[str, float] = {}
+    for i, ranking in enumerate(rankings):
+        weight = weights[i] if weights else 1.0
+        for rank, item in enumerate(ranking, start=1):
+            fused[item] = fused.get(item, 0.0) + weight / (rrf_k + rank)
+    return fused
+
+
+class HybridSearcher:
+    """Ask both retrievers for candidate chunks, fuse, keep each paper's best chunk."""
+
+    def __init__(
+        self,
+        state: StateStore,
+        store: VectorStore,
+        lexical: Callable[[], BM25Index],
+        embed_query: Callable[[str], np.ndarray],
+        *,
+        candidates: int = 50,
+        rrf_k: int = 60,
+        fusion: Fusion = "score",
+        dense_weight: float = 0.5,
+    ) -> None:
+        self._state = state
+        self._store = store
+        self._lexical = lexical
+        self._embed_query = embed_query
+        self.candidates = candidates
+        self.rrf_k = rrf_k
+        self.fusion = fusion
+        self.dense_weight = dense_weight
+
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        *,
+        mode: Mode = "hybrid",
+        filters: SearchFilters | None = None,
+    ) -> list[Hit]:
+        query = query.strip()
+        if not query:
+            return []
+        flt = filters or SearchFilters()
+        dense = self._dense(query, flt) if mode in ("hybrid", "dense") else []
+        lexical = self._lexical_hits(query, flt) if mode in ("hybrid", "lexical") else []
+        candidates = self._fuse(dense, lexical)
+        return self._group_by_paper(candidates, k)
+
+    def _dense(self, query: str, flt: SearchFilters) -> list[tuple[str, float]]:
+        n = min(self.candidates, max(self._store.count(), 1))
+        vector = self._embed_query(query)
+        return self._store.query(
+            vector, n, since=flt.since, until=flt.until, sources=flt.sources or None
+        )
+
+    def _lexical_hits(self, query: str, flt: SearchFilters) -> list[tuple[str, float]]:
+        index = self._lexical()
+        return index.search(
+            query, self.candidates, since=flt.since, until=flt.until, sources=flt.sources or None
+        )
+
+    def _fuse(
+        self, dense: list[tuple[str, float]], lexical: list[tuple[str, float]]
+    ) -> list[_Candidate]:
+        dense_scores = dict(dense)
+        lexical_scores = dict(lexical)
+        if self.fusion == "rrf":
+            rankings = [r for r in ([i for i, _ in dense], [i for i, _ in lexical]) if r]
+            fused = rrf_fuse(rankings, self.rrf_k)
+        else:
+            weights = (self.dense_weight, 1.0 - self.dense_weight)
+            fused = score_fuse((dense, lexical), weights)
+        ordered = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
+        return [
+            _Candidate(cid, score, dense_scores.get(cid), lexical_scores.get(cid))
+            for cid, score in ordered
+        ]
+
+    def _group_by_paper(self, candidates: list[_Candidate], k: int) -> list[Hit]:
+        chunks = self._state.get_chunks([c.chunk_id for c in candidates])
+        best: dict[str, _Candidate] = {}
+        dense_max: dict[str, float] = {}
+        lexical_max: dict[str, float] = {}
+        for cand in candidates:  # best first: the first chunk seen per paper represents it
+            chunk = chunks.get(cand.chunk_id)
+            if chunk is None:
+                log.warning("chunk %s is in an index but not in the state; skipping", cand.chunk_id)
+                continue
+            pid = chunk.paper_id
+            if pid not in best and len(best) < k:
+                best[pid] = cand
+            if cand.dense is not None:
+                dense_max[pid] = max(dense_max.get(pid, -1.0), cand.dense)
+            if cand.lexical is not None:
+                lexical_max[pid] = max(lexical_max.get(pid, 0.0), cand.lexical)
+        papers = self._state.get_papers(list(best))
+        hits: list[Hit] = []
+        for pid, cand in best.items():
+            if pid in papers:
+                hits.append(
+                    Hit(
+                        paper=papers[pid],
+                        chunk=chunks[cand.chunk_id],
+                        score=cand.fused,
+                        dense_score=dense_max.get(pid),
+                        lexical_score=lexical_max.get(pid),
+                        rank=len(hits) + 1,
+                    )
+                )
+        return hits
