@@ -235,9 +235,12 @@ def search(
     filters = SearchFilters(
         _parse_date(since, "--since"), _parse_date(until, "--until"), tuple(source or ())
     )
-    hits = _corpus().search(query, k, mode=mode, filters=filters)
+    corpus = _corpus()
+    hits = corpus.search(query, k, mode=mode, filters=filters)
     if as_json:
         typer.echo(json.dumps([console.hit_json(h) for h in hits], indent=2))
+    elif not hits and not corpus.state.count_papers():
+        console.print_papers([])  # explains how to ingest
     else:
         console.print_hits(query, hits)
 
@@ -312,10 +315,13 @@ def eval_retrieval(
 ) -> None:
     """MRR and Recall@1/5/10 for BM25-only, dense-only and hybrid, side by side."""
     from bot import console
+    from retrieval.errors import PaperbotError
     from retrieval.evaluate import evaluate_retrieval, load_questions
 
     questions = load_questions(file)
     corpus = _corpus()
+    if not corpus.state.count_papers():
+        raise PaperbotError("The index is empty: ingest the papers the questions are about first.")
     table = evaluate_retrieval(questions, lambda q, k, mode: corpus.search(q, k, mode=mode))
     if as_json:
         typer.echo(json.dumps([console.scores_json(s) for s in table], indent=2))

@@ -12,7 +12,7 @@ import functools
 import logging
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -36,6 +36,8 @@ Matrix = npt.NDArray[np.float32]
 
 LOCAL_MODEL_ID = "all-MiniLM-L6-v2-int8"
 LOCAL_DIM = 384
+#: Padded tokens per onnxruntime call for the local model (see LocalMiniLMEmbedder._batches).
+MAX_BATCH_TOKENS = 2048
 # Names a user may give for the local model (PAPERBOT_EMBEDDING_MODEL with provider=local).
 _LOCAL_ALIASES = {
     "all-minilm-l6-v2",
@@ -122,13 +124,29 @@ class LocalMiniLMEmbedder:
             return np.zeros((0, LOCAL_DIM), dtype=np.float32)
         session, tokenizer = self._load()
         encodings = tokenizer.encode_batch(list(texts))
-        # Batch texts of similar length together so little compute goes to padding.
-        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
         out = np.empty((len(encodings), LOCAL_DIM), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
+        for idx in self._batches([len(e.ids) for e in encodings]):
             out[idx] = self._run_batch(session, [encodings[i] for i in idx])
         return out
+
+    def _batches(self, lengths: list[int]) -> Iterator[list[int]]:
+        """Indices grouped by similar length, at most batch_size texts and MAX_BATCH_TOKENS.
+
+        Sorting by length keeps padding small. The token cap matters on CPU: measured on 2
+        cores, 256-token texts run ~30% faster per text in batches of 8 than of 32, as the
+        activations of a large batch no longer fit in cache.
+        """
+        batch: list[int] = []
+        for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+            # Sorted ascending, so the current text is the widest in the batch so far.
+            if batch and (
+                len(batch) == self.batch_size or (len(batch) + 1) * lengths[i] > MAX_BATCH_TOKENS
+            ):
+                yield batch
+                batch = []
+            batch.append(i)
+        if batch:
+            yield batch
 
     def embed_query(self, text: str) -> Matrix:
         return self.embed([text])[0]

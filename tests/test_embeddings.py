@@ -14,6 +14,7 @@ import pytest
 
 from retrieval.embeddings import (
     LOCAL_MODEL_ID,
+    MAX_BATCH_TOKENS,
     ChromaEmbeddingFunction,
     Embedder,
     LocalMiniLMEmbedder,
@@ -111,6 +112,16 @@ def test_local_lazy_init_is_thread_safe(monkeypatch: pytest.MonkeyPatch) -> None
         t.join()
     assert len(loads) == 1 and len(results) == 4
     assert all(np.allclose(r, results[0]) for r in results)
+
+
+def test_local_batches_by_length_count_and_tokens() -> None:
+    embedder = LocalMiniLMEmbedder(batch_size=3)
+    lengths = [256, 5, 256, 7, 6, 256, 256, 256, 256, 256, 256, 256, 256]
+    batches = list(embedder._batches(lengths))
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert batches[0] == [1, 4, 3]  # shortest first, at most batch_size texts
+    assert all(len(b) * max(lengths[i] for i in b) <= MAX_BATCH_TOKENS for b in batches)
+    assert list(embedder._batches([])) == []
 
 
 def test_local_rejects_bad_settings() -> None:

@@ -40,26 +40,16 @@ class ChromaServer:
         return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 60.0) -> None:
-        log = open(self.path.parent / f"chroma-{self.port}.log", "ab")  # noqa: SIM115
-        self._proc = subprocess.Popen(
-            [
-                chroma_executable(),
-                "run",
-                "--path",
-                str(self.path),
-                "--host",
-                self.host,
-                "--port",
-                str(self.port),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        log_path = self.path.parent / f"chroma-{self.port}.log"
+        with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            command = [chroma_executable(), "run", "--path", str(self.path)]
+            command += ["--host", self.host, "--port", str(self.port)]
+            self._proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 raise RuntimeError(
-                    f"chroma run exited with {self._proc.returncode}; see {log.name}"
+                    f"chroma run exited with {self._proc.returncode}; see {log_path}"
                 )
             try:
                 if httpx.get(f"{self.url}/api/v2/heartbeat", timeout=1).status_code == 200:

@@ -1,0 +1,382 @@
+"""Ingest throughput vs raw embedding throughput, and re-ingest of an unchanged corpus.
+
+Targets (from the project's issue):
+  * pipeline overhead <= 15% over the raw embedding time of the same texts, same model, same run;
+  * re-ingesting an unchanged 1,000-paper corpus >= 50x faster than the first ingest.
+
+The corpus: the 250 ACLSum abstracts + the 30 sample papers (280 real abstracts), scaled up to
+``--papers`` distinct papers by deterministic variants: sentence order rotated by v and
+"(variant v)" appended to the title. Written as JSON Lines and ingested through the real
+``Corpus.ingest(load_path(file))`` on a fresh data dir (embedded Chroma, local MiniLM).
+
+The raw baseline embeds exactly the chunk texts the pipeline embeds (``Chunk.embed_text`` from
+``chunk_paper`` with the same settings) with a second, separately constructed
+``LocalMiniLMEmbedder`` of the same batch size. Both models are loaded and warmed before any
+timing; the baseline never touches the pipeline's SQLite embedding cache. Runs are interleaved
+baseline, pipeline, baseline, ... and each pipeline run is compared with the mean of the
+baselines either side of it.
+
+    python benchmarks/bench_ingest.py                # 1,000 papers, 1 pipeline run
+    python benchmarks/bench_ingest.py --papers 200   # quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np
+
+import retrieval.ingest as ingest_module
+import retrieval.sources.tabular as tabular_module
+from benchmarks.common import (
+    WORK,
+    PhaseTimer,
+    TimedEmbedder,
+    base_records,
+    fresh_dir,
+    load_average,
+    local_embedder,
+    log,
+    make_settings,
+    md_table,
+    median,
+    rotate_sentences,
+    save_results,
+    verdict,
+    write_jsonl,
+)
+from retrieval import Chunk, Corpus, Paper
+from retrieval.chunking import chunk_paper
+from retrieval.ingest import text_hash
+from retrieval.sources import load_path
+from retrieval.state import StateStore
+from retrieval.store import VectorStore
+from retrieval.tokens import get_encoding
+
+OVERHEAD_TARGET = 0.15
+REINGEST_TARGET = 50.0
+BATCH_PAPERS = ingest_module.BATCH_PAPERS
+
+
+def build_corpus_file(n_papers: int) -> tuple[Path, int]:
+    """JSONL of `n_papers` distinct papers from the 280 real abstracts; returns (path, n_real)."""
+    base = base_records()
+    records: list[dict[str, Any]] = []
+    variant = 0
+    while len(records) < n_papers:
+        for i, rec in enumerate(base):
+            if len(records) >= n_papers:
+                break
+            title = rec["title"] if variant == 0 else f"{rec['title']} (variant {variant})"
+            records.append(
+                {
+                    "title": title,
+                    "abstract": rotate_sentences(rec["abstract"], variant),
+                    "published": f"2025-{1 + (i + variant) % 12:02d}-{1 + i % 28:02d}",
+                }
+            )
+        variant += 1
+    path = write_jsonl(records, WORK / "ingest" / f"papers-{n_papers}.jsonl")
+    return path, min(len(base), n_papers)
+
+
+def pipeline_chunks(path: Path, settings: Any) -> list[Chunk]:
+    """The chunks the pipeline will embed: same parser, same chunker, same settings."""
+    codec = get_encoding(settings.tiktoken_encoding, settings.tiktoken_dir)
+    papers = [r for r in load_path(path) if isinstance(r, Paper)]
+    return [
+        c
+        for p in papers
+        for c in chunk_paper(p, codec, settings.chunk_tokens, settings.chunk_overlap)
+    ]
+
+
+def padding_stats(embedder: Any, chunks: list[Chunk]) -> dict[str, int]:
+    """Model tokens fed to ONNX, padding included, for one global call vs the pipeline's calls.
+
+    The embedder sorts each call's texts by length before batching; one call over all texts
+    pads less than one call per ingest batch of papers. Uses the embedder's (private) tokenizer.
+    """
+    _, tokenizer = embedder._load()
+    batch = embedder.batch_size
+
+    def padded(lengths: list[int]) -> int:
+        lengths = sorted(lengths)
+        return sum(
+            max(lengths[s : s + batch]) * len(lengths[s : s + batch])
+            for s in range(0, len(lengths), batch)
+        )
+
+    lengths = [len(e.ids) for e in tokenizer.encode_batch([c.embed_text for c in chunks])]
+    by_paper: dict[str, list[int]] = {}
+    for chunk, n in zip(chunks, lengths, strict=True):
+        by_paper.setdefault(chunk.paper_id, []).append(n)
+    groups = list(by_paper.values())
+    grouped = sum(
+        padded([n for g in groups[s : s + BATCH_PAPERS] for n in g])
+        for s in range(0, len(groups), BATCH_PAPERS)
+    )
+    return {"real": sum(lengths), "padded_one_call": padded(lengths), "padded_pipeline": grouped}
+
+
+def time_baseline(embedder: Any, texts: list[str]) -> tuple[float, np.ndarray]:
+    start = time.perf_counter()
+    matrix = embedder.embed(texts)
+    return time.perf_counter() - start, matrix
+
+
+PHASES = [
+    (tabular_module, "record_to_paper", "parse + validate records"),
+    (ingest_module, "chunk_paper", "chunking (tiktoken)"),
+    (StateStore, "stored_versions", "SQLite reads (plan)"),
+    (StateStore, "cached_vectors", "embedding-cache lookup"),
+    (StateStore, "apply", "SQLite write (papers, chunks, cache)"),
+    (VectorStore, "upsert", "Chroma upsert"),
+    (Corpus, "repair_if_needed", "open Chroma + consistency check"),
+    (Corpus, "lexical_index", "BM25 build + save"),
+]
+
+
+def forget_chroma_clients() -> None:
+    """Drop chromadb's per-path client cache, so every run opens its Chroma files afresh."""
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    SharedSystemClient.clear_system_cache()
+
+
+def run_pipeline(settings: Any, path: Path, embedder: Any) -> tuple[float, Any, PhaseTimer, Corpus]:
+    forget_chroma_clients()
+    timer = PhaseTimer()
+    timed = TimedEmbedder(embedder, timer)
+    corpus = Corpus(settings, embedder=timed)
+    with timer.patch(PHASES):
+        start = time.perf_counter()
+        report = corpus.ingest(load_path(path))
+        seconds = time.perf_counter() - start
+    return seconds, report, timer, corpus
+
+
+def cli_reingest(settings: Any, path: Path) -> float:
+    """Wall time of `paperbot ingest FILE` in a new process (startup and imports included)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAPERBOT_")}
+    env.update(
+        PAPERBOT_DATA_DIR=str(settings.data_dir),
+        PAPERBOT_TIKTOKEN_CACHE_DIR=str(settings.tiktoken_dir),
+    )
+    paperbot = Path(sys.executable).with_name("paperbot")
+    start = time.perf_counter()
+    done = subprocess.run(
+        [str(paperbot), "ingest", str(path)],
+        env=env,
+        cwd=WORK,  # no .env there
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"paperbot ingest failed: {done.stdout}\n{done.stderr}")
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--papers", type=int, default=1000, help="corpus size (default 1000)")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="pipeline runs, each between two baselines"
+    )
+    parser.add_argument("--reingests", type=int, default=5, help="re-ingest runs per pipeline run")
+    args = parser.parse_args(argv)
+
+    settings = make_settings(WORK / "ingest" / "data")
+    path, n_real = build_corpus_file(args.papers)
+    chunks = pipeline_chunks(path, settings)
+    texts = [c.embed_text for c in chunks]
+    log(f"corpus {path}: {args.papers} papers, {len(chunks)} chunks")
+
+    import chromadb  # noqa: F401  (import cost is per process, not per ingest: keep it out)
+
+    baseline_embedder = local_embedder(settings)
+    pipeline_embedder = local_embedder(settings)  # separate instance, also warmed
+    padding = padding_stats(baseline_embedder, chunks)
+
+    baselines: list[float] = []
+    runs: list[dict[str, Any]] = []
+    log("baseline 0")
+    seconds, reference = time_baseline(baseline_embedder, texts)
+    baselines.append(seconds)
+    for r in range(args.repeats):
+        settings = make_settings(WORK / "ingest" / f"data-{r + 1}")
+        fresh_dir(settings.data_dir)
+        load_before = load_average()
+        log(f"pipeline run {r + 1}")
+        p_seconds, report, timer, corpus = run_pipeline(settings, path, pipeline_embedder)
+        assert len(report.new) == args.papers, report
+        assert report.chunks_embedded == len(texts), (report.chunks_embedded, len(texts))
+        assert corpus.state.count_chunks() == len(texts) == corpus.store.count()
+        # Same texts in, same vectors out (up to batch-composition float noise).
+        cached = corpus.state.cached_vectors(
+            pipeline_embedder.model_id, [text_hash(t) for t in texts]
+        )
+        max_diff = float(np.abs(np.stack([cached[text_hash(t)] for t in texts]) - reference).max())
+        corpus.close()
+
+        log(f"re-ingest x{args.reingests}")
+        reingest_seconds: list[float] = []
+        re_phases: dict[str, float] = {}
+        for _ in range(args.reingests):
+            re_seconds, re_report, re_timer, re_corpus = run_pipeline(
+                settings, path, pipeline_embedder
+            )
+            re_phases = dict(re_timer.seconds)
+            assert re_report.chunks_embedded == 0, re_report.chunks_embedded
+            assert len(re_report.unchanged) == args.papers, re_report
+            re_corpus.close()
+            reingest_seconds.append(re_seconds)
+
+        cli_seconds = cli_reingest(settings, path)
+
+        log(f"baseline {r + 1}")
+        seconds, _ = time_baseline(baseline_embedder, texts)
+        baselines.append(seconds)
+        raw = (baselines[-2] + baselines[-1]) / 2
+        runs.append(
+            {
+                "pipeline_s": p_seconds,
+                "raw_before_s": baselines[-2],
+                "raw_after_s": baselines[-1],
+                "raw_mean_s": raw,
+                "overhead": p_seconds / raw - 1.0,
+                "embed_in_pipeline_s": timer.seconds.get("embed", 0.0),
+                "phases": dict(timer.seconds),
+                "max_vector_diff": max_diff,
+                "reingest_s": reingest_seconds,
+                "reingest_median_s": median(reingest_seconds),
+                "reingest_phases_last": re_phases,
+                "reingest_chunks_embedded": 0,
+                "speedup": p_seconds / median(reingest_seconds),
+                "cli_reingest_s": cli_seconds,
+                "load_before": load_before,
+                "load_after": load_average(),
+            }
+        )
+
+    result = {
+        "papers": args.papers,
+        "real_abstracts": n_real,
+        "chunks": len(texts),
+        "chunk_tokens": settings.chunk_tokens,
+        "chunk_overlap": settings.chunk_overlap,
+        "batch_size": settings.embedding_batch_size,
+        "model_tokens": padding,
+        "baselines_s": baselines,
+        "runs": runs,
+    }
+    markdown = render(result)
+    save_results(f"ingest-{args.papers}", result, markdown)
+    print(markdown)
+    return result
+
+
+def render(result: dict[str, Any]) -> str:
+    runs = result["runs"]
+    n, chunks = result["papers"], result["chunks"]
+    pipeline_s = median([r["pipeline_s"] for r in runs])
+    raw_s = median([r["raw_mean_s"] for r in runs])
+    overhead = median([r["overhead"] for r in runs])
+    reingest_s = median([s for r in runs for s in r["reingest_s"]])
+    speedup = median([r["speedup"] for r in runs])
+    pad = result["model_tokens"]
+    out = [
+        f"### Ingest: {n:,} papers, {chunks:,} chunks",
+        "",
+        f"{result['real_abstracts']} real abstracts (250 ACLSum + 30 sample papers) scaled to "
+        f"{n:,} distinct papers by deterministic variants (sentences rotated, title tagged). "
+        f"chunk_tokens={result['chunk_tokens']}, overlap={result['chunk_overlap']}, "
+        f"embedding batch size {result['batch_size']}; model load excluded for both sides.",
+        "",
+        md_table(
+            [
+                "run",
+                "raw embed before (s)",
+                "pipeline (s)",
+                "raw embed after (s)",
+                "overhead",
+                "embed inside pipeline (s)",
+                "load avg before → after",
+            ],
+            [
+                [
+                    i + 1,
+                    r["raw_before_s"],
+                    r["pipeline_s"],
+                    r["raw_after_s"],
+                    f"{r['overhead']:+.1%}",
+                    r["embed_in_pipeline_s"],
+                    f"{r['load_before']} → {r['load_after']}",
+                ]
+                for i, r in enumerate(runs)
+            ],
+        ),
+        "",
+        md_table(
+            ["", "raw embedding", "ingest pipeline"],
+            [
+                ["seconds (median)", raw_s, pipeline_s],
+                ["abstracts/s", n / raw_s, n / pipeline_s],
+                ["chunks/s", chunks / raw_s, chunks / pipeline_s],
+            ],
+        ),
+        "",
+        "Where the pipeline's time goes (median run):",
+        "",
+    ]
+    mid = sorted(runs, key=lambda r: r["pipeline_s"])[len(runs) // 2]
+    phases = dict(mid["phases"])
+    rows = [[name, s, f"{s / mid['pipeline_s']:.1%}"] for name, s in phases.items()]
+    rows.sort(key=lambda row: -float(row[1]))
+    other = mid["pipeline_s"] - sum(phases.values())
+    rows.append(
+        ["other (dedupe, plan, merge, bookkeeping)", other, f"{other / mid['pipeline_s']:.1%}"]
+    )
+    rows.append(["total", mid["pipeline_s"], "100%"])
+    out += [md_table(["phase", "seconds", "share"], rows), ""]
+    out += [
+        f"Model tokens fed to ONNX (padding included): one call over all texts "
+        f"{pad['padded_one_call']:,}, the pipeline's per-{BATCH_PAPERS}-paper calls "
+        f"{pad['padded_pipeline']:,} ({pad['padded_pipeline'] / pad['padded_one_call'] - 1:+.1%}); "
+        f"real tokens {pad['real']:,}. Max |Δ| between pipeline and baseline vectors: "
+        f"{max(r['max_vector_diff'] for r in runs):.1e}.",
+        "",
+        md_table(
+            ["re-ingest (unchanged file, same data dir)", "value"],
+            [
+                ["runs", sum(len(r["reingest_s"]) for r in runs)],
+                ["seconds (median)", reingest_s],
+                ["chunks embedded", 0],
+                ["speed-up vs first ingest", f"{speedup:,.0f}×"],
+                [
+                    "`paperbot ingest FILE` in a new process (s, incl. startup/imports)",
+                    median([r["cli_reingest_s"] for r in runs]),
+                ],
+            ],
+        ),
+        "",
+        f"- Pipeline overhead ≤ {OVERHEAD_TARGET:.0%}: {verdict(overhead <= OVERHEAD_TARGET)} "
+        f"({overhead:+.1%}; pipeline {pipeline_s:.1f} s vs raw embedding {raw_s:.1f} s)",
+        f"- Re-ingest ≥ {REINGEST_TARGET:.0f}× faster: {verdict(speedup >= REINGEST_TARGET)} "
+        f"({speedup:,.0f}×: {reingest_s:.2f} s vs {pipeline_s:.1f} s, nothing embedded)",
+    ]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    main()
