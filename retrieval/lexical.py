@@ -142,6 +142,23 @@ class BM25Index:
         top = _top_n(scores, n)
         return [(str(self.chunk_ids[i]), float(scores[i])) for i in top if scores[i] > 0]
 
+    def query_ceiling(self, query: str) -> float:
+        """Sum of the query terms' idf: roughly what a chunk containing every term once scores.
+
+        BM25 scores grow with the corpus (idf ~ log N); score / ceiling does not, so it is the
+        scale-free "how much of the query did the best chunk match" used by the refusal gate.
+        Terms absent from the index count with the highest idf: a query about things the corpus
+        never mentions gets a large ceiling and so a low coverage.
+        """
+        n_docs = len(self)
+        df = np.diff(self.weights.indptr) if n_docs else np.zeros(0)
+        total = 0.0
+        for term in tokenize(query):
+            col = self.vocab.get(term)
+            freq = float(df[col]) if col is not None else 0.0
+            total += float(np.log(1.0 + (n_docs - freq + 0.5) / (freq + 0.5)))
+        return total
+
     def _mask(
         self, since: date | None, until: date | None, sources: Sequence[str] | None
     ) -> np.ndarray | None:

@@ -86,6 +86,8 @@ class Hit:
     score: float  # fused score (higher is better)
     dense_score: float | None = None  # cosine similarity of the best chunk, when dense ran
     lexical_score: float | None = None  # BM25 score of the best chunk, when lexical ran
+    # BM25 score / the query's idf ceiling: the share of the query the best chunk matched
+    lexical_coverage: float | None = None
     rank: int = 0
 
 

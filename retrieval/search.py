@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Literal
 
@@ -113,7 +113,11 @@ class HybridSearcher:
         dense = self._dense(query, flt) if mode in ("hybrid", "dense") else []
         lexical = self._lexical_hits(query, flt) if mode in ("hybrid", "lexical") else []
         candidates = self._fuse(dense, lexical)
-        return self._group_by_paper(candidates, k)
+        hits = self._group_by_paper(candidates, k)
+        if lexical:
+            ceiling = self._lexical().query_ceiling(query)
+            hits = [_with_coverage(h, ceiling) for h in hits]
+        return hits
 
     def _dense(self, query: str, flt: SearchFilters) -> list[tuple[str, float]]:
         n = min(self.candidates, max(self._store.count(), 1))
@@ -177,3 +181,9 @@ class HybridSearcher:
                     )
                 )
         return hits
+
+
+def _with_coverage(hit: Hit, ceiling: float) -> Hit:
+    if hit.lexical_score is None or ceiling <= 0:
+        return hit
+    return replace(hit, lexical_coverage=min(1.0, hit.lexical_score / ceiling))
