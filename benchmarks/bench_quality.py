@@ -21,6 +21,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import numpy as np
+
 from benchmarks.common import (
     DEV_QUESTIONS,
     SAMPLE_DATE,
@@ -54,7 +56,9 @@ ASPECTS = ("challenge", "approach", "outcome")
 # (label, fusion, dense_weight); the settings' defaults are marked in the tables.
 FUSIONS: list[tuple[str, str, float]] = [
     ("hybrid score w=0.3", "score", 0.3),
+    ("hybrid score w=0.4", "score", 0.4),
     ("hybrid score w=0.5", "score", 0.5),
+    ("hybrid score w=0.6", "score", 0.6),
     ("hybrid score w=0.7", "score", 0.7),
     ("hybrid rrf", "rrf", 0.5),
 ]
@@ -114,6 +118,19 @@ def as_json(results: dict[str, list[RetrievalScores]]) -> dict[str, Any]:
         ]
         for label, table in results.items()
     }
+
+
+def delta_ci(
+    results: dict[str, list[RetrievalScores]], label: str, default: str
+) -> tuple[float, float, float]:
+    """MRR of `label` minus the default's, with a 95% paired-bootstrap interval."""
+    a = np.array(overall(results, label).reciprocal_ranks)
+    b = np.array(overall(results, default).reciprocal_ranks)
+    diff = a - b
+    rng = np.random.default_rng(0)
+    means = diff[rng.integers(0, len(diff), size=(2000, len(diff)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(diff.mean()), float(low), float(high)
 
 
 def overall(results: dict[str, list[RetrievalScores]], label: str) -> RetrievalScores:
@@ -193,24 +210,30 @@ def render(
     ]
     if acl is not None:
         info = result["aclsum"]
-        overall_rows = [
-            [
-                f"{label} (default)" if label == default else label,
-                s.mrr,
-                s.recall(1),
-                s.recall(5),
-                s.recall(10),
-            ]
-            for label in acl
-            for s in [overall(acl, label)]
-        ]
+        overall_rows = []
+        for label in acl:
+            s = overall(acl, label)
+            delta, low, high = delta_ci(acl, label, default)
+            overall_rows.append(
+                [
+                    f"{label} (default)" if label == default else label,
+                    s.mrr,
+                    s.recall(1),
+                    s.recall(5),
+                    s.recall(10),
+                    "–" if label == default else f"{delta:+.3f} [{low:+.3f}, {high:+.3f}]",
+                ]
+            )
         out += [
             f"### Retrieval quality: ACLSum summaries as queries ({info['queries']} queries, "
             f"{info['papers']} papers, {info['chunks']} chunks)",
             "",
             "All aspects together:",
             "",
-            md_table(["configuration", "MRR", "R@1", "R@5", "R@10"], overall_rows),
+            md_table(
+                ["configuration", "MRR", "R@1", "R@5", "R@10", "ΔMRR vs default [95% CI]"],
+                overall_rows,
+            ),
             "",
             "MRR per aspect:",
             "",

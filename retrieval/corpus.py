@@ -15,10 +15,12 @@ from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
+import numpy as np
+
 from retrieval.chunking import TokenCodec
 from retrieval.embeddings import Embedder
 from retrieval.errors import NotFoundError, PaperbotError
-from retrieval.ingest import Ingester, ProgressFn, reconcile
+from retrieval.ingest import Ingester, ProgressFn, reconcile, text_hash
 from retrieval.lexical import BM25Index, LexicalDoc
 from retrieval.models import Hit, IngestReport, Paper, RecordError
 from retrieval.normalize import parse_arxiv_id, title_hash_id
@@ -172,11 +174,19 @@ class Corpus:
             self.store,
             self.lexical_index,
             self.embedder.embed_query,
+            vectors_for=self.chunk_vectors,
             candidates=self.settings.candidates,
             rrf_k=self.settings.rrf_k,
             fusion=self.settings.fusion,
             dense_weight=self.settings.dense_weight,
         )
+
+    def chunk_vectors(self, chunk_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored vectors of chunks, from the embedding cache (no model call)."""
+        chunks = self.state.get_chunks(chunk_ids)
+        hashes = {cid: text_hash(c.embed_text) for cid, c in chunks.items()}
+        cached = self.state.cached_vectors(self.embedder.model_id, list(hashes.values()))
+        return {cid: cached[h] for cid, h in hashes.items() if h in cached}
 
     def search(
         self,

@@ -85,6 +85,7 @@ class BM25Index:
         self.published = published  # int yyyymmdd, 0 when unknown
         self.sources = sources
         self.generation = generation
+        self._rows: dict[str, int] | None = None  # chunk id -> row, built on first use
 
     def __len__(self) -> int:
         return len(self.chunk_ids)
@@ -141,6 +142,30 @@ class BM25Index:
             scores = np.where(mask, scores, 0.0)
         top = _top_n(scores, n)
         return [(str(self.chunk_ids[i]), float(scores[i])) for i in top if scores[i] > 0]
+
+    def score_ids(self, query: str, chunk_ids: Sequence[str]) -> dict[str, float]:
+        """BM25 scores of specific chunks (0 when a chunk matches no query term)."""
+        rows = [self._row_of().get(cid) for cid in chunk_ids]
+        terms = [self.vocab[t] for t in tokenize(query) if t in self.vocab]
+        if not terms:
+            return dict.fromkeys(chunk_ids, 0.0)
+        counts = Counter(terms)
+        cols = list(counts)
+        qtf = np.array([counts[c] for c in cols], dtype=np.float32)
+        present = [r for r in rows if r is not None]
+        scores: Sequence[float] = (
+            np.asarray(self.weights[present][:, cols] @ qtf).ravel().tolist() if present else []
+        )
+        by_row = dict(zip(present, (float(x) for x in scores), strict=True))
+        return {
+            cid: by_row.get(r, 0.0) if r is not None else 0.0
+            for cid, r in zip(chunk_ids, rows, strict=True)
+        }
+
+    def _row_of(self) -> dict[str, int]:
+        if self._rows is None:
+            self._rows = {str(cid): i for i, cid in enumerate(self.chunk_ids)}
+        return self._rows
 
     def query_ceiling(self, query: str) -> float:
         """Sum of the query terms' idf: roughly what a chunk containing every term once scores.

@@ -18,7 +18,7 @@ from retrieval.store import VectorStore
 log = logging.getLogger(__name__)
 
 Mode = Literal["hybrid", "dense", "lexical"]
-Fusion = Literal["score", "rrf"]
+Fusion = Literal["convex", "minmax", "rrf"]
 MODES: tuple[Mode, ...] = ("lexical", "dense", "hybrid")
 
 
@@ -39,6 +39,23 @@ class _Candidate:
     fused: float
     dense: float | None
     lexical: float | None
+
+
+def convex_fuse(
+    dense: dict[str, float], lexical: dict[str, float], ceiling: float, dense_weight: float
+) -> dict[str, float]:
+    """w * cosine + (1 - w) * lexical coverage, both on absolute [0, 1] scales.
+
+    Coverage is the BM25 score over the query's idf ceiling (see BM25Index.query_ceiling), so a
+    chunk that contains every rare term of the query scores near 1 whatever the corpus size;
+    unlike min-max or rank fusion, a strong result keeps its margin over weak ones.
+    """
+    fused: dict[str, float] = {}
+    for cid in dense.keys() | lexical.keys():
+        cosine = max(0.0, dense.get(cid, 0.0))
+        coverage = min(1.0, lexical.get(cid, 0.0) / ceiling) if ceiling > 0 else 0.0
+        fused[cid] = dense_weight * cosine + (1.0 - dense_weight) * coverage
+    return fused
 
 
 def score_fuse(
@@ -75,7 +92,8 @@ def rrf_fuse(
 
 
 class HybridSearcher:
-    """Ask both retrievers for candidate chunks, fuse, keep each paper's best chunk."""
+    """Ask both retrievers for candidate chunks, score every candidate on both scales, fuse,
+    keep each paper's best chunk."""
 
     def __init__(
         self,
@@ -84,15 +102,17 @@ class HybridSearcher:
         lexical: Callable[[], BM25Index],
         embed_query: Callable[[str], np.ndarray],
         *,
+        vectors_for: Callable[[Sequence[str]], dict[str, np.ndarray]] | None = None,
         candidates: int = 50,
         rrf_k: int = 60,
-        fusion: Fusion = "score",
+        fusion: Fusion = "convex",
         dense_weight: float = 0.5,
     ) -> None:
         self._state = state
         self._store = store
         self._lexical = lexical
         self._embed_query = embed_query
+        self._vectors_for = vectors_for
         self.candidates = candidates
         self.rrf_k = rrf_k
         self.fusion = fusion
@@ -110,18 +130,18 @@ class HybridSearcher:
         if not query:
             return []
         flt = filters or SearchFilters()
-        dense = self._dense(query, flt) if mode in ("hybrid", "dense") else []
+        query_vec = self._embed_query(query) if mode in ("hybrid", "dense") else None
+        dense = self._dense(query_vec, flt) if query_vec is not None else []
         lexical = self._lexical_hits(query, flt) if mode in ("hybrid", "lexical") else []
-        candidates = self._fuse(dense, lexical)
+        ceiling = self._lexical().query_ceiling(query) if mode != "dense" else 0.0
+        if mode == "hybrid" and query_vec is not None:
+            dense, lexical = self._complete(query, query_vec, dense, lexical)
+        candidates = self._fuse(dense, lexical, ceiling)
         hits = self._group_by_paper(candidates, k)
-        if lexical:
-            ceiling = self._lexical().query_ceiling(query)
-            hits = [_with_coverage(h, ceiling) for h in hits]
-        return hits
+        return [_with_coverage(h, ceiling) for h in hits] if lexical else hits
 
-    def _dense(self, query: str, flt: SearchFilters) -> list[tuple[str, float]]:
+    def _dense(self, vector: np.ndarray, flt: SearchFilters) -> list[tuple[str, float]]:
         n = min(self.candidates, max(self._store.count(), 1))
-        vector = self._embed_query(query)
         return self._store.query(
             vector, n, since=flt.since, until=flt.until, sources=flt.sources or None
         )
@@ -132,17 +152,42 @@ class HybridSearcher:
             query, self.candidates, since=flt.since, until=flt.until, sources=flt.sources or None
         )
 
+    def _complete(
+        self,
+        query: str,
+        query_vec: np.ndarray,
+        dense: list[tuple[str, float]],
+        lexical: list[tuple[str, float]],
+    ) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+        """Score each retriever's candidates on the other retriever's scale too.
+
+        A chunk that BM25 ranks first but that misses the dense top-N still has a cosine
+        similarity; without it fusion would treat it as 0 and rank it below weak dense hits.
+        """
+        dense_ids = {cid for cid, _ in dense}
+        lexical_ids = {cid for cid, _ in lexical}
+        only_lexical = [cid for cid, _ in lexical if cid not in dense_ids]
+        only_dense = [cid for cid, _ in dense if cid not in lexical_ids]
+        if only_lexical and self._vectors_for is not None:
+            vectors = self._vectors_for(only_lexical)
+            dense = dense + [(cid, float(np.dot(v, query_vec))) for cid, v in vectors.items()]
+        if only_dense:
+            scores = self._lexical().score_ids(query, only_dense)
+            lexical = lexical + [(cid, s) for cid, s in scores.items()]
+        return dense, lexical
+
     def _fuse(
-        self, dense: list[tuple[str, float]], lexical: list[tuple[str, float]]
+        self, dense: list[tuple[str, float]], lexical: list[tuple[str, float]], ceiling: float
     ) -> list[_Candidate]:
         dense_scores = dict(dense)
         lexical_scores = dict(lexical)
         if self.fusion == "rrf":
-            rankings = [r for r in ([i for i, _ in dense], [i for i, _ in lexical]) if r]
-            fused = rrf_fuse(rankings, self.rrf_k)
+            ranked = [sorted(run, key=lambda kv: -kv[1]) for run in (dense, lexical)]
+            fused = rrf_fuse([[i for i, _ in run] for run in ranked if run], self.rrf_k)
+        elif self.fusion == "minmax":
+            fused = score_fuse((dense, lexical), (self.dense_weight, 1.0 - self.dense_weight))
         else:
-            weights = (self.dense_weight, 1.0 - self.dense_weight)
-            fused = score_fuse((dense, lexical), weights)
+            fused = convex_fuse(dense_scores, lexical_scores, ceiling, self.dense_weight)
         ordered = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
         return [
             _Candidate(cid, score, dense_scores.get(cid), lexical_scores.get(cid))
