@@ -60,6 +60,13 @@ CREATE TABLE IF NOT EXISTS embedding_cache (
     PRIMARY KEY (model, text_hash)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cache (
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (namespace, key)
+) WITHOUT ROWID;
 """
 
 _PAPER_COLUMNS = (
@@ -291,6 +298,25 @@ class StateStore:
         row = db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
         self.set_meta("generation", str(int(row[0] if row else 0) + 1), db)
         self.set_meta("index_dirty", "1", db)
+
+    # --- generic cache (TL;DRs, topic names): JSON values under (namespace, key) ---
+    def cache_get(self, namespace: str, key: str) -> Any | None:
+        rows = self._query(
+            "SELECT value FROM cache WHERE namespace = ? AND key = ?", (namespace, key)
+        )
+        return json.loads(rows[0]["value"]) if rows else None
+
+    def cache_put(self, namespace: str, key: str, value: Any) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO cache(namespace, key, value, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(namespace, key) DO UPDATE SET value = excluded.value",
+                (namespace, key, json.dumps(value), time.time()),
+            )
+
+    def cache_count(self, namespace: str) -> int:
+        rows = self._query("SELECT COUNT(*) AS n FROM cache WHERE namespace = ?", (namespace,))
+        return int(rows[0]["n"])
 
     # --- embedding cache ---
     def cached_vectors(self, model: str, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
