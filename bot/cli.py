@@ -245,6 +245,33 @@ def search(
         console.print_hits(query, hits)
 
 
+# ---------------------------------------------------------------- ask
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="A question about the indexed papers.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full answer as JSON.")] = False,
+    stream: Annotated[bool, typer.Option(help="Print the answer as it is generated.")] = False,
+) -> None:
+    """Answer from the indexed papers, with numbered, verified citations."""
+    from bot import console
+
+    qa = _qa()
+    answer = console.stream_answer(qa, question) if stream and not as_json else qa.answer(question)
+    if as_json:
+        typer.echo(json.dumps(console.answer_json(answer), indent=2))
+    else:
+        console.print_answer(answer)
+
+
+def _qa() -> Any:
+    from retrieval import Corpus
+    from retrieval.llm import build_chat_model
+    from retrieval.qa import QAService
+
+    settings = _settings()
+    return QAService(Corpus(settings), build_chat_model(settings), settings)
+
+
 # ---------------------------------------------------------------- papers
 @papers_app.command("list")
 def papers_list(

@@ -21,6 +21,8 @@ from rich.table import Table
 if TYPE_CHECKING:
     from retrieval import Corpus, Hit, IngestReport, Paper, RecordError
     from retrieval.evaluate import RetrievalScores
+    from retrieval.models import Answer
+    from retrieval.qa import QAService
 
 Feed = tuple[str, Callable[[], Iterator["Paper | RecordError"]]]
 MAX_LISTED_PROBLEMS = 25
@@ -249,3 +251,112 @@ def print_retrieval_scores(table_rows: Sequence[RetrievalScores]) -> None:
             *(f"{s.recall(k):.3f}" for k in (1, 5, 10)),
         )
     _console().print(table)
+
+
+# ---------------------------------------------------------------- answers
+_STATUS_MARK = {
+    "unsupported": " [yellow](weakly supported)[/]",
+    "uncited": " [yellow](no source)[/]",
+}
+
+
+def print_answer(answer: Answer) -> None:
+    console = _console()
+    console.print(f"[dim]{escape(answer.label)}[/]")
+    console.print()
+    if answer.mode == "llm" and answer.sentences:
+        for check in answer.sentences:
+            console.print(escape(check.text) + _STATUS_MARK.get(check.status, ""))
+    else:
+        console.print(escape(answer.text))
+    if answer.citations:
+        console.print("\n[bold]Sources[/]")
+        for c in answer.citations:
+            link = f" — {escape(c.url)}" if c.url else f" ({c.paper_id})"
+            console.print(f"  [{c.number}] {escape(c.title)}{link}")
+            console.print(f"      [dim]“{escape(_snippet(c.quote, 240))}”[/]")
+    if answer.suggestions:
+        console.print("\n[bold]Closest papers[/]")
+        for hit in answer.suggestions:
+            console.print(f"  • {escape(hit.paper.title)} ({hit.paper.paper_id})")
+    for flag in answer.flags:
+        console.print(f"[yellow]⚠ {escape(flag)}[/]")
+    console.print(f"\n[dim]{escape(_answer_footer(answer))}[/]")
+
+
+def _answer_footer(answer: Answer) -> str:
+    parts = [answer.model, f"{answer.timings_ms.get('total_ms', 0):.0f} ms"]
+    if answer.tokens_in or answer.tokens_out:
+        parts.append(f"{answer.tokens_in} tokens in / {answer.tokens_out} out")
+        parts.append(f"≈ ${answer.cost_usd:.4f}")
+    return " · ".join(parts)
+
+
+def stream_answer(qa: QAService, question: str) -> Answer:
+    """Show partial text while it is generated; return the verified answer."""
+    import asyncio
+
+    from retrieval.models import Answer as AnswerType
+
+    async def run() -> AnswerType:
+        final: AnswerType | None = None
+        err = Console(stderr=True, highlight=False)
+        async for event in qa.astream(question):
+            if isinstance(event, AnswerType):
+                final = event
+            else:
+                err.print(event.text, end="", markup=False)
+        err.print()
+        assert final is not None  # astream always ends with the Answer
+        return final
+
+    return asyncio.run(run())
+
+
+def answer_json(answer: Answer) -> dict[str, Any]:
+    return {
+        "question": answer.question,
+        "standalone_question": answer.standalone_question,
+        "mode": answer.mode,
+        "label": answer.label,
+        "text": answer.text,
+        "citations": [
+            {
+                "number": c.number,
+                "paper_id": c.paper_id,
+                "title": c.title,
+                "url": c.url,
+                "quote": c.quote,
+                "support": c.support,
+            }
+            for c in answer.citations
+        ],
+        "sentences": [
+            {
+                "text": s.text,
+                "citations": list(s.citations),
+                "support": s.support,
+                "status": s.status,
+            }
+            for s in answer.sentences
+        ],
+        "flags": answer.flags,
+        "suggestions": [
+            {"paper_id": h.paper.paper_id, "title": h.paper.title, "url": h.paper.link}
+            for h in answer.suggestions
+        ],
+        "retrieval": [
+            {
+                "paper_id": h.paper.paper_id,
+                "score": h.score,
+                "dense_score": h.dense_score,
+                "lexical_coverage": h.lexical_coverage,
+            }
+            for h in answer.hits
+        ],
+        "model": answer.model,
+        "tokens_in": answer.tokens_in,
+        "tokens_out": answer.tokens_out,
+        "cost_usd": answer.cost_usd,
+        "timings_ms": answer.timings_ms,
+    }

@@ -20,7 +20,7 @@ import numpy as np
 from retrieval.chunking import TokenCodec
 from retrieval.embeddings import Embedder
 from retrieval.errors import NotFoundError, PaperbotError
-from retrieval.ingest import Ingester, ProgressFn, reconcile, text_hash
+from retrieval.ingest import Ingester, ProgressFn, embed_with_cache, reconcile, text_hash
 from retrieval.lexical import BM25Index, LexicalDoc
 from retrieval.models import Hit, IngestReport, Paper, RecordError
 from retrieval.normalize import parse_arxiv_id, title_hash_id
@@ -180,6 +180,15 @@ class Corpus:
             fusion=self.settings.fusion,
             dense_weight=self.settings.dense_weight,
         )
+
+    def embed_cached(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts through the embedding cache (abstract sentences are asked about often)."""
+        vectors, fresh = embed_with_cache(self.state, self.embedder, texts)
+        if fresh:
+            self.state.put_vectors(fresh, self.embedder.model_id)
+        if not texts:
+            return np.zeros((0, self.embedder.dim), dtype=np.float32)
+        return np.stack([vectors[text_hash(t)] for t in texts])
 
     def chunk_vectors(self, chunk_ids: Sequence[str]) -> dict[str, np.ndarray]:
         """Stored vectors of chunks, from the embedding cache (no model call)."""

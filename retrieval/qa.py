@@ -306,7 +306,7 @@ class QAService:
         quotes = pick_quotes(
             prepared.standalone,
             prepared.hits,
-            embedder.embed,
+            self.corpus.embed_cached,
             embedder.embed_query(prepared.standalone),
         )
         numbers: dict[str, int] = {}
