@@ -5,8 +5,9 @@ Target (from the project's issue): on the dev questions, hybrid MRR >= BM25-only
 
 The harder set: each ACLSum paper's three one-sentence summaries (challenge, approach, outcome)
 are queries that should retrieve that paper, over an index of all 250 ACLSum + 30 sample
-papers. Lexical, dense and hybrid with score fusion at dense_weight 0.3/0.5/0.7 and with RRF are
-compared: the evidence for the default `fusion` / `dense_weight` settings.
+papers. Lexical, dense and hybrid with every fusion method the settings accept (weighted ones at
+dense_weight 0.3 ... 0.7, RRF once) are compared: the evidence for the default `fusion` /
+`dense_weight` settings, with a paired-bootstrap interval for each difference from the default.
 
     python benchmarks/bench_quality.py
 """
@@ -17,7 +18,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -53,15 +54,26 @@ from retrieval.sources import load_path
 
 MRR_TARGET = 0.95
 ASPECTS = ("challenge", "approach", "outcome")
-# (label, fusion, dense_weight); the settings' defaults are marked in the tables.
-FUSIONS: list[tuple[str, str, float]] = [
-    ("hybrid score w=0.3", "score", 0.3),
-    ("hybrid score w=0.4", "score", 0.4),
-    ("hybrid score w=0.5", "score", 0.5),
-    ("hybrid score w=0.6", "score", 0.6),
-    ("hybrid score w=0.7", "score", 0.7),
-    ("hybrid rrf", "rrf", 0.5),
-]
+DENSE_WEIGHTS = (0.3, 0.4, 0.5, 0.6, 0.7)
+
+
+def fusions() -> list[tuple[str, str, float]]:
+    """(label, fusion, dense_weight) for every fusion method the settings accept.
+
+    Weighted methods are tried at each of DENSE_WEIGHTS; rank fusion ignores the weight.
+    """
+    choices = get_args(RetrievalSettings.model_fields["fusion"].annotation)
+    default_w = RetrievalSettings.model_fields["dense_weight"].default
+    out: list[tuple[str, str, float]] = []
+    for fusion in choices:
+        if fusion == "rrf":
+            out.append(("hybrid rrf", fusion, default_w))
+        else:
+            out += [(f"hybrid {fusion} w={w}", fusion, w) for w in DENSE_WEIGHTS]
+    return out
+
+
+FUSIONS = fusions()
 
 
 def default_label() -> str:

@@ -25,6 +25,7 @@ from retrieval.extractive import pick_quotes
 from retrieval.ingest import text_hash
 from retrieval.llm import Usage, estimate_cost, llm_errors, model_name, usage_of
 from retrieval.models import Answer, Citation, Hit, SentenceCheck, Turn
+from retrieval.search import is_relevant
 from retrieval.settings import RetrievalSettings
 
 if TYPE_CHECKING:
@@ -178,14 +179,8 @@ class QAService:
 
     def _relevant(self, hits: Sequence[Hit]) -> bool:
         """Calibrated on data/sample/dev_questions.jsonl (see docs/benchmarks.md)."""
-        if not hits:
-            return False
-        coverage = max((h.lexical_coverage or 0.0) for h in hits)
-        dense = max((h.dense_score or -1.0) for h in hits)
-        return (
-            coverage >= self.settings.refusal_min_coverage
-            or dense >= self.settings.refusal_min_dense
-        )
+        floor = (self.settings.refusal_min_coverage, self.settings.refusal_min_dense)
+        return any(is_relevant(h, *floor) for h in hits)
 
     def _sources(self, hits: Sequence[Hit]) -> list[cit.Source]:
         state, codec = self.corpus.state, self.corpus.codec

@@ -232,3 +232,12 @@ def _with_coverage(hit: Hit, ceiling: float) -> Hit:
     if hit.lexical_score is None or ceiling <= 0:
         return hit
     return replace(hit, lexical_coverage=min(1.0, hit.lexical_score / ceiling))
+
+
+def is_relevant(hit: Hit, min_coverage: float, min_dense: float) -> bool:
+    """Does this hit really answer the query? (Calibrated on the dev questions; see docs.)
+
+    Either the best chunk contains enough of the query's rare terms, or it is semantically
+    close enough; junk matches score low on both.
+    """
+    return (hit.lexical_coverage or 0.0) >= min_coverage or (hit.dense_score or -1.0) >= min_dense

@@ -60,6 +60,49 @@ CREATE TABLE IF NOT EXISTS embedding_cache (
     PRIMARY KEY (model, text_hash)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS digest_posts (
+    channel TEXT NOT NULL,
+    day TEXT NOT NULL,
+    status TEXT NOT NULL,  -- claimed | posted | failed | empty
+    owner TEXT NOT NULL,
+    claimed_at REAL NOT NULL,
+    ts TEXT,
+    error TEXT,
+    PRIMARY KEY (channel, day)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS seen_keys (key TEXT PRIMARY KEY, seen_at REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    question TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    vote TEXT NOT NULL,
+    channel TEXT,
+    message_ts TEXT,
+    created_at REAL NOT NULL,
+    UNIQUE (user_id, channel, message_ts)
+);
+CREATE TABLE IF NOT EXISTS subscriptions (
+    subscriber TEXT NOT NULL,  -- a Slack user id (DM) or channel id
+    topic TEXT NOT NULL,
+    created_by TEXT,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (subscriber, topic)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS notified (
+    subscriber TEXT NOT NULL,
+    paper_id TEXT NOT NULL,
+    notified_at REAL NOT NULL,
+    PRIMARY KEY (subscriber, paper_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS schedules (
+    channel TEXT PRIMARY KEY,
+    at_time TEXT NOT NULL,  -- HH:MM local time
+    timezone TEXT NOT NULL,
+    topic TEXT,
+    max_papers INTEGER,
+    created_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS cache (
     namespace TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -298,6 +341,142 @@ class StateStore:
         row = db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
         self.set_meta("generation", str(int(row[0] if row else 0) + 1), db)
         self.set_meta("index_dirty", "1", db)
+
+    # --- exactly-once bookkeeping ---
+    def first_time(self, key: str) -> bool:
+        """True the first time a key is seen (Slack retries, duplicate deliveries)."""
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO seen_keys(key, seen_at) VALUES (?, ?)", (key, time.time())
+            )
+            return cur.rowcount == 1
+
+    def claim_digest(self, channel: str, day: str, owner: str, lease_seconds: float) -> bool:
+        """Claim the (channel, day) digest slot. Fails if it was posted, is empty, or another
+        poster holds a live claim; a failed post or an expired claim can be taken over."""
+        now = time.time()
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT status, claimed_at FROM digest_posts WHERE channel = ? AND day = ?",
+                (channel, day),
+            ).fetchone()
+            if row is not None:
+                live_claim = row["status"] == "claimed" and now - row["claimed_at"] < lease_seconds
+                if row["status"] in ("posted", "empty") or live_claim:
+                    return False
+            db.execute(
+                "INSERT INTO digest_posts(channel, day, status, owner, claimed_at) "
+                "VALUES (?, ?, 'claimed', ?, ?) ON CONFLICT(channel, day) DO UPDATE SET "
+                "status = 'claimed', owner = excluded.owner, claimed_at = excluded.claimed_at, "
+                "error = NULL",
+                (channel, day, owner, now),
+            )
+            return True
+
+    def finish_digest(
+        self, channel: str, day: str, status: str, ts: str | None = None, error: str | None = None
+    ) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE digest_posts SET status = ?, ts = ?, error = ? "
+                "WHERE channel = ? AND day = ?",
+                (status, ts, error, channel, day),
+            )
+
+    def digest_status(self, channel: str, day: str) -> dict[str, Any] | None:
+        rows = self._query(
+            "SELECT * FROM digest_posts WHERE channel = ? AND day = ?", (channel, day)
+        )
+        return dict(rows[0]) if rows else None
+
+    # --- feedback ---
+    def add_feedback(
+        self,
+        *,
+        question: str,
+        answer: str,
+        user_id: str,
+        vote: str,
+        channel: str | None,
+        message_ts: str | None,
+    ) -> None:
+        """One vote per user and message; a second click changes the vote."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO feedback(question, answer, user_id, vote, channel, message_ts, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(user_id, channel, message_ts) "
+                "DO UPDATE SET vote = excluded.vote, created_at = excluded.created_at",
+                (question, answer, user_id, vote, channel, message_ts, time.time()),
+            )
+
+    def feedback_rows(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._query("SELECT * FROM feedback ORDER BY id")]
+
+    # --- subscriptions ---
+    def subscribe(self, subscriber: str, topic: str, created_by: str | None) -> bool:
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO subscriptions(subscriber, topic, created_by, created_at) "
+                "VALUES (?, ?, ?, ?)",
+                (subscriber, topic, created_by, time.time()),
+            )
+            return cur.rowcount == 1
+
+    def unsubscribe(self, subscriber: str, topic: str) -> bool:
+        with self._lock:
+            cur = self._db.execute(
+                "DELETE FROM subscriptions WHERE subscriber = ? AND lower(topic) = lower(?)",
+                (subscriber, topic),
+            )
+            return cur.rowcount > 0
+
+    def subscriptions(self, subscriber: str | None = None) -> list[tuple[str, str]]:
+        sql = "SELECT subscriber, topic FROM subscriptions"
+        rows = (
+            self._query(sql + " WHERE subscriber = ? ORDER BY topic", (subscriber,))
+            if subscriber
+            else self._query(sql + " ORDER BY subscriber, topic")
+        )
+        return [(r["subscriber"], r["topic"]) for r in rows]
+
+    def claim_notification(self, subscriber: str, paper_id: str) -> bool:
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO notified(subscriber, paper_id, notified_at) "
+                "VALUES (?, ?, ?)",
+                (subscriber, paper_id, time.time()),
+            )
+            return cur.rowcount == 1
+
+    def papers_ingested_since(self, since: float) -> list[Paper]:
+        rows = self._query(
+            f"SELECT {_PAPER_COLUMNS} FROM papers WHERE ingested_at > ? ORDER BY ingested_at",
+            (since,),
+        )
+        return [_row_to_paper(r) for r in rows]
+
+    # --- digest schedules ---
+    def set_schedule(
+        self, channel: str, at_time: str, timezone: str, topic: str | None, max_papers: int | None
+    ) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO schedules(channel, at_time, timezone, topic, max_papers, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(channel) DO UPDATE SET "
+                "at_time = excluded.at_time, timezone = excluded.timezone, topic = excluded.topic, "
+                "max_papers = excluded.max_papers",
+                (channel, at_time, timezone, topic, max_papers, time.time()),
+            )
+
+    def remove_schedule(self, channel: str) -> bool:
+        with self._lock:
+            return (
+                self._db.execute("DELETE FROM schedules WHERE channel = ?", (channel,)).rowcount > 0
+            )
+
+    def schedules(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._query("SELECT * FROM schedules ORDER BY channel")]
 
     # --- generic cache (TL;DRs, topic names): JSON values under (namespace, key) ---
     def cache_get(self, namespace: str, key: str) -> Any | None:

@@ -1,0 +1,92 @@
+"""@mentions, direct messages and thread follow-ups -> an answer in the thread.
+
+Slack may deliver one message twice (app_mention and message.im, or a retry): the
+(channel, ts) key is claimed in the state store and only the first delivery is answered.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from bot.conversation import answer_in_thread, bot_in_thread, strip_mentions, thread_history
+from bot.services import Services
+from bot.settings import SlackSettings
+
+log = logging.getLogger(__name__)
+_IGNORED_SUBTYPES = {
+    "message_changed",
+    "message_deleted",
+    "bot_message",
+    "channel_join",
+    "thread_broadcast",
+}
+
+
+def register(app: Any, services: Services, settings: SlackSettings) -> None:
+    def ack_event(ack: Any) -> None:
+        ack()
+
+    def on_mention(event: dict[str, Any], client: Any, context: Any) -> None:
+        if _should_answer(services, settings, event, context):
+            _answer(services, settings, client, event, context)
+
+    def on_message(event: dict[str, Any], client: Any, context: Any) -> None:
+        if event.get("subtype") in _IGNORED_SUBTYPES or not _for_us(event, client, context):
+            return
+        if _should_answer(services, settings, event, context):
+            _answer(services, settings, client, event, context)
+
+    app.event("app_mention")(ack=ack_event, lazy=[on_mention])
+    app.event("message")(ack=ack_event, lazy=[on_message])
+
+
+def _for_us(event: dict[str, Any], client: Any, context: Any) -> bool:
+    """DMs always; in channels only un-mentioned replies in threads paperbot took part in."""
+    if event.get("channel_type") == "im":
+        return True
+    bot_user = context.get("bot_user_id")
+    if bot_user and f"<@{bot_user}>" in event.get("text", ""):
+        return False  # the app_mention event handles it
+    thread_ts = event.get("thread_ts")
+    if not thread_ts:
+        return False
+    return bot_in_thread(client, event["channel"], str(thread_ts), bot_user)
+
+
+def _should_answer(
+    services: Services, settings: SlackSettings, event: dict[str, Any], context: Any
+) -> bool:
+    if event.get("bot_id") or event.get("user") in (None, context.get("bot_user_id")):
+        return False  # never answer ourselves or other bots
+    channel = event.get("channel", "")
+    if (
+        settings.allowed_channels
+        and event.get("channel_type") != "im"
+        and channel not in settings.allowed_channels
+    ):
+        log.info("ignoring a message in %s: not in PAPERBOT_ALLOWED_CHANNELS", channel)
+        return False
+    return services.state.first_time(f"msg:{channel}:{event.get('ts')}")
+
+
+def _answer(
+    services: Services, settings: SlackSettings, client: Any, event: dict[str, Any], context: Any
+) -> None:
+    channel, ts = event["channel"], event["ts"]
+    thread_ts = event.get("thread_ts") or ts
+    history = (
+        thread_history(client, channel, thread_ts, context.get("bot_user_id"), before_ts=ts)
+        if event.get("thread_ts")
+        else []
+    )
+    answer_in_thread(
+        services,
+        client,
+        channel=channel,
+        thread_ts=thread_ts,
+        question=strip_mentions(event.get("text", "")),
+        history=history,
+        user=event.get("user"),
+        min_interval=settings.stream_update_seconds,
+    )

@@ -1,0 +1,46 @@
+"""Subscription notifications: newly ingested papers that match a subscriber's topic."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from bot import blocks
+from bot.services import Services
+from retrieval.models import Paper
+from retrieval.search import is_relevant
+
+log = logging.getLogger(__name__)
+WATERMARK = "notify_watermark"
+MAX_PER_MESSAGE = 10
+
+
+def notify_subscribers(services: Services, client: Any, *, now: float | None = None) -> int:
+    """Post each subscriber the new papers matching their topics; each paper at most once.
+
+    Returns the number of notifications posted.
+    """
+    state = services.state
+    since = float(state.get_meta(WATERMARK, "0") or 0)
+    now = now if now is not None else time.time()
+    new = {p.paper_id: p for p in state.papers_ingested_since(since)}
+    posted = 0
+    if new:
+        for subscriber, topic in state.subscriptions():
+            matches = _matching(services, topic, new)
+            fresh = [p for p in matches if state.claim_notification(subscriber, p.paper_id)]
+            if fresh:
+                text, blks = blocks.notification_message(topic, fresh[:MAX_PER_MESSAGE])
+                client.chat_postMessage(
+                    channel=subscriber, text=text, blocks=blks, unfurl_links=False
+                )
+                posted += 1
+    state.set_meta(WATERMARK, str(now))
+    return posted
+
+
+def _matching(services: Services, topic: str, new: dict[str, Paper]) -> list[Paper]:
+    floor = (services.settings.refusal_min_coverage, services.settings.refusal_min_dense)
+    hits = services.corpus.search(topic, min(200, max(20, len(new) * 2)))
+    return [h.paper for h in hits if h.paper.paper_id in new and is_relevant(h, *floor)]
