@@ -356,5 +356,13 @@ def eval_retrieval(
         console.print_retrieval_scores(table)
 
 
+def _register_bot_commands() -> None:
+    from bot import cli_bot
+
+    cli_bot.register(app)
+
+
+_register_bot_commands()
+
 if __name__ == "__main__":
     main()

@@ -19,6 +19,10 @@ from rich.progress import (
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from retrieval.digest import Digest
+    from retrieval.summarize import Summary
+
+    from bot.blocks import Message
     from retrieval import Corpus, Hit, IngestReport, Paper, RecordError
     from retrieval.evaluate import RetrievalScores
     from retrieval.models import Answer
@@ -360,3 +364,44 @@ def answer_json(answer: Answer) -> dict[str, Any]:
         "cost_usd": answer.cost_usd,
         "timings_ms": answer.timings_ms,
     }
+
+
+# ---------------------------------------------------------------- summaries, digests, chat
+def print_tldr(paper: Paper, summary: Summary) -> None:
+    console = _console()
+    console.print(f"[bold]{escape(paper.title)}[/]  [dim]{paper.paper_id}[/]")
+    console.print(escape(summary.text))
+    note = " (cached)" if summary.cached else ""
+    console.print(
+        f"[dim]TL;DR · {summary.mode}{note}{' · ' + escape(paper.link) if paper.link else ''}[/]"
+    )
+
+
+def print_digest(digest: Digest) -> None:
+    console = _console()
+    span = str(digest.start) if digest.start == digest.end else f"{digest.start} – {digest.end}"
+    console.rule(f"Paper digest · {span} · {digest.paper_count} papers")
+    console.print(escape(digest.overview))
+    for group in digest.groups:
+        console.print(f"\n[bold]{escape(group.name)}[/] ({len(group.papers)})")
+        for item in group.papers:
+            votes = f" ▲{item.paper.upvotes}" if item.paper.upvotes is not None else ""
+            console.print(f"  • [bold]{escape(item.paper.title)}[/]{votes}")
+            console.print(f"    {escape(item.tldr.text)}")
+            if item.paper.link:
+                console.print(f"    [dim]{escape(item.paper.link)}[/]")
+    console.print(f"\n[dim]{digest.mode} · {digest.model}[/]")
+
+
+def chat_banner() -> None:
+    _console().print(
+        "[bold]paperbot chat[/] — ask a question, follow up in the same conversation, "
+        "or type /papers help. /new starts over, exit quits."
+    )
+
+
+def print_chat_reply(reply: Answer | Message) -> None:
+    if isinstance(reply, tuple):
+        _console().print(escape(reply[0]))
+    else:
+        print_answer(reply)

@@ -71,7 +71,9 @@ class SlackCall:
 
     @property
     def ok(self) -> bool:
-        return self.status == 200 and isinstance(self.response, dict) and bool(self.response.get("ok"))
+        return (
+            self.status == 200 and isinstance(self.response, dict) and bool(self.response.get("ok"))
+        )
 
     @property
     def error(self) -> str | None:
@@ -99,7 +101,6 @@ class StoredMessage:
     #: None for ordinary messages; "streaming" after chat.startStream; "stopped" after stop.
     stream_state: str | None = None
     chunks: list[Any] = field(default_factory=list)  # every streaming chunk received, in order
-    reactions: list[tuple[str, str]] = field(default_factory=list)  # (name, user)
     extra: dict[str, Any] = field(default_factory=dict)  # other fields, echoed in API answers
 
     @property
@@ -170,6 +171,7 @@ class FakeSlackAPI:
         self.ephemerals: list[Ephemeral] = []
         self.views: list[dict[str, Any]] = []
         self._statuses: dict[tuple[str, str], list[str]] = {}
+        self._reactions: dict[tuple[str, str], list[tuple[str, str]]] = {}  # -> (name, user)
         self._messages: dict[str, list[StoredMessage]] = {}
         self._users: dict[str, dict[str, Any]] = {}
         self._handlers: dict[str, MethodHandler] = {}
@@ -252,7 +254,13 @@ class FakeSlackAPI:
         if status is None:
             status = 429 if error in (None, "ratelimited") else 200
         if error is None:
-            error = "ratelimited" if status == 429 else "internal_error" if status >= 500 else "fatal_error"
+            error = (
+                "ratelimited"
+                if status == 429
+                else "internal_error"
+                if status >= 500
+                else "fatal_error"
+            )
         hdrs = dict(headers or {})
         if status == 429 and retry_after is not None:
             hdrs.setdefault("Retry-After", str(retry_after))
@@ -333,6 +341,7 @@ class FakeSlackAPI:
             self.ephemerals.clear()
             self.views.clear()
             self._statuses.clear()
+            self._reactions.clear()
 
     # ---- inspection ------------------------------------------------------------------------
 
@@ -351,9 +360,7 @@ class FakeSlackAPI:
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                found = [
-                    c for c in self.calls if c.method == method and (ok is None or c.ok == ok)
-                ]
+                found = [c for c in self.calls if c.method == method and (ok is None or c.ok == ok)]
                 if len(found) >= count:
                     return found
                 left = deadline - time.monotonic()
@@ -396,10 +403,10 @@ class FakeSlackAPI:
             return list(self._statuses.get((channel_id, thread_ts), []))
 
     def reactions(self, channel: str, ts: str) -> list[str]:
-        """Reaction names on a message (reactions.add minus reactions.remove)."""
+        """Reaction names on a message (reactions.add minus reactions.remove); the message
+        need not be known to the fake (e.g. the user's message the bot reacts to)."""
         with self._cond:
-            msg = self._find(channel, ts)
-            return [name for name, _ in msg.reactions] if msg else []
+            return [name for name, _ in self._reactions.get((channel, ts), [])]
 
     # ---- internals: state ------------------------------------------------------------------
 
@@ -481,13 +488,12 @@ class FakeSlackAPI:
                 out["reply_users"] = sorted({m.user for m in replies if m.user})
                 if replies:
                     out["latest_reply"] = replies[-1].ts
-        if msg.reactions:
+        reactions = self._reactions.get((msg.channel, msg.ts))
+        if reactions:
             counts: dict[str, list[str]] = {}
-            for name, user in msg.reactions:
+            for name, user in reactions:
                 counts.setdefault(name, []).append(user)
-            out["reactions"] = [
-                {"name": n, "users": u, "count": len(u)} for n, u in counts.items()
-            ]
+            out["reactions"] = [{"name": n, "users": u, "count": len(u)} for n, u in counts.items()]
         out.update(msg.extra)
         return out
 
@@ -561,7 +567,12 @@ class FakeSlackAPI:
             reply_broadcast=_truthy(p.get("reply_broadcast")),
         )
         self._store(msg)
-        return {"ok": True, "channel": msg.channel, "ts": msg.ts, "message": self._message_json(msg)}
+        return {
+            "ok": True,
+            "channel": msg.channel,
+            "ts": msg.ts,
+            "message": self._message_json(msg),
+        }
 
     def _chat_update(self, p: dict[str, Any]) -> dict[str, Any]:
         channel, ts = str(p.get("channel") or ""), str(p.get("ts") or "")
@@ -675,22 +686,21 @@ class FakeSlackAPI:
         name = str(p.get("name") or "").strip(":")
         if not name:
             return {"ok": False, "error": "invalid_name"}
-        msg = self._find(channel, ts)
-        if msg is None:  # a message we never saw (e.g. the user's): remember it anyway
-            msg = StoredMessage(channel=channel, ts=ts, user=None, deleted=True)
-            self._store(msg)
-        if (name, self.bot_user_id) in msg.reactions:
+        if not channel or not ts:
+            return {"ok": False, "error": "invalid_arguments"}
+        reactions = self._reactions.setdefault((channel, ts), [])
+        if (name, self.bot_user_id) in reactions:
             return {"ok": False, "error": "already_reacted"}
-        msg.reactions.append((name, self.bot_user_id))
+        reactions.append((name, self.bot_user_id))
         return {"ok": True}
 
     def _reactions_remove(self, p: dict[str, Any]) -> dict[str, Any]:
         channel, ts = str(p.get("channel") or ""), str(p.get("timestamp") or "")
         name = str(p.get("name") or "").strip(":")
-        msg = self._find(channel, ts)
-        if msg is None or (name, self.bot_user_id) not in msg.reactions:
+        reactions = self._reactions.get((channel, ts), [])
+        if (name, self.bot_user_id) not in reactions:
             return {"ok": False, "error": "no_reaction"}
-        msg.reactions.remove((name, self.bot_user_id))
+        reactions.remove((name, self.bot_user_id))
         return {"ok": True}
 
     def _users_info(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -822,9 +832,7 @@ class FakeSlackAPI:
             "message": self._message_json(msg),
         }
 
-    def _streaming_message(
-        self, p: dict[str, Any]
-    ) -> tuple[StoredMessage | None, dict[str, Any]]:
+    def _streaming_message(self, p: dict[str, Any]) -> tuple[StoredMessage | None, dict[str, Any]]:
         channel, ts = str(p.get("channel") or ""), str(p.get("ts") or "")
         msg = self._find(channel, ts)
         if msg is None or msg.deleted:

@@ -1,0 +1,304 @@
+"""CLI commands for summaries, digests and the Slack bot: summarize, digest, serve, chat,
+schedule, feedback. Registered on the main `paperbot` app by bot/cli.py."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import sys
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from bot.services import Services
+    from bot.settings import SlackSettings
+
+log = logging.getLogger(__name__)
+schedule_app = typer.Typer(help="Daily digest schedules per channel.", no_args_is_help=True)
+feedback_app = typer.Typer(help="Feedback collected from 👍/👎 buttons.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(summarize)
+    app.command()(digest)
+    app.command()(serve)
+    app.command()(chat)
+    app.add_typer(schedule_app, name="schedule")
+    app.add_typer(feedback_app, name="feedback")
+
+
+def _services() -> Services:
+    from bot.cli import _settings
+    from bot.services import Services
+
+    return Services.build(_settings())
+
+
+def _slack_settings() -> SlackSettings:
+    from pydantic import ValidationError
+
+    from bot.settings import SlackSettings
+    from retrieval.errors import ConfigError
+
+    try:
+        return SlackSettings()
+    except ValidationError as exc:
+        raise ConfigError(f"Invalid Slack settings: {exc}") from None
+
+
+def _date(value: str | None, flag: str) -> date | None:
+    from bot.cli import _parse_date
+
+    return _parse_date(value, flag)
+
+
+# ---------------------------------------------------------------- summaries and digests
+def summarize(
+    paper_ref: Annotated[
+        str, typer.Argument(metavar="PAPER_ID", help="Paper id, arXiv id, URL or title.")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """A one- or two-sentence TL;DR of one paper (cached)."""
+    from bot.handlers import find_paper
+
+    services = _services()
+    paper = find_paper(services, paper_ref)
+    summary = services.summarizer.tldr(paper)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "paper_id": paper.paper_id,
+                    "title": paper.title,
+                    "tldr": summary.text,
+                    "mode": summary.mode,
+                    "cached": summary.cached,
+                },
+                indent=2,
+            )
+        )
+        return
+    from bot import console
+
+    console.print_tldr(paper, summary)
+
+
+def digest(
+    day: Annotated[
+        str | None,
+        typer.Option("--date", help="The day (YYYY-MM-DD); default: the latest day in the index."),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Start of a window (YYYY-MM-DD), up to --until or today.")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="End of the window (YYYY-MM-DD).")] = None,
+    topic: Annotated[str | None, typer.Option(help="Only papers about this topic.")] = None,
+    max_papers: Annotated[int | None, typer.Option(min=1, help="At most this many papers.")] = None,
+    post: Annotated[
+        str | None,
+        typer.Option(help="Post to this Slack channel id (once per day), e.g. from cron."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Print the digest of a day or window, or post it to Slack with --post CHANNEL."""
+    from bot.handlers import latest_day
+
+    services = _services()
+    start = _date(since, "--since") or _date(day, "--date") or latest_day(services)
+    end = _date(until, "--until") or (date.today() if since else start)
+    if post:
+        _post_digest(services, post, start, topic, max_papers)
+        return
+    result = services.digests.build(start, end, topic=topic, max_papers=max_papers)
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), indent=2, default=str))
+    else:
+        from bot import console
+
+        console.print_digest(result)
+
+
+def _post_digest(
+    services: Services, channel: str, day: date, topic: str | None, max_papers: int | None
+) -> None:
+    from bot.app import make_client
+    from bot.digests import post_digest
+    from retrieval.errors import ConfigError
+
+    slack = _slack_settings()
+    if not slack.bot_token:
+        raise ConfigError("Posting needs SLACK_BOT_TOKEN (the bot token, xoxb-…).")
+    result = post_digest(
+        services,
+        make_client(slack),
+        channel,
+        day,
+        topic=topic,
+        max_papers=max_papers,
+        lease_seconds=slack.digest_lease_seconds,
+    )
+    typer.echo(
+        f"digest {day} → {channel}: {result.status}"
+        + (f" ({result.error})" if result.error else "")
+    )
+    if result.status == "failed":
+        raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------- schedules
+@schedule_app.command("add")
+def schedule_add(
+    channel: Annotated[str, typer.Argument(help="Slack channel id, e.g. C0123456789.")],
+    at: Annotated[str, typer.Option("--time", help="Local time HH:MM.")] = "09:00",
+    tz: Annotated[str, typer.Option("--tz", help="IANA time zone, e.g. Europe/Berlin.")] = "UTC",
+    topic: Annotated[str | None, typer.Option(help="Only papers about this topic.")] = None,
+    max_papers: Annotated[int | None, typer.Option(min=1, help="At most this many papers.")] = None,
+) -> None:
+    """Post the daily digest to CHANNEL at a local time (set again to change it)."""
+    from bot.cli import _settings
+    from bot.scheduler import parse_schedule
+    from retrieval.state import StateStore
+
+    schedule = parse_schedule(channel, at, tz, topic, max_papers)
+    StateStore(_settings().state_path).set_schedule(
+        channel,
+        schedule.at.strftime("%H:%M"),
+        schedule.timezone,
+        schedule.topic,
+        schedule.max_papers,
+    )
+    typer.echo(
+        f"Digest for {channel} at {schedule.at:%H:%M} {schedule.timezone}"
+        + (f", topic {topic!r}" if topic else "")
+    )
+
+
+@schedule_app.command("list")
+def schedule_list() -> None:
+    """The configured digest schedules."""
+    from bot.cli import _settings
+    from retrieval.state import StateStore
+
+    rows = StateStore(_settings().state_path).schedules()
+    if not rows:
+        typer.echo(
+            "No digest schedules. Add one: paperbot schedule add C0123456789 --time 09:00 --tz Europe/Berlin"
+        )
+    for row in rows:
+        extra = "".join(f", {k} {row[k]}" for k in ("topic", "max_papers") if row[k])
+        typer.echo(f"{row['channel']}: {row['at_time']} {row['timezone']}{extra}")
+
+
+@schedule_app.command("remove")
+def schedule_remove(channel: Annotated[str, typer.Argument(help="Slack channel id.")]) -> None:
+    """Stop posting the digest to CHANNEL."""
+    from bot.cli import _settings
+    from retrieval.state import StateStore
+
+    removed = StateStore(_settings().state_path).remove_schedule(channel)
+    typer.echo(f"Removed the schedule of {channel}." if removed else f"{channel} had no schedule.")
+
+
+# ---------------------------------------------------------------- feedback
+@feedback_app.command("export")
+def feedback_export(
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="CSV file; default: standard output.")
+    ] = None,
+) -> None:
+    """Write every 👍/👎 vote (question, answer, user, vote, time) as CSV."""
+    from bot.cli import _settings
+    from retrieval.state import StateStore
+
+    rows = StateStore(_settings().state_path).feedback_rows()
+    fields = ["created_at", "user_id", "vote", "channel", "message_ts", "question", "answer"]
+    handle = open(out, "w", newline="", encoding="utf-8") if out else sys.stdout  # noqa: SIM115
+    try:
+        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    finally:
+        if out:
+            handle.close()
+    if out:
+        typer.echo(f"Wrote {len(rows)} vote(s) to {out}", err=True)
+
+
+# ---------------------------------------------------------------- the bot
+def serve(
+    port: Annotated[
+        int | None, typer.Option(help="HTTP mode port (default PAPERBOT_HTTP_PORT).")
+    ] = None,
+) -> None:
+    """Run the Slack bot: Socket Mode when SLACK_APP_TOKEN is set, else HTTP mode."""
+    slack = _slack_settings()
+    missing = slack.missing_for(slack.mode)
+    if missing:
+        typer.echo(
+            f"Cannot start in {slack.mode} mode: missing {', '.join(missing)}. "
+            "Set them in the environment or .env (see .env.example and the README's "
+            "'Connect to Slack').",
+            err=True,
+        )
+        raise typer.Exit(2)
+    from bot.app import create_app
+    from bot.scheduler import DigestScheduler
+
+    services = _services()
+    app = create_app(slack, services)
+    scheduler = DigestScheduler(services, app.client, slack)
+    scheduler.start()
+    try:
+        if slack.mode == "socket":
+            _serve_socket(app, slack)
+        else:
+            _serve_http(app, slack, services, port or slack.http_port)
+    finally:
+        scheduler.stop()
+
+
+def _serve_socket(app: Any, slack: SlackSettings) -> None:
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    assert slack.app_token is not None
+    log.info("paperbot is connecting to Slack in Socket Mode")
+    SocketModeHandler(app, slack.app_token.get_secret_value()).start()
+
+
+def _serve_http(app: Any, slack: SlackSettings, services: Services, port: int) -> None:
+    from bot.server import make_http_server
+
+    server = make_http_server(
+        app, slack.http_host, port, lambda: {"ok": True, "papers": services.state.count_papers()}
+    )
+    log.info(
+        "paperbot listens on http://%s:%d/slack/events (health: /healthz)", slack.http_host, port
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        log.info("stopping")
+
+
+def chat() -> None:
+    """Try the bot in the terminal: questions get answers (follow-ups keep context);
+    lines starting with /papers run the slash command."""
+    from bot import console
+    from bot.chat import ChatSession
+
+    session = ChatSession(_services())
+    console.chat_banner()
+    while True:
+        try:
+            line = input("you › ")
+        except (EOFError, KeyboardInterrupt):
+            typer.echo()
+            return
+        if line.strip() in ("exit", "quit", ":q"):
+            return
+        console.print_chat_reply(session.handle(line))
