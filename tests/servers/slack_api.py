@@ -24,6 +24,7 @@ for others; an ``xapp-`` app-level token only for ``apps.connections.open`` (whi
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import json
 import threading
@@ -51,8 +52,9 @@ MethodHandler = Callable[[dict[str, Any]], dict[str, Any]]
 class SlackCall:
     """One Web API request as the fake saw it, with the answer it got."""
 
-    method: str  # e.g. "chat.postMessage"
+    method: str  # e.g. "chat.postMessage"; "response_url" for POSTs to response_url()s
     http_method: str  # "POST" | "GET"
+    path: str  # e.g. "/api/chat.postMessage", "/hooks/cmd-1"
     params: dict[str, Any]  # query + body; JSON_FIELDS decoded; form values stay str
     headers: dict[str, str]  # lower-cased names
     raw_body: bytes
@@ -194,6 +196,12 @@ class FakeSlackAPI:
     def base_url(self) -> str:
         """For ``WebClient(base_url=...)``; ends with "/api/" as the client requires."""
         return f"http://127.0.0.1:{self.port}/api/"
+
+    def response_url(self, tag: str | None = None) -> str:
+        """A URL to use as a slash command's / block action's ``response_url``: POSTs to it are
+        recorded as calls to method "response_url" (params = the JSON body) and get
+        ``{"ok": true}``."""
+        return f"http://127.0.0.1:{self.port}/hooks/{tag or uuid.uuid4().hex[:12]}"
 
     def start(self) -> FakeSlackAPI:
         self._stopping.clear()
@@ -470,24 +478,24 @@ class FakeSlackAPI:
             out["attachments"] = msg.attachments
         if msg.metadata is not None:
             out["metadata"] = msg.metadata
-        if msg.history:
+        if msg.history and msg.stream_state is None:
             out["edited"] = {"user": msg.user or self.bot_user_id, "ts": msg.ts}
-        if msg.thread_ts:
+        replies = [
+            m
+            for m in self._messages.get(msg.channel, [])
+            if m.thread_ts == msg.ts and m.is_reply and not m.deleted
+        ]
+        if msg.is_reply:
             out["thread_ts"] = msg.thread_ts
-            if msg.is_reply:
-                parent = self._find(msg.channel, msg.thread_ts)
-                if parent is not None and parent.user:
-                    out["parent_user_id"] = parent.user
-            else:
-                replies = [
-                    m
-                    for m in self._messages.get(msg.channel, [])
-                    if m.thread_ts == msg.ts and m.is_reply and not m.deleted
-                ]
-                out["reply_count"] = len(replies)
-                out["reply_users"] = sorted({m.user for m in replies if m.user})
-                if replies:
-                    out["latest_reply"] = replies[-1].ts
+            parent = self._find(msg.channel, msg.thread_ts or "")
+            if parent is not None and parent.user:
+                out["parent_user_id"] = parent.user
+        elif replies or msg.thread_ts:  # a thread parent carries its own ts as thread_ts
+            out["thread_ts"] = msg.ts
+            out["reply_count"] = len(replies)
+            out["reply_users"] = sorted({m.user for m in replies if m.user})
+            if replies:
+                out["latest_reply"] = replies[-1].ts
         reactions = self._reactions.get((msg.channel, msg.ts))
         if reactions:
             counts: dict[str, list[str]] = {}
@@ -800,7 +808,6 @@ class FakeSlackAPI:
             thread_ts=thread_ts,
             stream_state="streaming",
         )
-        msg.extra["recipient_user_id"] = p.get("recipient_user_id")
         self._append_stream(msg, p, first=True)
         self._store(msg)
         return {"ok": True, "channel": channel, "ts": msg.ts}
@@ -824,7 +831,6 @@ class FakeSlackAPI:
         if p.get("metadata"):
             msg.metadata = p.get("metadata")
         msg.stream_state = "stopped"
-        msg.extra.pop("recipient_user_id", None)
         return {
             "ok": True,
             "channel": msg.channel,
@@ -957,10 +963,8 @@ def _parse_params(query: str, content_type: str, raw: bytes) -> dict[str, Any]:
     for key in JSON_FIELDS & params.keys():
         value = params[key]
         if isinstance(value, str) and value[:1] in ("[", "{"):
-            try:
+            with contextlib.suppress(json.JSONDecodeError):
                 params[key] = json.loads(value)
-            except json.JSONDecodeError:
-                pass
     return params
 
 
@@ -980,10 +984,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self, raw: bytes) -> None:
         parts = urlsplit(self.path)
-        if not parts.path.startswith("/api/"):
+        if parts.path.startswith("/api/"):
+            method = parts.path[len("/api/") :].strip("/")
+        elif parts.path.startswith("/hooks/"):
+            method = "response_url"
+        else:
             self._send(404, {}, "Not Found")
             return
-        method = parts.path[len("/api/") :].strip("/")
         headers = {k.lower(): v for k, v in self.headers.items()}
         params = _parse_params(parts.query, headers.get("content-type", ""), raw)
         auth = headers.get("authorization", "")
@@ -994,12 +1001,15 @@ class _Handler(BaseHTTPRequestHandler):
             fake._stopping.wait(script.delay)
         if script is not None and not script.proceed:
             status, extra, body = script.status, script.headers, script.body
+        elif method == "response_url":
+            status, extra, body = 200, {}, {"ok": True}
         else:
             status, extra, body = fake.answer(method, params, str(token) if token else None)
         fake._record(
             SlackCall(
                 method=method,
                 http_method=self.command,
+                path=parts.path,
                 params=params,
                 headers=headers,
                 raw_body=raw,

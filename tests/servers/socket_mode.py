@@ -26,19 +26,23 @@ port other than 443 (it only wraps the socket in TLS for port 443 or through a p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 ENVELOPE_TYPES = ("events_api", "slash_commands", "interactive")
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -289,7 +293,7 @@ class FakeSocketModeServer:
 
     # ---- internals -------------------------------------------------------------------------
 
-    def _wait(self, probe: Any, timeout: float, what: str) -> Any:
+    def _wait(self, probe: Callable[[], T | None], timeout: float, what: str) -> T:
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
@@ -331,10 +335,8 @@ class FakeSocketModeServer:
     async def _shutdown(self) -> None:
         if self._server is not None:
             self._server.close()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), timeout=5)
-            except TimeoutError:
-                pass
 
     async def _close_one(self, conn_id: int, code: int, reason: str) -> None:
         with self._cond:
@@ -344,7 +346,8 @@ class FakeSocketModeServer:
 
     async def _handle(self, ws: ServerConnection) -> None:
         path = ws.request.path if ws.request is not None else ""
-        ticket = (parse_qs(urlsplit(path).query).get("ticket") or [None])[0]
+        tickets = parse_qs(urlsplit(path).query).get("ticket")
+        ticket = tickets[0] if tickets else None
         with self._cond:
             conn = SocketConnection(
                 id=len(self._state.connections) + 1,
@@ -399,3 +402,18 @@ class FakeSocketModeServer:
                     )
                 )
             self._cond.notify_all()
+
+
+def close_handler(handler: Any, server: FakeSocketModeServer | None = None) -> None:
+    """Close a slack_bolt ``SocketModeHandler`` (builtin client) in ~1 s instead of ~3 s.
+
+    ``handler.close()`` alone waits for the client's blocking recv (3 s socket timeout) and,
+    if the server drops the link first, the client reconnects. So: turn auto-reconnect off
+    (also the default it restores on each connect), close the server side, then close.
+    """
+    client = handler.client
+    client.default_auto_reconnect_enabled = False
+    client.auto_reconnect_enabled = False
+    if server is not None and server._loop is not None:
+        server.close_connections()
+    handler.close()

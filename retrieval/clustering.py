@@ -1,0 +1,292 @@
+"""Topic groups for a digest, in pure numpy: agglomerative clustering of paper vectors and
+distinctive terms that name a group without a language model.
+
+Ward linkage is deterministic (no random seeds, unlike k-means) and makes groups of similar
+size. Average linkage, tried first, chained a day of ML papers into two blobs ("generation" and
+"systems"): every ML abstract is fairly close to every other, so only a variance criterion
+splits them into readable topics. Papers that fit their group poorly are taken out of it, so
+the caller can file them under "Other papers" instead of in the wrong topic.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from retrieval.lexical import STOPWORDS
+
+log = logging.getLogger(__name__)
+
+# A member more than this many standard deviations below the mean fit (cosine to the rest of
+# its group) is an outlier. Relative, because similarity scales differ between embedders.
+OUTLIER_Z = 1.5
+
+# Words every abstract uses: never distinctive, never a good topic name.
+_GENERIC_WORDS = """
+    ability able achieve achieves achieving across address addressing allows approach
+    approaches art available based benchmark benchmarks better capabilities capability
+    challenge challenges code compare compared comparing comparison demonstrate demonstrates
+    demonstrating design different difficult effective effectively efficiency efficient employ
+    employs enable enables enhance enhances enhancing existing experiment experiments
+    extensive first framework frameworks furthermore github help high high-quality however
+    improve improved improvement improvements improves including issue issues key large
+    leverage leverages like limited made make makes many may method methods model models
+    moreover much new novel often one outstanding performance previous problem problems
+    propose proposes provide provides publicly quality recent remarkable result results robust
+    show shows significant significantly simple specific state-of-the-art study superior task
+    tasks technique techniques three training-free two use used uses using various via well
+    within without work works
+"""
+_GENERIC = frozenset(_GENERIC_WORDS.split())
+_PHRASE_BREAK = re.compile(r"[,.;:!?()\[\]{}\"“”]|\s[-–—]\s")
+TITLE_BONUS = 0.5  # a title mention counts half again as much as a mention anywhere
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]*[A-Za-z0-9]|[A-Za-z0-9]")
+
+
+# --------------------------------------------------------------------------- clustering
+def cluster(
+    vectors: np.ndarray,
+    max_groups: int,
+    min_size: int = 2,
+    threshold: float | None = None,
+) -> list[list[int]]:
+    """A partition of the rows of ``vectors`` into groups of row indices.
+
+    Ward linkage cut at ``max_groups`` groups (fewer when there are too few rows to fill them
+    with ``min_size`` each). A member whose cosine similarity to the mean of the rest of its
+    group is below ``threshold`` leaves it (None: 1.5 standard deviations below the mean over
+    all members, which adapts to the embedder). Groups that end up below ``min_size`` are split
+    into singletons. Groups come largest first (ties: lowest index first), singletons last;
+    members ascending.
+    """
+    n = len(vectors)
+    if n == 0:
+        return []
+    unit = _normalise(np.asarray(vectors, dtype=np.float64))
+    k = max(1, min(max_groups, n // max(min_size, 1)))
+    merger = _WardMerger(unit)
+    merger.run(k)
+    groups = _drop_outliers([sorted(m) for m in merger.groups()], unit, threshold)
+    real = [g for g in groups if len(g) >= min_size]
+    singles = sorted([i] for g in groups if len(g) < min_size for i in g)
+    return sorted(real, key=lambda g: (-len(g), g[0])) + singles
+
+
+class _WardMerger:
+    """Agglomerative merging with a cached nearest partner per group, so each step costs O(n)
+    rather than a scan of the whole n x n matrix (a month of papers stays fast)."""
+
+    def __init__(self, unit: np.ndarray) -> None:
+        # Squared Euclidean distances, for which the Lance-Williams Ward update is exact.
+        dist = np.maximum(2.0 - 2.0 * (unit @ unit.T), 0.0)
+        np.fill_diagonal(dist, np.inf)
+        self.dist = dist
+        self.members: dict[int, list[int]] = {i: [i] for i in range(len(unit))}
+        self.nearest = dist.argmin(axis=1)
+
+    def groups(self) -> list[list[int]]:
+        return list(self.members.values())
+
+    def run(self, k: int) -> None:
+        while len(self.members) > k:
+            rows = np.fromiter(self.members, dtype=np.int64)
+            i = int(rows[int(np.argmin(self.dist[rows, self.nearest[rows]]))])
+            self._merge(i, int(self.nearest[i]))
+
+    def _merge(self, i: int, j: int) -> None:
+        """Fold group j into group i (Lance-Williams update for Ward linkage)."""
+        i, j = min(i, j), max(i, j)
+        active = np.fromiter(self.members, dtype=np.int64)
+        sizes = np.array([len(self.members[int(a)]) for a in active], dtype=np.float64)
+        n_i, n_j = len(self.members[i]), len(self.members[j])
+        d = self.dist
+        row = ((n_i + sizes) * d[i, active] + (n_j + sizes) * d[j, active] - sizes * d[i, j]) / (
+            n_i + n_j + sizes
+        )
+        d[i, active] = row
+        d[active, i] = row
+        d[j, :] = np.inf
+        d[:, j] = np.inf
+        d[i, i] = np.inf
+        self.members[i] += self.members.pop(j)
+        self._refresh_nearest(i, j)
+
+    def _refresh_nearest(self, i: int, j: int) -> None:
+        active = np.fromiter(self.members, dtype=np.int64)
+        # Groups whose nearest was i or j look again; the others only compare with the new i.
+        stale = active[np.isin(self.nearest[active], (i, j))]
+        for k in (*stale.tolist(), i):
+            self.nearest[k] = int(np.argmin(self.dist[k]))
+        closer = active[self.dist[active, i] < self.dist[active, self.nearest[active]]]
+        self.nearest[closer] = i
+
+
+def _drop_outliers(
+    groups: list[list[int]], unit: np.ndarray, threshold: float | None
+) -> list[list[int]]:
+    fits: dict[int, float] = {}
+    for group in groups:
+        if len(group) < 2:
+            continue
+        total = unit[group].sum(axis=0)
+        for i in group:
+            rest = total - unit[i]
+            fits[i] = float(unit[i] @ rest) / max(float(np.linalg.norm(rest)), 1e-9)
+    if not fits:
+        return groups
+    values = np.array(list(fits.values()))
+    floor = threshold if threshold is not None else values.mean() - OUTLIER_Z * values.std()
+    kept: list[list[int]] = []
+    for group in groups:
+        inside = [i for i in group if fits.get(i, 1.0) >= floor]
+        kept.append(inside)
+        kept += [[i] for i in group if i not in inside]
+    return [g for g in kept if g]
+
+
+def paper_vector(chunk_vectors: Sequence[np.ndarray]) -> np.ndarray | None:
+    """A paper's vector: the mean of its chunk vectors, renormalised (None without chunks)."""
+    if not chunk_vectors:
+        return None
+    mean = np.mean(np.stack(chunk_vectors), axis=0)
+    norm = float(np.linalg.norm(mean))
+    return (mean / norm).astype(np.float32) if norm > 0 else None
+
+
+def _normalise(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return matrix / norms
+
+
+# --------------------------------------------------------------------------- labels
+def label_terms(
+    texts: Sequence[str],
+    k: int = 3,
+    background: Sequence[str] | None = None,
+    *,
+    titles: Sequence[str] | None = None,
+) -> list[str]:
+    """The ``k`` terms (words or two-word phrases) most distinctive of ``texts`` against
+    ``background`` (all texts of the digest; default: ``texts`` alone), spelled as written.
+
+    tf-idf on document frequencies: a term scores by the share of the group's texts that use it
+    times its rarity in the background, with a bonus for terms in the group's ``titles`` (a
+    title names what a paper is about; an abstract also says what it is not). A term must be
+    shared by two of the group's texts when the group has two or more, so one paper's jargon
+    does not name the group.
+    """
+    if not texts or k <= 0:
+        return []
+    group_docs = [_terms(t) for t in texts]
+    background_docs = [_terms(t) for t in background] if background else group_docs
+    title_docs = [_terms(t) for t in titles or ()]
+    surface = _surface_forms([*texts, *(titles or ())])
+    chosen: list[str] = []
+    for term, _ in _score_terms(group_docs, background_docs, title_docs):
+        if len(chosen) == k:
+            break
+        if not any(_overlaps(term, other) for other in chosen):
+            chosen.append(term)
+    return [_display(term, surface) for term in chosen]
+
+
+def group_label(
+    texts: Sequence[str],
+    background: Sequence[str] | None = None,
+    k: int = 3,
+    *,
+    titles: Sequence[str] | None = None,
+) -> str:
+    """A readable name for a group from its distinctive terms ('Text-to-3D, Gaussian splatting')."""
+    terms = label_terms(texts, k, background, titles=titles)
+    if not terms:
+        return "Miscellaneous"
+    label = ", ".join(terms)
+    return label[0].upper() + label[1:]
+
+
+def _terms(text: str) -> set[str]:
+    """Content words and adjacent pairs of them within a phrase, case-folded and singular."""
+    terms: set[str] = set()
+    for phrase in _PHRASE_BREAK.split(text):
+        previous: str | None = None
+        for word in (_fold(w) for w in _WORD.findall(phrase)):
+            if not _is_content(word):
+                previous = None
+                continue
+            terms.add(word)
+            if previous is not None:
+                terms.add(f"{previous} {word}")
+            previous = word
+    return terms
+
+
+def _is_content(word: str) -> bool:
+    return (
+        len(word) > 1
+        and word not in STOPWORDS
+        and word not in _GENERIC
+        and not word.replace("-", "").isdigit()
+    )
+
+
+def _fold(word: str) -> str:
+    word = word.casefold()
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def _score_terms(
+    group: Sequence[set[str]], background: Sequence[set[str]], titles: Sequence[set[str]]
+) -> list[tuple[str, float]]:
+    group_df = Counter(t for doc in group for t in doc)
+    title_df = Counter(t for doc in titles for t in doc)
+    background_df = Counter(t for doc in background for t in doc)
+    n_background = len(background)
+    need = 2 if len(group) >= 2 else 1
+    scores: dict[str, float] = {}
+    for term, df in group_df.items():
+        if df < need:
+            continue
+        idf = math.log((n_background + 1) / (background_df.get(term, 0) + 0.5))
+        # Two-word phrases are more specific and read better as names ("Gaussian splatting").
+        phrase = 1.5 if " " in term else 1.0
+        share = (df + TITLE_BONUS * title_df.get(term, 0)) / len(group)
+        scores[term] = share * max(idf, 0.0) * phrase
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _overlaps(a: str, b: str) -> bool:
+    """Terms sharing a word ('spatial' and 'spatial-temporal') would repeat themselves."""
+    return bool(set(re.split(r"[\s-]+", a)) & set(re.split(r"[\s-]+", b)))
+
+
+def _surface_forms(texts: Sequence[str]) -> Mapping[str, str]:
+    """For each folded word, its most common spelling in the texts ('llm' -> 'LLM')."""
+    counts: dict[str, Counter[str]] = {}
+    for text in texts:
+        for raw in _WORD.findall(text):
+            counts.setdefault(_fold(raw), Counter())[_singular_surface(raw)] += 1
+    forms: dict[str, str] = {}
+    for folded, spellings in counts.items():
+        # Prefer lower case over sentence-initial capitals when both are common.
+        forms[folded] = max(spellings.items(), key=lambda kv: (kv[1] + (kv[0].islower()), kv[0]))[0]
+    return forms
+
+
+def _singular_surface(raw: str) -> str:
+    folded = _fold(raw)
+    return raw[: len(folded)] if raw.casefold().startswith(folded) else raw
+
+
+def _display(term: str, surface: Mapping[str, str]) -> str:
+    return " ".join(surface.get(w, w) for w in term.split())
