@@ -10,7 +10,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 class SlackSettings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="PAPERBOT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="PAPERBOT_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
     )
 
     bot_token: SecretStr | None = Field(

@@ -48,6 +48,10 @@ ALL_NAME = "Papers"  # the one bucket when no topic group formed (e.g. a two-pap
 MAX_NAME_WORDS = 6
 MAX_NAME_CHARS = 60
 MAX_REDUCE_LEVELS = 3
+# The refusal gate asks "does any chunk match?" and accepts 40% of the query's terms; a topic
+# filter asks "is this paper about it?", so most of the topic must match (on the sample,
+# "mixture of experts" at 40% also kept a paper that only mentions "experts").
+TOPIC_MIN_COVERAGE = 0.8
 
 
 # ---------------------------------------------------------------------------- data
@@ -258,9 +262,10 @@ class DigestService:
         return digest
 
     def about(self, topic: str, papers: Sequence[Paper]) -> list[Paper]:
-        """The papers relevant to ``topic`` by the QA refusal gate's test (BM25 coverage or
-        dense cosine of the best chunk), scored over every chunk of these papers: a search's
-        candidate list would cap what a long window can return."""
+        """The papers relevant to ``topic``: the refusal gate's test (BM25 query coverage or
+        dense cosine of the best chunk) with a stricter coverage (TOPIC_MIN_COVERAGE), scored
+        over every chunk of these papers, as a search's candidate list would cap what a long
+        window can return."""
         chunk_ids = self.corpus.state.chunk_ids_for(p.paper_id for p in papers)
         all_ids = [cid for ids in chunk_ids.values() for cid in ids]
         if not all_ids:
@@ -270,16 +275,14 @@ class DigestService:
         lexical = index.score_ids(topic, all_ids)
         vectors = self.corpus.chunk_vectors(all_ids)
         query = self.corpus.embedder.embed_query(topic)
+        min_coverage = max(self.settings.refusal_min_coverage, TOPIC_MIN_COVERAGE)
 
         def relevant(paper_id: str) -> bool:
             ids = chunk_ids.get(paper_id, [])
             coverage = max((lexical.get(c, 0.0) for c in ids), default=0.0)
             coverage = min(1.0, coverage / ceiling) if ceiling > 0 else 0.0
             dense = max((float(vectors[c] @ query) for c in ids if c in vectors), default=-1.0)
-            return (
-                coverage >= self.settings.refusal_min_coverage
-                or dense >= self.settings.refusal_min_dense
-            )
+            return coverage >= min_coverage or dense >= self.settings.refusal_min_dense
 
         return [p for p in papers if relevant(p.paper_id)]
 
@@ -582,11 +585,15 @@ def extractive_overview(start: date, end: date, groups: Sequence[TopicGroup]) ->
         first += f", in {_plural(len(topics), 'topic')}: {listed}"
         if others:
             first += f"; plus {_plural(others, 'other paper')}"
-    lead = papers[0]
-    if lead.paper.upvotes is not None:
+    if any(p.paper.upvotes is not None for p in papers):
+        lead = papers[0]
         second = f"The most upvoted is “{lead.paper.title}” ({lead.paper.upvotes} upvotes)"
+    elif topics:  # without upvotes rank 1 is merely the first title: show the main topic
+        lead = topics[0].papers[0]
+        second = f"From {topics[0].name}: “{lead.paper.title}”"
     else:
-        second = f"First in the list is “{lead.paper.title}”"
+        lead = papers[0]
+        second = f"First in the list: “{lead.paper.title}”"
     return f"{first}. {second}: {lead.tldr.text}"
 
 

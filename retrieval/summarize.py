@@ -135,7 +135,7 @@ def extractive_tldr(
     if not sentences:
         return cap_words(clean_text(abstract), max_words)
     if len(sentences) == 1:
-        return cap_words(sentences[0], max_words)
+        return cap_words(_drop_lead_in(sentences[0]), max_words)
     scores = sentence_scores(title, sentences, embed)
     return _pick(sentences, scores, max_words)
 
@@ -162,11 +162,10 @@ def sentence_scores(
 
 def _candidate_sentences(abstract: str) -> list[str]:
     """Sentences worth quoting: not fragments, not instruction-like text."""
-    clean, _ = sanitize(clean_text(abstract))
     return [
         s
-        for s in split_sentences(clean)
-        if len(s.split()) >= MIN_SENTENCE_WORDS and "withheld]" not in s
+        for s in split_sentences(clean_text(abstract))
+        if len(s.split()) >= MIN_SENTENCE_WORDS and not sanitize(s)[1]
     ]
 
 
@@ -307,7 +306,7 @@ class Summarizer:
 
     # --- extractive ---
     def _extract(self, papers: Sequence[Paper], note: str | None = None) -> list[Summary]:
-        embed = self.corpus.embedder.embed if self.dense_extractive else None
+        embed = self._prefetched_embed(papers) if self.dense_extractive else None
         summaries = []
         for paper in papers:
             text = extractive_tldr(paper.title, paper.abstract, embed)
@@ -316,6 +315,23 @@ class Summarizer:
                 self._store(paper, summary)
             summaries.append(summary)
         return summaries
+
+    def _prefetched_embed(self, papers: Sequence[Paper]) -> EmbedFn:
+        """One embedding call for every title and sentence of these papers (a model batches
+        far better than thirty small calls), served to extractive_tldr from memory."""
+        embedder = self.corpus.embedder
+        texts = list(
+            dict.fromkeys(t for p in papers for t in (p.title, *_candidate_sentences(p.abstract)))
+        )
+        memo = dict(zip(texts, embedder.embed(texts), strict=True)) if texts else {}
+
+        def embed(batch: Sequence[str]) -> np.ndarray:
+            missing = [t for t in batch if t not in memo]
+            if missing:
+                memo.update(zip(missing, embedder.embed(missing), strict=True))
+            return np.stack([memo[t] for t in batch])
+
+        return embed
 
     # --- LLM ---
     def _llm_batch(self, papers: Sequence[Paper]) -> list[Summary]:

@@ -545,6 +545,8 @@ def test_injected_instruction_is_withheld_from_the_model_and_flagged(
     assert INJECTION not in sent and "PWNED" not in sent
     assert "TabGuard improves F1 by 12%" in sent  # the rest of the abstract is still there
     assert answer.mode == "llm" and answer.citations[0].title == TABGUARD.title
+    assert answer.citations[0].paper_id == "2501.00001"
+    assert answer.citations[0].url == "https://arxiv.org/abs/2501.00001"
     assert any("instruction-like text" in f and "withheld" in f for f in answer.flags)
     assert INJECTION not in answer.citations[0].quote
 
