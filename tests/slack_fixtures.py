@@ -57,6 +57,21 @@ def slack_settings(api: FakeSlackAPI, **overrides: Any) -> SlackSettings:
     return SlackSettings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
+@pytest.fixture(scope="module")
+def corpus(
+    tmp_path_factory: pytest.TempPathFactory, tiktoken_dir: Path, local_embedder: Any
+) -> Iterator[Corpus]:
+    """The 30 sample papers with the real embedder, ingested once per test module."""
+    corpus = ingested_corpus(tmp_path_factory.mktemp("slack-data"), tiktoken_dir, local_embedder)
+    yield corpus
+    corpus.close()
+
+
+@pytest.fixture
+def services(corpus: Corpus) -> Services:
+    return Services.build(corpus.settings, corpus=corpus, llm=None)
+
+
 @pytest.fixture
 def harness_factory(
     services: Services,

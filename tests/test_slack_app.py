@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from bot.services import Services
-from retrieval import Corpus
 from retrieval.normalize import make_paper
 from tests.servers.slack_requests import (
     CHANNEL_ID,
@@ -29,24 +25,10 @@ from tests.servers.slack_requests import (
     slash_command,
     url_verification,
 )
-from tests.slack_fixtures import SECRET, SlackHarness, harness_factory, ingested_corpus
+from tests.slack_fixtures import SECRET, SlackHarness, corpus, harness_factory, services
 
-__all__ = ["harness_factory"]
+__all__ = ["corpus", "harness_factory", "services"]
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def corpus(
-    tmp_path_factory: pytest.TempPathFactory, tiktoken_dir: Path, local_embedder: Any
-) -> Iterator[Corpus]:
-    corpus = ingested_corpus(tmp_path_factory.mktemp("slack-data"), tiktoken_dir, local_embedder)
-    yield corpus
-    corpus.close()
-
-
-@pytest.fixture
-def services(corpus: Corpus) -> Services:
-    return Services.build(corpus.settings, corpus=corpus, llm=None)
 
 
 @pytest.fixture
@@ -254,7 +236,7 @@ def test_search_lists_papers_with_a_share_button(slack: SlackHarness) -> None:
     [reply] = _responses(slack)
     assert reply["response_type"] == "ephemeral"
     assert "GVGEN" in reply["text"]
-    share = [b for b in reply["blocks"] if b["type"] == "actions"][0]["elements"][0]
+    share = next(b for b in reply["blocks"] if b["type"] == "actions")["elements"][0]
     assert share["action_id"] == "share_search"
 
     body = block_actions(
@@ -293,7 +275,7 @@ def test_feedback_click_is_stored(slack: SlackHarness) -> None:
     ts = new_ts()
     _ack_ok(_send(slack, event_callback(app_mention_event("What is GPipe?", ts=ts))))
     answer = _final_answer(slack, CHANNEL_ID, ts)[0]
-    buttons = [b for b in answer.blocks if b["type"] == "actions"][0]["elements"]
+    buttons = next(b for b in answer.blocks if b["type"] == "actions")["elements"]
     body = block_actions(
         "feedback_down",
         buttons[1]["value"],
