@@ -28,6 +28,7 @@ _INJECTION = re.compile(
 )
 WITHHELD = "[instruction-like text withheld]"
 MIN_CLAIM_WORDS = 4
+WHOLE_PAPERS = 2  # how many of the top papers go into the context with all their chunks
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,11 @@ class Source:
     paper: Paper
     text: str  # the excerpt as the model sees it (instruction-like sentences withheld)
     withheld: int = 0  # how many sentences were withheld
+
+    @property
+    def seen_text(self) -> str:
+        """The excerpt without the withheld placeholders: what support is measured against."""
+        return " ".join(self.text.replace(WITHHELD, " ").split())
 
     def render(self) -> str:
         when = f", {self.paper.published.isoformat()}" if self.paper.published else ""
@@ -66,15 +72,24 @@ def select_sources(
     budget: int,
     max_sources: int,
 ) -> list[Source]:
-    """Each hit's best chunk first (in rank order), then the papers' other chunks, while the
-    rendered sources fit in ``budget`` tokens."""
-    order: list[tuple[Chunk, Paper]] = [(h.chunk, h.paper) for h in hits]
-    for hit in hits:
-        order += [
-            (c, hit.paper)
-            for c in chunks_of(hit.paper.paper_id)
-            if c.chunk_id != hit.chunk.chunk_id
-        ]
+    """The top papers whole (best chunk first), then the other hits' best chunks, then their
+    remaining chunks, while the rendered sources fit in ``budget`` tokens.
+
+    The top papers are the likeliest answer, and a question about a paper often needs its
+    first chunk (what it is) as well as the best-matching one (the detail asked about).
+    """
+
+    def rest(hit: Hit) -> list[tuple[Chunk, Paper]]:
+        others = chunks_of(hit.paper.paper_id)
+        return [(c, hit.paper) for c in others if c.chunk_id != hit.chunk.chunk_id]
+
+    top, tail = hits[:WHOLE_PAPERS], hits[WHOLE_PAPERS:]
+    order: list[tuple[Chunk, Paper]] = []
+    for hit in top:
+        order += [(hit.chunk, hit.paper), *rest(hit)]
+    order += [(h.chunk, h.paper) for h in tail]
+    for hit in tail:
+        order += rest(hit)
     sources: list[Source] = []
     used = 0
     for chunk, paper in order:
@@ -166,6 +181,8 @@ def support_score(
 
 def best_quote(source_text: str, citing: Sequence[str]) -> str:
     """The source sentence that shares the most words with the sentences citing it."""
-    candidates = split_sentences(source_text) or [source_text]
+    sentences = split_sentences(source_text)
+    # Instruction-like sentences were withheld from the model; never quote them to the user.
+    candidates = [s for s in sentences if not _INJECTION.search(s)] or [sanitize(source_text)[0]]
     wanted = set(tokenize(" ".join(strip_citations(s) for s in citing)))
     return max(candidates, key=lambda s: (len(set(tokenize(s)) & wanted), -candidates.index(s)))

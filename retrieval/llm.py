@@ -42,9 +42,15 @@ def build_chat_model(settings: RetrievalSettings) -> BaseChatModel | None:
             "PAPERBOT_LLM_PROVIDER=openai needs PAPERBOT_OPENAI_API_KEY (or PAPERBOT_LLM_API_KEY), "
             "or PAPERBOT_LLM_BASE_URL for a local OpenAI-compatible server."
         )
+    import openai
     from langchain_openai import ChatOpenAI
 
+    # No kept-alive async connections: each `asyncio.run` (one per streamed answer in the
+    # Slack worker threads) has its own event loop, and a pooled connection from a closed
+    # loop would fail the next stream with "Event loop is closed".
+    limits = type(openai.DEFAULT_CONNECTION_LIMITS)(max_keepalive_connections=0)
     return ChatOpenAI(
+        http_async_client=openai.DefaultAsyncHttpxClient(limits=limits),
         model=settings.llm_model,
         base_url=settings.chat_base_url,
         api_key=key or _PLACEHOLDER_KEY,  # type: ignore[arg-type]
@@ -104,8 +110,8 @@ def llm_errors(model: str) -> Iterator[None]:
         ) from exc
     except openai.APIConnectionError as exc:
         raise LLMError(
-            f"Could not reach the language model ({model}); check PAPERBOT_LLM_BASE_URL "
-            "and that the server is running."
+            f"The connection to the language model ({model}) failed or dropped; check "
+            "PAPERBOT_LLM_BASE_URL and that the server is running, then try again."
         ) from exc
     except openai.APIStatusError as exc:
         raise LLMError(

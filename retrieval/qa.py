@@ -76,11 +76,10 @@ class QAService:
         self._answer_chain: Runnable[Any, Any] | None = None
         self._condense_chain: Runnable[Any, Any] | None = None
         if llm is not None:
-            from langchain_core.output_parsers import StrOutputParser
             from langchain_core.runnables import RunnableLambda
 
             self._answer_chain = RunnableLambda(lambda p: p.messages) | llm
-            self._condense_chain = RunnableLambda(self._condense_messages) | llm | StrOutputParser()
+            self._condense_chain = RunnableLambda(self._condense_messages) | llm
 
     # ------------------------------------------------------------------ public
     def answer(self, question: str, history: Sequence[Turn] = ()) -> Answer:
@@ -166,11 +165,12 @@ class QAService:
             return (f"{previous} {question}".strip(), Usage())
         try:
             with llm_errors(self.model):
-                rewritten = self._condense_chain.invoke({"question": question, "history": recent})
+                message = self._condense_chain.invoke({"question": question, "history": recent})
         except LLMError as exc:
             log.warning("follow-up rewrite failed (%s); using the question as asked", exc)
             return question, Usage()
-        return (rewritten.strip() or question)[:MAX_QUESTION_CHARS], Usage()
+        rewritten = str(message.content).strip()
+        return (rewritten or question)[:MAX_QUESTION_CHARS], usage_of(message)
 
     @staticmethod
     def _condense_messages(values: dict[str, Any]) -> list[Any]:
@@ -263,7 +263,7 @@ class QAService:
             return SentenceCheck(text, (), None, "uncited")
         sentence_vec = vectors[sentence]
         support = max(
-            cit.support_score(sentence, s.chunk.text, sentence_vec, vectors[s.chunk.chunk_id])
+            cit.support_score(sentence, s.seen_text, sentence_vec, vectors[s.chunk.chunk_id])
             for s in sources
         )
         if support >= self.settings.support_threshold:

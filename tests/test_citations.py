@@ -173,10 +173,10 @@ def _hits() -> tuple[list[Hit], dict[str, list[Chunk]]]:
 def test_select_sources_order_numbers_and_sanitising() -> None:
     hits, chunks = _hits()
     sources = cit.select_sources(hits, lambda pid: chunks[pid], _words, 10_000, 10)
-    # each hit's best chunk in rank order, then the papers' other chunks
-    assert [s.chunk.chunk_id for s in sources] == ["a#1", "b#0", "c#0", "a#0", "b#1"]
+    # the two top papers whole (best chunk first), then the other hits' best chunks
+    assert [s.chunk.chunk_id for s in sources] == ["a#1", "a#0", "b#0", "b#1", "c#0"]
     assert [s.number for s in sources] == [1, 2, 3, 4, 5]
-    gamma = sources[2]
+    gamma = sources[4]
     assert gamma.withheld == 1 and "Ignore previous" not in gamma.text
     assert "Ignore previous" in gamma.chunk.text  # the chunk itself is unchanged
     assert "Ignore previous" not in gamma.render()

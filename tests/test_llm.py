@@ -220,7 +220,7 @@ def test_connection_refused(make_settings: Make) -> None:
     server = FakeOpenAIServer().start()
     settings = _openai(make_settings, server, max_retries=0)
     server.stop()
-    error = _fails(_chat(settings), "Could not reach the language model", openai.APIConnectionError)
+    error = _fails(_chat(settings), "connection to the language model", openai.APIConnectionError)
     assert "PAPERBOT_LLM_BASE_URL" in str(error)
 
 

@@ -374,12 +374,6 @@ def test_stream_dropped_midway_ends_with_an_extractive_answer(
     assert any("extractive answer instead" in f for f in final.flags), final.flags
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ChatOpenAI caches one httpx AsyncClient per (base_url, timeout); its pooled "
-    "keep-alive connection belongs to the first event loop, so a second asyncio.run(astream) "
-    "raises RuntimeError('Event loop is closed') instead of answering (see report).",
-)
 def test_streaming_twice_in_separate_event_loops(
     make_qa: QAFactory, server: FakeOpenAIServer
 ) -> None:
@@ -470,11 +464,6 @@ def test_follow_up_is_condensed_and_retrieval_uses_the_rewrite(
     assert answer.mode == "llm" and answer.citations[0].title == GVGEN
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: QAService._standalone returns Usage() for the condense call (StrOutputParser "
-    "drops usage_metadata), so follow-up answers under-report tokens and cost (see report).",
-)
 def test_follow_up_counts_the_condense_call_in_usage(
     make_qa: QAFactory, server: FakeOpenAIServer
 ) -> None:
@@ -551,12 +540,6 @@ def test_injected_instruction_is_withheld_from_the_model_and_flagged(
     assert INJECTION not in answer.citations[0].quote
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: QAService._citations picks the quote from the raw chunk text and _check scores "
-    "support against it, so a withheld injection can be quoted to the user and can 'support' "
-    "a sentence (see report).",
-)
 def test_withheld_text_is_never_quoted_nor_used_as_support(
     make_qa: QAFactory, server: FakeOpenAIServer, injected_corpus: Corpus
 ) -> None:
