@@ -356,6 +356,48 @@ def eval_retrieval(
         console.print_retrieval_scores(table)
 
 
+@eval_app.command("answers")
+def eval_answers(
+    file: Annotated[Path, typer.Argument(help="JSONL: question, titles, kind.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Citation precision, gold-paper recall and refusal accuracy per question kind, with the
+    configured answer mode (extractive without an LLM)."""
+    from bot import console
+    from retrieval.errors import PaperbotError
+    from retrieval.evaluate import evaluate_answers, load_questions
+
+    questions = load_questions(file)
+    qa = _qa()
+    if not qa.corpus.state.count_papers():
+        raise PaperbotError("The index is empty: ingest the papers the questions are about first.")
+    rows = evaluate_answers(questions, qa.answer)
+    if as_json:
+        typer.echo(json.dumps([r.as_dict() for r in rows], indent=2))
+    else:
+        console.print_answer_scores(rows, qa.model)
+
+
+@eval_app.command("summaries")
+def eval_summaries(
+    split: Annotated[str, typer.Option(help="ACLSum split: train, val or test.")] = "test",
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N documents.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """ROUGE-1 of extractive summaries vs the lead-sentence baseline on ACLSum (offline)."""
+    from bot import console
+    from retrieval.evaluate import evaluate_summaries, extractive_summarizer, load_aclsum
+
+    if split not in ("train", "val", "test"):
+        raise typer.BadParameter("choose train, val or test", param_hint="--split")
+    docs = load_aclsum(split)[:limit]
+    rows = evaluate_summaries(docs, extractive_summarizer())
+    if as_json:
+        typer.echo(json.dumps([r.as_dict() for r in rows], indent=2))
+    else:
+        console.print_summary_scores(rows, split, len(docs))
+
+
 def _register_bot_commands() -> None:
     from bot import cli_bot
 

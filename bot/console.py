@@ -19,14 +19,13 @@ from rich.progress import (
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from retrieval.digest import Digest
-    from retrieval.summarize import Summary
-
     from bot.blocks import Message
     from retrieval import Corpus, Hit, IngestReport, Paper, RecordError
-    from retrieval.evaluate import RetrievalScores
+    from retrieval.digest import Digest
+    from retrieval.evaluate import AnswerScores, RetrievalScores, SummaryScores
     from retrieval.models import Answer
     from retrieval.qa import QAService
+    from retrieval.summarize import Summary
 
 Feed = tuple[str, Callable[[], Iterator["Paper | RecordError"]]]
 MAX_LISTED_PROBLEMS = 25
@@ -405,3 +404,49 @@ def print_chat_reply(reply: Answer | Message) -> None:
         _console().print(escape(reply[0]))
     else:
         print_answer(reply)
+
+
+def print_answer_scores(rows: Sequence[AnswerScores], model: str) -> None:
+    table = Table(title=f"Answer quality ({model})")
+    for col in (
+        "kind",
+        "questions",
+        "citation precision",
+        "gold recall",
+        "refusal accuracy",
+        "mean ms",
+    ):
+        table.add_column(col, justify="left" if col == "kind" else "right")
+    for row in rows:
+        d = row.as_dict()
+        table.add_row(
+            str(d["kind"]),
+            str(d["questions"]),
+            *(_fmt(d.get(k)) for k in ("citation_precision", "gold_recall", "refusal_accuracy")),
+            _fmt(d.get("mean_latency_ms"), "{:.0f}"),
+        )
+    console = _console()
+    console.print(table)
+    for row in rows:
+        if row.kind == "all":
+            for miss in row.misses[:10]:
+                console.print(f"[yellow]• {escape(miss)}[/]")
+
+
+def print_summary_scores(rows: Sequence[SummaryScores], split: str, docs: int) -> None:
+    table = Table(title=f"ROUGE-1 F1 on ACLSum {split} ({docs} documents)")
+    for col in ("aspect", "pairs", "lead-1 baseline", "paperbot", "beats baseline"):
+        table.add_column(col, justify="left" if col == "aspect" else "right")
+    for row in rows:
+        table.add_row(
+            row.aspect,
+            str(row.scored),
+            f"{row.baseline_rouge1:.3f}",
+            f"{row.summary_rouge1:.3f}",
+            "[green]yes[/]" if row.beats_baseline else "[red]no[/]",
+        )
+    _console().print(table)
+
+
+def _fmt(value: Any, pattern: str = "{:.3f}") -> str:
+    return "—" if value is None else pattern.format(value)
