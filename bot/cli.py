@@ -386,12 +386,17 @@ def eval_summaries(
 ) -> None:
     """ROUGE-1 of extractive summaries vs the lead-sentence baseline on ACLSum (offline)."""
     from bot import console
-    from retrieval.evaluate import evaluate_summaries, extractive_summarizer, load_aclsum
+    from retrieval.evaluate import (
+        aspect_summarizer,
+        evaluate_summaries,
+        extractive_summarizer,
+        load_aclsum,
+    )
 
     if split not in ("train", "val", "test"):
         raise typer.BadParameter("choose train, val or test", param_hint="--split")
     docs = load_aclsum(split)[:limit]
-    rows = evaluate_summaries(docs, extractive_summarizer())
+    rows = evaluate_summaries(docs, extractive_summarizer(), aspect_fn=aspect_summarizer())
     if as_json:
         typer.echo(json.dumps([r.as_dict() for r in rows], indent=2))
     else:

@@ -116,7 +116,7 @@ def digest(
         return
     result = services.digests.build(start, end, topic=topic, max_papers=max_papers)
     if as_json:
-        typer.echo(json.dumps(result.to_json(), indent=2, default=str))
+        typer.echo(result.to_json(indent=2))
     else:
         from bot import console
 

@@ -435,17 +435,28 @@ def print_answer_scores(rows: Sequence[AnswerScores], model: str) -> None:
 
 def print_summary_scores(rows: Sequence[SummaryScores], split: str, docs: int) -> None:
     table = Table(title=f"ROUGE-1 F1 on ACLSum {split} ({docs} documents)")
-    for col in ("aspect", "pairs", "lead-1 baseline", "paperbot", "beats baseline"):
+    for col in ("aspect", "pairs", "lead-1 baseline", "TL;DR", "aspect summary"):
         table.add_column(col, justify="left" if col == "aspect" else "right")
     for row in rows:
         table.add_row(
             row.aspect,
             str(row.scored),
             f"{row.baseline_rouge1:.3f}",
-            f"{row.summary_rouge1:.3f}",
-            "[green]yes[/]" if row.beats_baseline else "[red]no[/]",
+            _versus(row.summary_rouge1, row.baseline_rouge1),
+            _versus(row.aspect_rouge1, row.baseline_rouge1),
         )
     _console().print(table)
+    _console().print(
+        "[dim]TL;DR: paperbot's one-paper summary compared with every aspect; aspect summary: "
+        "paperbot's extractive summary of that aspect. Green = beats the lead sentence.[/]"
+    )
+
+
+def _versus(value: float | None, baseline: float) -> str:
+    if value is None:
+        return "—"
+    colour = "green" if value > baseline else "red"
+    return f"[{colour}]{value:.3f}[/]"
 
 
 def _fmt(value: Any, pattern: str = "{:.3f}") -> str:

@@ -252,7 +252,7 @@ class DigestService:
         digest = self._digest(start, end, ranked, run)
         digest.topic, digest.total_papers = topic, total
         log.info(
-            "digest %s: %d papers in %d groups (%s, %d LLM calls)",
+            "digest %s: %d papers in %d groups (%s overview, %d naming/overview LLM calls)",
             digest.period,
             digest.paper_count,
             len(digest.groups),

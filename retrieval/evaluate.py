@@ -240,6 +240,7 @@ def _kind_order(kind: str) -> tuple[int, str]:
 # ---------------------------------------------------------------------- summaries
 ASPECTS = ("challenge", "approach", "outcome")
 SummarizeFn = Callable[[str, str], str]  # (title, abstract) -> summary
+AspectFn = Callable[[str, str], str]  # (abstract, aspect) -> summary
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,13 +259,15 @@ class SummaryDoc:
 
 @dataclass
 class SummaryScores:
-    """Mean ROUGE-1 F1 against one aspect's reference summaries (or 'overall': all aspects)."""
+    """Mean ROUGE-1 F1 against one aspect's reference summaries (or 'overall': all aspects),
+    for the lead-sentence baseline, the one-paper TL;DR and the aspect summary."""
 
     aspect: str
     baseline: str = "lead-1"
     scored: int = 0  # (document, reference summary) pairs
     baseline_f1: list[float] = field(default_factory=list)
-    summary_f1: list[float] = field(default_factory=list)
+    summary_f1: list[float] = field(default_factory=list)  # the TL;DR
+    aspect_f1: list[float] = field(default_factory=list)  # the aspect summary
 
     @property
     def baseline_rouge1(self) -> float:
@@ -275,8 +278,19 @@ class SummaryScores:
         return _mean(self.summary_f1) or 0.0
 
     @property
+    def aspect_rouge1(self) -> float | None:
+        return _mean(self.aspect_f1)
+
+    @property
     def beats_baseline(self) -> bool:
+        """The TL;DR scores higher than the lead sentence."""
         return self.scored > 0 and self.summary_rouge1 > self.baseline_rouge1
+
+    @property
+    def aspect_beats_baseline(self) -> bool | None:
+        if self.aspect_rouge1 is None:
+            return None
+        return self.scored > 0 and self.aspect_rouge1 > self.baseline_rouge1
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -286,6 +300,8 @@ class SummaryScores:
             "baseline_rouge1": round(self.baseline_rouge1, 4),
             "summary_rouge1": round(self.summary_rouge1, 4),
             "beats_baseline": self.beats_baseline,
+            "aspect_rouge1": _round(self.aspect_rouge1),
+            "aspect_beats_baseline": self.aspect_beats_baseline,
         }
 
 
@@ -329,10 +345,11 @@ def evaluate_summaries(
     summarize_fn: SummarizeFn,
     aspects: Sequence[str] = ASPECTS,
     baseline_fn: Callable[[SummaryDoc], str] = lead_sentence,
+    aspect_fn: AspectFn | None = None,
 ) -> list[SummaryScores]:
-    """ROUGE-1 F1 (stemmed) of ``summarize_fn`` and of the lead-sentence baseline, computed in
-    the same run, against each aspect's reference summary; one row per aspect, then 'overall'
-    (every doc x aspect pair)."""
+    """ROUGE-1 F1 (stemmed) against each aspect's reference summary, computed in one run for
+    the lead-sentence baseline, ``summarize_fn`` (the TL;DR) and, when given, ``aspect_fn``
+    (an aspect-specific summary); one row per aspect, then 'overall' (every doc x aspect)."""
     scorer = _rouge1_scorer()
     rows = {aspect: SummaryScores(aspect) for aspect in [*aspects, "overall"]}
     for doc in docs:
@@ -348,7 +365,23 @@ def evaluate_summaries(
                 row.scored += 1
                 row.summary_f1.append(ours_f1)
                 row.baseline_f1.append(lead_f1)
+            if aspect_fn is not None:
+                aspect_summary = aspect_fn(doc.abstract, aspect)
+                aspect_f1 = scorer.score(reference, aspect_summary)["rouge1"].fmeasure
+                rows[aspect].aspect_f1.append(aspect_f1)
+                rows["overall"].aspect_f1.append(aspect_f1)
     return list(rows.values())
+
+
+def aspect_summarizer() -> AspectFn:
+    """Paperbot's extractive aspect summaries (challenge / approach / outcome)."""
+
+    def summarize(abstract: str, aspect: str) -> str:
+        from retrieval.summarize import extractive_aspect_summary
+
+        return extractive_aspect_summary(abstract, aspect)  # type: ignore[arg-type]
+
+    return summarize
 
 
 def _rouge1_scorer() -> Any:

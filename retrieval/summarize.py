@@ -381,3 +381,62 @@ def as_llm_error(error: BaseException, model: str) -> LLMError:
 
 def total_usage(summaries: Sequence[Summary]) -> Usage:
     return Usage(sum(s.tokens_in for s in summaries), sum(s.tokens_out for s in summaries))
+
+
+# ---------------------------------------------------------------------------- aspects
+# ACLSum-style aspect summaries: what problem a paper tackles, how, and what it found.
+Aspect = Literal["challenge", "approach", "outcome"]
+ASPECT_CUES: dict[str, re.Pattern[str]] = {
+    "challenge": re.compile(
+        r"\b(however|challeng\w*|problem\w*|difficult\w*|limit\w*|lack\w*|suffer\w*|remain\w*|"
+        r"bottleneck|costly|expensive|struggl\w*|issue\w*|fail\w*|unclear|hard|scarc\w*|"
+        r"insufficient|ignor\w*|overlook\w*|poor\w*)\b",
+        re.IGNORECASE,
+    ),
+    "approach": re.compile(
+        r"\b(we (propose|introduce|present|develop|design|describe|use|employ|apply|investigate|"
+        r"explore|formulate|adopt|train|build|leverage)|this paper (proposes|presents|introduces|"
+        r"describes)|in this (paper|work)|our (method|approach|model|framework|system)|approach|"
+        r"framework|method)\b",
+        re.IGNORECASE,
+    ),
+    "outcome": re.compile(
+        r"\b(result\w*|show\w*|outperform\w*|improv\w*|achiev\w*|state[- ]of[- ]the[- ]art|"
+        r"demonstrat\w*|significant\w*|gain\w*|better|effective\w*|experiment\w*|find|found|"
+        r"suggest\w*|reveal\w*|accuracy)\b|%",
+        re.IGNORECASE,
+    ),
+}
+ASPECT_MAX_WORDS = 45
+
+
+def extractive_aspect_summary(abstract: str, aspect: Aspect) -> str:
+    """One aspect of an abstract, quoted: its challenge, approach or outcome.
+
+    Abstracts follow a convention — context and gap first, then the method, results last —
+    so each aspect is found by its cue words weighted by where it usually sits. The
+    challenge is usually stated across the opening context sentence and the gap that follows
+    it ("However, ..."), so it takes the lead sentence plus the next problem sentence.
+    """
+    sentences = split_sentences(clean_text(abstract))
+    if not sentences:
+        return ""
+    if aspect == "challenge":
+        gap = next((s for s in sentences[1:3] if ASPECT_CUES["challenge"].search(s)), None)
+        chosen = sentences[:1] + ([gap] if gap else sentences[1:2])
+        return cap_words(" ".join(chosen), ASPECT_MAX_WORDS)
+    return cap_words(_drop_lead_in(_best_for(sentences, aspect)), ASPECT_MAX_WORDS)
+
+
+def _best_for(sentences: Sequence[str], aspect: Aspect) -> str:
+    cue = ASPECT_CUES[aspect]
+    last = max(1, len(sentences) - 1)
+
+    def score(index: int) -> float:
+        position = index / last
+        # the method sits about a third of the way in; results come last
+        prior = 1 - abs(position - 0.35) if aspect == "approach" else position
+        words = len(sentences[index].split())
+        return len(cue.findall(sentences[index])) + 0.5 * prior - 0.02 * max(0, words - 35)
+
+    return sentences[max(range(len(sentences)), key=score)]

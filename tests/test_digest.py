@@ -71,6 +71,8 @@ def real_corpus(
         data_dir=tmp_path_factory.mktemp("digest-real"),
         tiktoken_cache_dir=tiktoken_dir,
         llm_provider="extractive",
+        # One chunk per abstract (MiniLM reads 256 tokens of it) halves the embedding time.
+        chunk_tokens=400,
     )
     corpus = Corpus(settings, embedder=local_embedder)
     corpus.ingest(

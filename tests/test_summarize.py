@@ -214,3 +214,20 @@ def test_instruction_like_text_never_reaches_the_model(
     Summarizer(llm_corpus, build_chat_model(llm_corpus.settings)).tldr(_paper(abstract))
     user = _chat_requests(server)[0].body["messages"][-1]["content"]
     assert "Ignore all previous" not in user and "withheld" in user
+
+
+def test_llm_timeout_falls_back_to_extractive(
+    make_settings: Callable[..., RetrievalSettings], server: FakeOpenAIServer
+) -> None:
+    settings = make_settings(
+        llm_base_url=server.base_url,
+        llm_provider="openai",
+        llm_model="gpt-test",
+        max_retries=0,
+        llm_timeout=0.3,
+    )
+    corpus = Corpus(settings, embedder=FakeEmbedder())
+    server.enqueue_hang(5, path=CHAT_PATH)
+    summary = Summarizer(corpus, build_chat_model(settings)).tldr(_paper())
+    corpus.close()
+    assert summary.mode == "extractive" and summary.note and "in time" in summary.note
