@@ -206,6 +206,8 @@ def summary_message(paper: Paper, summary: Summary) -> Message:
         section(f"*{link(paper.link, paper.title)}*\n{escape(summary.text)}"),
         context(escape(f"TL;DR · {summary.mode} · {paper.paper_id}")),
     ]
+    if summary.note:
+        blocks.append(context(f"ℹ️ {escape(summary.note)}"))
     return f"{paper.title}: {summary.text}", blocks
 
 
@@ -221,6 +223,8 @@ def digest_parent(digest: Digest) -> Message:
         blocks.append(
             section(f"*{escape(group.name)}* ({len(group.papers)})\n{escape(titles)}{more}")
         )
+    for note in digest.notes[:3]:
+        blocks.append(context(f"ℹ️ {escape(note)}"))
     blocks.append(
         context(escape(f"{digest.paper_count} papers · topics in the thread below · {digest.mode}"))
     )

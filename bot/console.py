@@ -370,6 +370,8 @@ def print_tldr(paper: Paper, summary: Summary) -> None:
     console = _console()
     console.print(f"[bold]{escape(paper.title)}[/]  [dim]{paper.paper_id}[/]")
     console.print(escape(summary.text))
+    if summary.note:
+        console.print(f"[yellow]• {escape(summary.note)}[/]")
     note = " (cached)" if summary.cached else ""
     console.print(
         f"[dim]TL;DR · {summary.mode}{note}{' · ' + escape(paper.link) if paper.link else ''}[/]"
@@ -389,6 +391,8 @@ def print_digest(digest: Digest) -> None:
             console.print(f"    {escape(item.tldr.text)}")
             if item.paper.link:
                 console.print(f"    [dim]{escape(item.paper.link)}[/]")
+    for note in digest.notes:
+        console.print(f"[yellow]• {escape(note)}[/]")
     console.print(f"\n[dim]{digest.mode} · {digest.model}[/]")
 
 

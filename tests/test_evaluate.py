@@ -256,7 +256,6 @@ def test_extractive_tldrs_against_the_lead_baseline_on_the_aclsum_test_split() -
     overall, and on the approach and outcome summaries, it beats the lead sentence computed
     in the same run. (On 'challenge' the lead sentence, which usually states the problem,
     stays ahead: 0.268 vs 0.221 when measured.)"""
-    pytest.importorskip("retrieval.summarize")
     from retrieval.evaluate import extractive_summarizer
 
     rows = {r.aspect: r for r in evaluate_summaries(load_aclsum("test"), extractive_summarizer())}
