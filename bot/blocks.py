@@ -15,9 +15,8 @@ from urllib.parse import quote
 
 if TYPE_CHECKING:
     from retrieval.digest import Digest, TopicGroup
-    from retrieval.summarize import Summary
-
     from retrieval.models import Answer, Hit, Paper
+    from retrieval.summarize import Summary
 
 Block = dict[str, Any]
 Message = tuple[str, list[Block]]
