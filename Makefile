@@ -19,10 +19,11 @@ $(STAMP): pyproject.toml
 
 demo: venv
 	$(BIN)/paperbot ingest $(SAMPLE) --date $(SAMPLE_DATE)
-	$(BIN)/paperbot ingest $(SAMPLE) --date $(SAMPLE_DATE)
 	$(BIN)/paperbot stats
-	$(BIN)/paperbot search "text-to-3D generation with Gaussian splatting" -k 3
-	$(BIN)/paperbot eval retrieval data/sample/dev_questions.jsonl
+	$(BIN)/paperbot digest --date $(SAMPLE_DATE)
+	$(BIN)/paperbot ask "Which paper introduces the Candidate Pool Strategy for pruning and densifying Gaussians?"
+	$(BIN)/paperbot ask "Which papers study parameter-efficient fine-tuning with LoRA?"
+	$(BIN)/paperbot ask "Who won the 2022 football World Cup?"
 
 lint: venv
 	$(BIN)/ruff check .

@@ -221,7 +221,7 @@ class LocalMiniLMEmbedder:
         unknown = set(self._input_names) - {"input_ids", "attention_mask", "token_type_ids"}
         if unknown:
             raise EmbeddingError(f"unexpected inputs {sorted(unknown)} in {path}")
-        logger.info("loaded local embedding model %s (threads=%s)", path, self.threads or "auto")
+        logger.debug("loaded local embedding model %s (threads=%s)", path, self.threads or "auto")
         return session
 
 
