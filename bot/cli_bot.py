@@ -27,6 +27,7 @@ def register(app: typer.Typer) -> None:
     app.command()(digest)
     app.command()(serve)
     app.command()(chat)
+    app.command()(doctor)
     app.add_typer(schedule_app, name="schedule")
     app.add_typer(feedback_app, name="feedback")
 
@@ -302,3 +303,21 @@ def chat() -> None:
         if line.strip() in ("exit", "quit", ":q"):
             return
         console.print_chat_reply(session.handle(line))
+
+
+def doctor() -> None:
+    """Check settings, data dir, tokenizer, embedding model, vector store, index, LLM and
+    Slack; print a pass/fail line with a fix for each."""
+    from bot.cli import _settings
+    from bot.doctor import run_checks
+
+    checks = run_checks(_settings(), _slack_settings())
+    for check in checks:
+        mark = "PASS" if check.ok else "FAIL"
+        typer.echo(f"[{mark}] {check.name}: {check.detail}")
+        if not check.ok:
+            typer.echo(f"       fix: {check.fix}")
+    failed = [c.name for c in checks if not c.ok]
+    typer.echo(f"{len(checks) - len(failed)} passed, {len(failed)} failed")
+    if failed:
+        raise typer.Exit(1)

@@ -1,0 +1,55 @@
+"""`paperbot doctor`: one pass/fail line with a fix per moving part."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from bot.doctor import run_checks
+from bot.settings import SlackSettings
+from retrieval import RetrievalSettings
+from tests.servers.chroma_server import free_port
+from tests.servers.openai_server import FakeOpenAIServer
+from tests.servers.slack_api import FakeSlackAPI
+
+pytestmark = pytest.mark.integration
+
+
+def _by_name(checks: list[Any]) -> dict[str, Any]:
+    return {c.name: c for c in checks}
+
+
+def test_everything_configured_and_reachable(
+    make_settings: Callable[..., RetrievalSettings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with FakeOpenAIServer() as llm, FakeSlackAPI() as api:
+        settings = make_settings(
+            llm_provider="openai", llm_base_url=llm.base_url, llm_model="gpt-test"
+        )
+        slack = SlackSettings(
+            _env_file=None, bot_token="xoxb-1-test", signing_secret="s", slack_api_url=api.base_url
+        )  # type: ignore[call-arg]
+        checks = _by_name(run_checks(settings, slack))
+    for name in ("data dir", "tokenizer", "embedding model", "vector store", "LLM", "Slack"):
+        assert checks[name].ok, (name, checks[name].detail)
+    assert not checks["index"].ok and "no papers" in checks["index"].detail
+    assert "paperbot ingest" in checks["index"].fix
+    assert "gpt-test" in checks["LLM"].detail
+
+
+def test_failures_come_with_fixes(make_settings: Callable[..., RetrievalSettings]) -> None:
+    settings = make_settings(
+        chroma_host="127.0.0.1",
+        chroma_port=free_port(),
+        llm_provider="openai",
+        llm_base_url=f"http://127.0.0.1:{free_port()}/v1",
+    )
+    slack = SlackSettings(_env_file=None)  # type: ignore[call-arg]
+    checks = _by_name(run_checks(settings, slack))
+    assert not checks["vector store"].ok and "chroma run" in checks["vector store"].fix
+    assert not checks["LLM"].ok and "PAPERBOT_LLM_BASE_URL" in checks["LLM"].fix
+    assert not checks["Slack"].ok and "SLACK_BOT_TOKEN" in checks["Slack"].detail
