@@ -226,9 +226,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--repeats", type=int, default=3, help="pipeline runs, each between two baselines"
     )
     parser.add_argument("--reingests", type=int, default=5, help="re-ingest runs per pipeline run")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="ONNX threads for both sides (default: the settings' default, 0 = all cores); "
+        "with 1 there is no spin-waiting, so CPU seconds measure work even on a busy machine",
+    )
     args = parser.parse_args(argv)
 
-    settings = make_settings(WORK / "ingest" / "data")
+    overrides: dict[str, Any] = {}
+    if args.threads is not None:
+        overrides["embedding_threads"] = args.threads
+    settings = make_settings(WORK / "ingest" / "data", **overrides)
     path, n_real = build_corpus_file(args.papers)
     chunks = pipeline_chunks(path, settings)
     texts = [c.embed_text for c in chunks]
@@ -251,7 +261,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         log(f"raw embedding in the pipeline's call pattern {r + 1}")
         grouped = time_grouped(baseline_embedder, groups)
 
-        settings = make_settings(WORK / "ingest" / f"data-{r + 1}")
+        settings = make_settings(WORK / "ingest" / f"data-{r + 1}", **overrides)
         fresh_dir(settings.data_dir)
         log(f"pipeline run {r + 1}")
         pipeline, report, timer, corpus = run_pipeline(settings, path, pipeline_embedder)
@@ -320,6 +330,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "chunk_tokens": settings.chunk_tokens,
         "chunk_overlap": settings.chunk_overlap,
         "batch_size": settings.embedding_batch_size,
+        "threads": settings.embedding_threads,
         "batch_papers": BATCH_PAPERS,
         "embed_calls": len(groups),
         "model_tokens": padding,
@@ -328,7 +339,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "runs": runs,
     }
     markdown = render(result)
-    save_results(f"ingest-{args.papers}", result, markdown)
+    suffix = f"-threads{args.threads}" if args.threads is not None else ""
+    save_results(f"ingest-{args.papers}{suffix}", result, markdown)
     print(markdown)
     return result
 
@@ -354,7 +366,8 @@ def render(result: dict[str, Any]) -> str:
         f"{result['real_abstracts']} real abstracts (250 ACLSum + 30 sample papers) scaled to "
         f"{n:,} distinct papers by deterministic variants (sentences rotated, title tagged). "
         f"chunk_tokens={result['chunk_tokens']}, overlap={result['chunk_overlap']}, "
-        f"embedding batch size {result['batch_size']}; model load excluded for both sides. "
+        f"embedding batch size {result['batch_size']}, ONNX threads "
+        f"{result['threads'] or 'all cores'}; model load excluded for both sides. "
         "Order per run: raw (one call) → raw in the pipeline's call pattern → pipeline → "
         "re-ingests → raw (one call); overhead is against the mean of the two one-call runs "
         "either side.",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -287,3 +288,39 @@ def test_feedback_click_is_stored(slack: SlackHarness) -> None:
     slack.api.wait_for("response_url")
     rows = [r for r in slack.services.state.feedback_rows() if r["message_ts"] == answer.ts]
     assert rows and rows[0]["vote"] == "down" and rows[0]["question"] == "What is GPipe?"
+
+
+def test_tokens_and_secrets_never_reach_the_logs(
+    slack: SlackHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from tests.slack_fixtures import BOT_TOKEN
+
+    caplog.set_level(logging.DEBUG)
+    ts = new_ts()
+    _ack_ok(_send(slack, event_callback(app_mention_event("What is rectified flow?", ts=ts))))
+    _final_answer(slack, CHANNEL_ID, ts)
+    assert caplog.records, "debug logging was captured"
+    assert BOT_TOKEN not in caplog.text and SECRET not in caplog.text
+    assert BOT_TOKEN not in repr(slack.settings) and SECRET not in str(slack.settings.model_dump())
+
+
+def test_feedback_export_writes_csv(
+    slack: SlackHarness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from bot.cli import app as cli_app
+
+    slack.services.state.add_feedback(
+        question="Q?", answer="A.", user_id="U0CSV", vote="up", channel="C1", message_ts="1.2"
+    )
+    monkeypatch.setenv("PAPERBOT_DATA_DIR", str(slack.services.settings.data_dir))
+    out = tmp_path / "votes.csv"
+    result = CliRunner().invoke(cli_app, ["feedback", "export", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("created_at,user_id,vote") and any(
+        "U0CSV,up" in line for line in lines
+    )
