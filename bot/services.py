@@ -10,10 +10,9 @@ from retrieval import Corpus, RetrievalSettings
 
 if TYPE_CHECKING:
     from retrieval.digest import DigestService
-    from retrieval.summarize import Summarizer
-
     from retrieval.qa import QAService
     from retrieval.state import StateStore
+    from retrieval.summarize import Summarizer
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +35,9 @@ class Services:
     ) -> Services:
         """Everything from settings; `corpus` and `llm` may be injected (tests, benchmarks)."""
         from retrieval.digest import DigestService
-        from retrieval.summarize import Summarizer
-
         from retrieval.llm import build_chat_model, describe
         from retrieval.qa import QAService
+        from retrieval.summarize import Summarizer
 
         corpus = corpus or Corpus(settings)
         model = build_chat_model(settings) if llm == "settings" else llm

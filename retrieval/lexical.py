@@ -120,6 +120,27 @@ class BM25Index:
             generation,
         )
 
+    def query(
+        self,
+        query: str,
+        *,
+        since: date | None = None,
+        until: date | None = None,
+        sources: Sequence[str] | None = None,
+    ) -> LexicalScores:
+        """Score every chunk once; the result answers top-N and per-chunk lookups."""
+        terms = [self.vocab[t] for t in tokenize(query) if t in self.vocab]
+        if not terms or not len(self):
+            return LexicalScores(self, None)
+        counts = Counter(terms)
+        cols = list(counts)
+        qtf = np.array([counts[c] for c in cols], dtype=np.float32)
+        scores = np.asarray(self.weights[:, cols] @ qtf).ravel()
+        mask = self._mask(since, until, sources)
+        if mask is not None:
+            scores = np.where(mask, scores, 0.0)
+        return LexicalScores(self, scores)
+
     def search(
         self,
         query: str,
@@ -130,37 +151,11 @@ class BM25Index:
         sources: Sequence[str] | None = None,
     ) -> list[tuple[str, float]]:
         """Best chunks for the query as (chunk id, BM25 score), best first; zero scores dropped."""
-        terms = [self.vocab[t] for t in tokenize(query) if t in self.vocab]
-        if not terms or not len(self):
-            return []
-        counts = Counter(terms)
-        cols = list(counts)
-        qtf = np.array([counts[c] for c in cols], dtype=np.float32)
-        scores = np.asarray(self.weights[:, cols] @ qtf).ravel()
-        mask = self._mask(since, until, sources)
-        if mask is not None:
-            scores = np.where(mask, scores, 0.0)
-        top = _top_n(scores, n)
-        return [(str(self.chunk_ids[i]), float(scores[i])) for i in top if scores[i] > 0]
+        return self.query(query, since=since, until=until, sources=sources).top(n)
 
     def score_ids(self, query: str, chunk_ids: Sequence[str]) -> dict[str, float]:
         """BM25 scores of specific chunks (0 when a chunk matches no query term)."""
-        rows = [self._row_of().get(cid) for cid in chunk_ids]
-        terms = [self.vocab[t] for t in tokenize(query) if t in self.vocab]
-        if not terms:
-            return dict.fromkeys(chunk_ids, 0.0)
-        counts = Counter(terms)
-        cols = list(counts)
-        qtf = np.array([counts[c] for c in cols], dtype=np.float32)
-        present = [r for r in rows if r is not None]
-        scores: Sequence[float] = (
-            np.asarray(self.weights[present][:, cols] @ qtf).ravel().tolist() if present else []
-        )
-        by_row = dict(zip(present, (float(x) for x in scores), strict=True))
-        return {
-            cid: by_row.get(r, 0.0) if r is not None else 0.0
-            for cid, r in zip(chunk_ids, rows, strict=True)
-        }
+        return self.query(query).of(chunk_ids)
 
     def _row_of(self) -> dict[str, int]:
         if self._rows is None:
@@ -237,6 +232,29 @@ class BM25Index:
         except (OSError, ValueError, KeyError) as exc:
             log.warning("BM25 index at %s is unreadable (%s); it will be rebuilt", path, exc)
             return None
+
+
+class LexicalScores:
+    """BM25 scores of every chunk for one query (None when no query term is in the index)."""
+
+    def __init__(self, index: BM25Index, scores: np.ndarray | None) -> None:
+        self._index = index
+        self._scores = scores
+
+    def top(self, n: int) -> list[tuple[str, float]]:
+        if self._scores is None:
+            return []
+        scores, ids = self._scores, self._index.chunk_ids
+        return [(str(ids[i]), float(scores[i])) for i in _top_n(scores, n) if scores[i] > 0]
+
+    def of(self, chunk_ids: Sequence[str]) -> dict[str, float]:
+        rows = self._index._row_of()
+        result: dict[str, float] = {}
+        for cid in chunk_ids:
+            row = rows.get(cid)
+            ok = self._scores is not None and row is not None
+            result[cid] = float(self._scores[row]) if ok else 0.0  # type: ignore[index]
+        return result
 
 
 def _bm25_weights(

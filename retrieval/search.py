@@ -10,7 +10,7 @@ from typing import Literal
 
 import numpy as np
 
-from retrieval.lexical import BM25Index
+from retrieval.lexical import BM25Index, LexicalScores
 from retrieval.models import Hit
 from retrieval.state import StateStore
 from retrieval.store import VectorStore
@@ -117,6 +117,7 @@ class HybridSearcher:
         self.rrf_k = rrf_k
         self.fusion = fusion
         self.dense_weight = dense_weight
+        self._count: tuple[int, int] | None = None  # (state generation, chunk count)
 
     def search(
         self,
@@ -132,32 +133,39 @@ class HybridSearcher:
         flt = filters or SearchFilters()
         query_vec = self._embed_query(query) if mode in ("hybrid", "dense") else None
         dense = self._dense(query_vec, flt) if query_vec is not None else []
-        lexical = self._lexical_hits(query, flt) if mode in ("hybrid", "lexical") else []
-        ceiling = self._lexical().query_ceiling(query) if mode != "dense" else 0.0
-        if mode == "hybrid" and query_vec is not None:
-            dense, lexical = self._complete(query, query_vec, dense, lexical)
+        index = self._lexical() if mode != "dense" else None
+        scored = None
+        if index is not None:
+            srcs = flt.sources or None
+            scored = index.query(query, since=flt.since, until=flt.until, sources=srcs)
+        lexical = scored.top(self.candidates) if scored is not None else []
+        ceiling = index.query_ceiling(query) if index is not None else 0.0
+        if scored is not None and query_vec is not None:
+            dense, lexical = self._complete(query_vec, dense, lexical, scored)
         candidates = self._fuse(dense, lexical, ceiling)
         hits = self._group_by_paper(candidates, k)
         return [_with_coverage(h, ceiling) for h in hits] if lexical else hits
 
     def _dense(self, vector: np.ndarray, flt: SearchFilters) -> list[tuple[str, float]]:
-        n = min(self.candidates, max(self._store.count(), 1))
+        n = min(self.candidates, max(self._vector_count(), 1))
         return self._store.query(
             vector, n, since=flt.since, until=flt.until, sources=flt.sources or None
         )
 
-    def _lexical_hits(self, query: str, flt: SearchFilters) -> list[tuple[str, float]]:
-        index = self._lexical()
-        return index.search(
-            query, self.candidates, since=flt.since, until=flt.until, sources=flt.sources or None
-        )
+    def _vector_count(self) -> int:
+        """Chunks in the index, re-read from the state only when its generation changes
+        (asking Chroma costs milliseconds on every query at 100k chunks)."""
+        generation = self._state.generation
+        if self._count is None or self._count[0] != generation:
+            self._count = (generation, self._state.count_chunks())
+        return self._count[1]
 
     def _complete(
         self,
-        query: str,
         query_vec: np.ndarray,
         dense: list[tuple[str, float]],
         lexical: list[tuple[str, float]],
+        scored: LexicalScores,
     ) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
         """Score each retriever's candidates on the other retriever's scale too.
 
@@ -172,8 +180,7 @@ class HybridSearcher:
             vectors = self._vectors_for(only_lexical)
             dense = dense + [(cid, float(np.dot(v, query_vec))) for cid, v in vectors.items()]
         if only_dense:
-            scores = self._lexical().score_ids(query, only_dense)
-            lexical = lexical + [(cid, s) for cid, s in scores.items()]
+            lexical = lexical + list(scored.of(only_dense).items())
         return dense, lexical
 
     def _fuse(
