@@ -47,15 +47,32 @@ def truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+def _truncate_mrkdwn(text: str, limit: int) -> str:
+    """Truncate without leaving half a link: escaped user text has no raw < or >, so a '<'
+    after the last '>' can only be an unfinished link of ours."""
+    cut = truncate(text, limit)
+    if cut is not text and cut.rfind("<") > cut.rfind(">"):
+        cut = cut[: cut.rfind("<")].rstrip() + "…"
+    return cut
+
+
+def _fallback(text: str) -> str:
+    """The top-level text (notifications, screen readers) is mrkdwn too: escape and cap it."""
+    return truncate(escape(text), MAX_TEXT_CHARS)
+
+
 def section(mrkdwn: str) -> Block:
     return {
         "type": "section",
-        "text": {"type": "mrkdwn", "text": truncate(mrkdwn, MAX_SECTION_CHARS)},
+        "text": {"type": "mrkdwn", "text": _truncate_mrkdwn(mrkdwn, MAX_SECTION_CHARS)},
     }
 
 
 def context(mrkdwn: str) -> Block:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(mrkdwn, 2000)}]}
+    return {
+        "type": "context",
+        "elements": [{"type": "mrkdwn", "text": _truncate_mrkdwn(mrkdwn, 2000)}],
+    }
 
 
 def header(text: str) -> Block:
@@ -73,12 +90,14 @@ def _cap(blocks: list[Block]) -> list[Block]:
 # ---------------------------------------------------------------- answers
 def placeholder(question: str) -> Message:
     text = f"🔎 Searching the papers for: {truncate(question, 200)}"
-    return text, [context(f"🔎 Searching the papers for: _{escape(truncate(question, 200))}_")]
+    return _fallback(text), [
+        context(f"🔎 Searching the papers for: _{escape(truncate(question, 200))}_")
+    ]
 
 
 def streaming(partial: str) -> Message:
     text = truncate(partial, MAX_SECTION_CHARS - 2) + " ▌"
-    return text, [section(escape(text))]
+    return _fallback(text), [section(escape(text))]
 
 
 def answer_message(answer: Answer, feedback_id: str | None = None) -> Message:
@@ -93,7 +112,7 @@ def answer_message(answer: Answer, feedback_id: str | None = None) -> Message:
     blocks.append(context(escape(_footer(answer))))
     if feedback_id:
         blocks.append(_feedback_buttons(feedback_id))
-    return truncate(_answer_fallback(answer), MAX_TEXT_CHARS), _cap(blocks)
+    return _fallback(_answer_fallback(answer)), _cap(blocks)
 
 
 def _answer_body(answer: Answer) -> str:
@@ -145,19 +164,19 @@ def _feedback_buttons(feedback_id: str) -> Block:
 
 def feedback_thanks(vote: str) -> Message:
     text = "Thanks for the feedback!" if vote == "up" else "Thanks — noted, we'll look into it."
-    return text, [context(text)]
+    return _fallback(text), [context(text)]
 
 
 def error_message(message: str) -> Message:
     text = f"⚠️ {message}"
-    return text, [section(escape(text))]
+    return _fallback(text), [section(escape(text))]
 
 
 # ---------------------------------------------------------------- search and papers
 def search_results(query: str, hits: Sequence[Hit], *, shareable: bool = True) -> Message:
     if not hits:
         text = f"No papers match “{truncate(query, 200)}”."
-        return text, [section(escape(text))]
+        return _fallback(text), [section(escape(text))]
     blocks: list[Block] = [section(f"*Papers for* “{escape(truncate(query, 200))}”")]
     for hit in hits:
         blocks.append(section(_paper_line(hit.paper, hit.chunk.text)))
@@ -178,14 +197,14 @@ def search_results(query: str, hits: Sequence[Hit], *, shareable: bool = True) -
                 }
             )
     text = f"Papers for “{query}”:\n" + "\n".join(f"• {h.paper.title}" for h in hits)
-    return truncate(text, MAX_TEXT_CHARS), _cap(blocks)
+    return _fallback(text), _cap(blocks)
 
 
 def shared_results(user_id: str, query: str, papers: Sequence[Paper]) -> Message:
     blocks = [section(f"<@{escape(user_id)}> shared papers for “{escape(truncate(query, 200))}”")]
     blocks += [section(_paper_line(p, None)) for p in papers]
     text = f"Papers for “{query}”:\n" + "\n".join(f"• {p.title}" for p in papers)
-    return truncate(text, MAX_TEXT_CHARS), _cap(blocks)
+    return _fallback(text), _cap(blocks)
 
 
 def _paper_line(paper: Paper, passage: str | None) -> str:
@@ -207,7 +226,7 @@ def summary_message(paper: Paper, summary: Summary) -> Message:
     ]
     if summary.note:
         blocks.append(context(f"ℹ️ {escape(summary.note)}"))
-    return f"{paper.title}: {summary.text}", blocks
+    return _fallback(f"{paper.title}: {summary.text}"), blocks
 
 
 # ---------------------------------------------------------------- digests
@@ -227,7 +246,7 @@ def digest_parent(digest: Digest) -> Message:
     blocks.append(
         context(escape(f"{digest.paper_count} papers · topics in the thread below · {digest.mode}"))
     )
-    return truncate(f"Paper digest {when}: {digest.overview}", MAX_TEXT_CHARS), _cap(blocks)
+    return _fallback(f"Paper digest {when}: {digest.overview}"), _cap(blocks)
 
 
 def digest_group_replies(group: TopicGroup) -> list[Message]:
@@ -246,7 +265,7 @@ def digest_group_replies(group: TopicGroup) -> list[Message]:
         text = f"{group.name}: " + "; ".join(
             p.paper.title for p in group.papers[start : start + per_message]
         )
-        messages.append((truncate(text, MAX_TEXT_CHARS), blocks[:MAX_BLOCKS]))
+        messages.append((_fallback(text), blocks[:MAX_BLOCKS]))
     return messages
 
 
@@ -274,16 +293,16 @@ def help_message(command: str, problem: str | None = None) -> Message:
     blocks = []
     if problem:
         blocks.append(section(f"⚠️ {escape(problem)}"))
-    blocks.append(section("*paperbot commands*\n" + "\n".join(usage)))
-    return (problem + "\n" if problem else "") + "\n".join(usage), blocks
+    blocks.append(section("*paperbot commands*\n" + escape("\n".join(usage))))
+    return _fallback((problem + "\n" if problem else "") + "\n".join(usage)), blocks
 
 
 def subscriptions_message(who: str, topics: Sequence[str]) -> Message:
     if not topics:
         text = f"{who} no subscriptions yet. Try `subscribe <topic>`."
-        return text, [section(escape(text))]
+        return _fallback(text), [section(escape(text))]
     text = f"{who} subscribed to: " + ", ".join(topics)
-    return text, [
+    return _fallback(text), [
         section(
             escape(f"{who} subscribed to:") + "\n" + "\n".join(f"• {escape(t)}" for t in topics)
         )
@@ -294,8 +313,8 @@ def notification_message(topic: str, papers: Sequence[Paper]) -> Message:
     blocks = [section(f"🔔 New papers on *{escape(topic)}*")]
     blocks += [section(_paper_line(p, None)) for p in papers]
     text = f"New papers on {topic}: " + "; ".join(p.title for p in papers)
-    return truncate(text, MAX_TEXT_CHARS), _cap(blocks)
+    return _fallback(text), _cap(blocks)
 
 
 def plain(text: str) -> Message:
-    return text, [section(escape(text))]
+    return _fallback(text), [section(escape(text))]

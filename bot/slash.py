@@ -60,15 +60,16 @@ def _with_argument(name: str, rest: str) -> Command:
     if name == "digest":
         return _digest(rest)
     if name in ("subscribe", "unsubscribe"):
-        here, _, topic = rest.partition(" ") if rest.lower().startswith("here") else ("", "", rest)
-        topic = " ".join(topic.split())
+        words = rest.split()
+        here = bool(words) and words[0].lower() == "here"
+        topic = " ".join(words[1:] if here else words)
         if not topic:
             return Command(
                 "help", problem=f"`{name}` needs a topic, e.g. `{name} diffusion models`."
             )
         if len(topic) > MAX_TOPIC_CHARS:
             return Command("help", problem=f"Keep topics under {MAX_TOPIC_CHARS} characters.")
-        return Command(name, topic, here=bool(here))
+        return Command(name, topic, here=here)
     return Command(name, rest)
 
 

@@ -171,14 +171,6 @@ def test_subscribe_without_a_topic_asks_for_one(name: str, rest: str) -> None:
     _assert_help(parse(f"{name} {rest}"), f"`{name}` needs a topic")
 
 
-SUBSCRIBE_HERE_PREFIX = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: slash._with_argument treats any topic starting with 'here' as the `here` flag "
-    "and only splits on ' ' (see report)",
-)
-
-
-@SUBSCRIBE_HERE_PREFIX
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
