@@ -335,6 +335,13 @@ def stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
         console.print_stats(data)
 
 
+def _require_papers(corpus: Corpus) -> None:
+    from retrieval.errors import PaperbotError
+
+    if not corpus.state.count_papers():
+        raise PaperbotError("The index is empty: ingest the papers the questions are about first.")
+
+
 @eval_app.command("retrieval")
 def eval_retrieval(
     file: Annotated[Path, typer.Argument(help="JSONL: question, titles, kind.")],
@@ -342,13 +349,11 @@ def eval_retrieval(
 ) -> None:
     """MRR and Recall@1/5/10 for BM25-only, dense-only and hybrid, side by side."""
     from bot import console
-    from retrieval.errors import PaperbotError
     from retrieval.evaluate import evaluate_retrieval, load_questions
 
     questions = load_questions(file)
     corpus = _corpus()
-    if not corpus.state.count_papers():
-        raise PaperbotError("The index is empty: ingest the papers the questions are about first.")
+    _require_papers(corpus)
     table = evaluate_retrieval(questions, lambda q, k, mode: corpus.search(q, k, mode=mode))
     if as_json:
         typer.echo(json.dumps([console.scores_json(s) for s in table], indent=2))
@@ -364,13 +369,11 @@ def eval_answers(
     """Citation precision, gold-paper recall and refusal accuracy per question kind, with the
     configured answer mode (extractive without an LLM)."""
     from bot import console
-    from retrieval.errors import PaperbotError
     from retrieval.evaluate import evaluate_answers, load_questions
 
     questions = load_questions(file)
     qa = _qa()
-    if not qa.corpus.state.count_papers():
-        raise PaperbotError("The index is empty: ingest the papers the questions are about first.")
+    _require_papers(qa.corpus)
     rows = evaluate_answers(questions, qa.answer)
     if as_json:
         typer.echo(json.dumps([r.as_dict() for r in rows], indent=2))
