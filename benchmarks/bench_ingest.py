@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import subprocess
 import sys
 import time
@@ -125,6 +126,38 @@ def padding_stats(embedder: Any, chunks: list[Chunk]) -> dict[str, int]:
         for s in range(0, len(groups), BATCH_PAPERS)
     )
     return {"real": sum(lengths), "padded_one_call": padded(lengths), "padded_pipeline": grouped}
+
+
+def onnx_batches(embedder: Any, texts: list[str]) -> list[list[str]]:
+    """The batches `embedder.embed(texts)` runs: texts sorted by token count, batch_size each.
+
+    Embedding one such batch on its own runs the same ONNX call (same rows, same width).
+    """
+    _, tokenizer = embedder._load()
+    lengths = [len(e.ids) for e in tokenizer.encode_batch(texts)]
+    order = sorted(range(len(texts)), key=lambda i: lengths[i])
+    size = embedder.batch_size
+    return [[texts[i] for i in order[s : s + size]] for s in range(0, len(order), size)]
+
+
+def interleaved_call_patterns(
+    embedder: Any, texts: list[str], groups: list[list[str]], seed: int = 0
+) -> dict[str, float]:
+    """Seconds for all batches of one call vs of the pipeline's calls, run in shuffled order.
+
+    Every batch of both patterns is timed on its own, in one random interleaving, so load from
+    other processes falls on both patterns alike: a low-noise measure of what the pipeline's
+    call pattern (more padding) costs, whatever the machine is doing.
+    """
+    items = [("one call", b) for b in onnx_batches(embedder, texts)]
+    items += [("pipeline calls", b) for g in groups for b in onnx_batches(embedder, g)]
+    random.Random(seed).shuffle(items)
+    seconds = {"one call": 0.0, "pipeline calls": 0.0}
+    for tag, batch in items:
+        start = time.perf_counter()
+        embedder.embed(batch)
+        seconds[tag] += time.perf_counter() - start
+    return seconds
 
 
 class Clock:
@@ -323,7 +356,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             }
         )
 
+    log("raw embedding, both call patterns batch by batch, interleaved")
+    interleaved = interleaved_call_patterns(baseline_embedder, texts, groups)
+
     result = {
+        "interleaved_s": interleaved,
         "papers": args.papers,
         "real_abstracts": n_real,
         "chunks": len(texts),
@@ -424,6 +461,31 @@ def render(result: dict[str, Any]) -> str:
         f"Max |Δ| between pipeline and baseline vectors: "
         f"{max(r['max_vector_diff'] for r in runs):.1e}.",
         "",
+    ]
+    inter = result["interleaved_s"]
+    pattern_cost = inter["pipeline calls"] / inter["one call"] - 1
+    work_share = median([r["non_embed_s"] / r["embed_in_pipeline_s"] for r in runs])
+    estimate = (1 + pattern_cost) * (1 + work_share) - 1
+    out += [
+        "Low-noise decomposition (pipeline = its embed calls + everything else):",
+        "",
+        md_table(
+            ["", "value"],
+            [
+                ["raw, one call: its batches timed one by one (s)", inter["one call"]],
+                [
+                    "raw, pipeline's calls: their batches, interleaved with those (s)",
+                    inter["pipeline calls"],
+                ],
+                ["cost of the pipeline's call pattern (more padding)", f"{pattern_cost:+.1%}"],
+                [
+                    "pipeline work outside embedding / its embedding time (median run)",
+                    f"{work_share:+.1%}",
+                ],
+                ["estimated pipeline overhead = (1 + a)(1 + b) − 1", f"{estimate:+.1%}"],
+            ],
+        ),
+        "",
         "Where the pipeline's time goes (median run):",
         "",
     ]
@@ -449,9 +511,12 @@ def render(result: dict[str, Any]) -> str:
         "",
         phase_table(mid["reingest_phases_last"], re_total),
         "",
-        f"- Pipeline overhead ≤ {OVERHEAD_TARGET:.0%}: {verdict(overhead <= OVERHEAD_TARGET)} "
-        f"({overhead:+.1%}; pipeline {pipeline_s:.1f} s vs raw embedding {raw_s:.1f} s, "
-        f"median of {len(runs)})",
+        f"- Pipeline overhead ≤ {OVERHEAD_TARGET:.0%}, direct: "
+        f"{verdict(overhead <= OVERHEAD_TARGET)} ({overhead:+.1%}; pipeline {pipeline_s:.1f} s "
+        f"vs raw embedding {raw_s:.1f} s, median of {len(runs)} runs)",
+        f"- Pipeline overhead ≤ {OVERHEAD_TARGET:.0%}, low-noise decomposition: "
+        f"{verdict(estimate <= OVERHEAD_TARGET)} ({estimate:+.1%}: call pattern "
+        f"{pattern_cost:+.1%}, other work {work_share:+.1%})",
         f"- Re-ingest ≥ {REINGEST_TARGET:.0f}× faster: {verdict(speedup >= REINGEST_TARGET)} "
         f"({speedup:,.0f}×: {reingest_s:.2f} s vs {pipeline_s:.1f} s, nothing embedded)",
     ]

@@ -169,12 +169,14 @@ def ingest(
 
     corpus = Corpus(settings)
     records, failed_feeds = console.collect_records(feeds)
+    failed_records = False
     if records:
         report = console.run_ingest(corpus, records)
         console.print_ingest_report(report)
+        failed_records = bool(report.failed)
     for problem in failed_feeds:
         _err().print(f"[bold red]Error:[/] {problem}", highlight=False)
-    if failed_feeds or (strict and records and report.failed):
+    if failed_feeds or (strict and failed_records):
         raise typer.Exit(1)
 
 
