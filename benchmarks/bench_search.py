@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
+import retrieval.lexical as lexical_module
 from benchmarks.common import (
     DEV_QUESTIONS,
     WORK,
@@ -234,19 +235,26 @@ def queries(limit: int | None) -> list[str]:
 
 # Components of a search, timed exclusively (a nested timed call counts in its own row only).
 # Targets missing from the code under test are skipped.
-SEARCH_PHASES = [
+SEARCH_PHASES: list[tuple[object, str, str]] = [
     (VectorStore, "count", "Chroma count"),
+    (StateStore, "count_chunks", "SQLite chunk count"),
     (VectorStore, "query", "Chroma query"),
     (Corpus, "chunk_vectors", "cached vectors of BM25-only candidates"),
     (StateStore, "cached_vectors", "SQLite embedding cache"),
-    (Corpus, "lexical_index", "BM25 generation check"),
-    (BM25Index, "search", "BM25 search"),
+    (Corpus, "lexical_index", "BM25 index (generation check)"),
+    (BM25Index, "query", "BM25 scoring"),
+    (BM25Index, "search", "BM25 scoring"),
     (BM25Index, "score_ids", "BM25 scores of dense-only candidates"),
     (BM25Index, "query_ceiling", "BM25 query ceiling"),
     (StateStore, "get_chunks", "SQLite chunks"),
     (StateStore, "stored_versions", "SQLite papers"),
 ]
-SPLIT_ORDER = ["query embedding", *(phase for _, _, phase in SEARCH_PHASES)]
+if (scores_class := getattr(lexical_module, "LexicalScores", None)) is not None:
+    SEARCH_PHASES += [
+        (scores_class, "top", "BM25 top-N"),
+        (scores_class, "of", "BM25 scores of dense-only candidates"),
+    ]
+SPLIT_ORDER = list(dict.fromkeys(["query embedding", *(phase for _, _, phase in SEARCH_PHASES)]))
 
 
 def warm_os_cache(data_dir: Path) -> float:

@@ -209,6 +209,7 @@ class TimedEmbedder:
         self.model_id: str = inner.model_id
         self.timer = timer
         self.texts_embedded = 0
+        self.calls: list[list[str]] = []  # the texts of every embed() call, in order
         self._memo: dict[str, np.ndarray] | None = {} if memo_queries else None
 
     @property
@@ -217,6 +218,7 @@ class TimedEmbedder:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         self.texts_embedded += len(texts)
+        self.calls.append(list(texts))
         with self.timer.measure("embed"):
             return np.asarray(self.inner.embed(texts))
 

@@ -8,6 +8,7 @@ ends with that same message turned into a clear error: no duplicate and no orpha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -59,12 +60,30 @@ class ThreadReply:
         return self.ts
 
     def progress(self, message: blocks.Message) -> None:
-        """An intermediate update, skipped when the previous one was too recent."""
+        """An intermediate update, skipped when the previous one was too recent. A failed
+        one is skipped too: the final update carries everything anyway."""
         if self._clock() - self._last_update >= self.min_interval:
-            self._update(message)
+            try:
+                self._update(message)
+            except Exception:
+                log.warning(
+                    "a streaming update in %s failed; going on", self.channel, exc_info=True
+                )
 
     def finish(self, message: blocks.Message) -> None:
-        self._update(message)
+        """The final state. If updating the placeholder fails even after the client's
+        retries, replace it: delete it (best effort) and post the message anew, so the
+        thread never keeps a "Searching…" placeholder."""
+        try:
+            self._update(message)
+        except Exception:
+            if self.ts is None:
+                raise
+            stale, self.ts = self.ts, None
+            log.warning("updating %s failed; posting the reply anew", stale, exc_info=True)
+            with contextlib.suppress(Exception):
+                self.client.chat_delete(channel=self.channel, ts=stale)
+            self.start(message)
 
     def _update(self, message: blocks.Message) -> None:
         text, blks = message

@@ -16,8 +16,10 @@ from typing import Any
 
 from bot import blocks
 from bot.services import Services
+from retrieval.digest import Digest
 
 log = logging.getLogger(__name__)
+PROGRESS = "digest_progress"  # cache namespace: (channel:day) -> what was posted
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,38 +44,64 @@ def post_digest(
     lease_seconds: float = 600.0,
 ) -> DigestResult:
     state = services.state
-    if not state.claim_digest(channel, day.isoformat(), owner_id(), lease_seconds):
+    key = day.isoformat()
+    if not state.claim_digest(channel, key, owner_id(), lease_seconds):
         log.info("digest %s for %s already posted or being posted; skipping", day, channel)
         return DigestResult("skipped")
+    progress = _Progress(state, f"{channel}:{key}")
     try:
-        digest = services.digests.build(day, day, topic=topic, max_papers=max_papers)
+        digest = progress.digest() or services.digests.build(
+            day, day, topic=topic, max_papers=max_papers
+        )
         if not digest.groups:
-            state.finish_digest(channel, day.isoformat(), "empty")
+            state.finish_digest(channel, key, "empty")
             log.info("no papers for %s: no digest posted to %s", day, channel)
             return DigestResult("empty")
-        ts = _post(client, channel, digest)
+        ts = _post(client, channel, digest, progress)
     except Exception as exc:
-        state.finish_digest(channel, day.isoformat(), "failed", error=str(exc)[:500])
+        state.finish_digest(channel, key, "failed", error=str(exc)[:500])
         log.exception("posting the %s digest to %s failed; it can be retried", day, channel)
         return DigestResult("failed", error=str(exc))
-    state.finish_digest(channel, day.isoformat(), "posted", ts=ts)
+    state.finish_digest(channel, key, "posted", ts=ts)
     return DigestResult("posted", ts)
 
 
-def _post(client: Any, channel: str, digest: Any) -> str:
+class _Progress:
+    """What of a digest was already posted, saved after every message.
+
+    A retry after a failure halfway (the parent posted, a reply failed) goes on in the same
+    thread with the same digest instead of posting a second parent.
+    """
+
+    def __init__(self, state: Any, key: str) -> None:
+        self._state = state
+        self._key = key
+        self.saved: dict[str, Any] = state.cache_get(PROGRESS, key) or {}
+
+    def digest(self) -> Digest | None:
+        text = self.saved.get("digest")
+        return Digest.from_json(text) if text else None
+
+    def save(self, digest: Digest, ts: str, replies: int) -> None:
+        self.saved = {"digest": digest.to_json(), "ts": ts, "replies": replies}
+        self._state.cache_put(PROGRESS, self._key, self.saved)
+
+
+def _post(client: Any, channel: str, digest: Digest, progress: _Progress) -> str:
     """Parent message with the overview, one threaded reply per topic group."""
-    text, parent_blocks = blocks.digest_parent(digest)
-    parent = client.chat_postMessage(
-        channel=channel, text=text, blocks=parent_blocks, unfurl_links=False
-    )
-    ts = str(parent["ts"])
-    for group in digest.groups:
-        for reply_text, reply_blocks in blocks.digest_group_replies(group):
-            client.chat_postMessage(
-                channel=channel,
-                thread_ts=ts,
-                text=reply_text,
-                blocks=reply_blocks,
-                unfurl_links=False,
-            )
-    return ts
+    ts = progress.saved.get("ts")
+    if ts is None:
+        text, parent_blocks = blocks.digest_parent(digest)
+        parent = client.chat_postMessage(
+            channel=channel, text=text, blocks=parent_blocks, unfurl_links=False
+        )
+        ts = str(parent["ts"])
+        progress.save(digest, ts, 0)
+    replies = [reply for group in digest.groups for reply in blocks.digest_group_replies(group)]
+    done = int(progress.saved.get("replies", 0))
+    for number, (reply_text, reply_blocks) in enumerate(replies[done:], start=done + 1):
+        client.chat_postMessage(
+            channel=channel, thread_ts=ts, text=reply_text, blocks=reply_blocks, unfurl_links=False
+        )
+        progress.save(digest, str(ts), number)
+    return str(ts)
