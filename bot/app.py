@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bot.listeners import register_all
@@ -43,6 +44,10 @@ def create_app(settings: SlackSettings, services: Services, client: Any = None) 
     secret = settings.signing_secret.get_secret_value() if settings.signing_secret else None
     app = App(
         client=client,
+        # Lazy listeners (the answering work) run here; acks never wait for this pool.
+        listener_executor=ThreadPoolExecutor(
+            max_workers=settings.workers, thread_name_prefix="answer"
+        ),
         signing_secret=secret,
         # Socket Mode connections are authenticated by the app token instead.
         request_verification_enabled=secret is not None,

@@ -16,6 +16,9 @@ EVENTS_PATH = "/slack/events"
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True  # one thread per request: a slow request never delays an ack
+    # The stdlib default listen backlog is 5: a burst of Slack requests overflows it and the
+    # kernel drops connections (measured: 309 of 400 lost). Queue them instead.
+    request_queue_size = 1024
 
 
 class _QuietHandler(WSGIRequestHandler):

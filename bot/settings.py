@@ -43,6 +43,13 @@ class SlackSettings(BaseSettings):
         description="Comma-separated channel ids paperbot answers in; empty = everywhere.",
     )
     slash_command: str = Field(default="/papers", pattern=r"^/[a-z0-9_-]+$")
+    workers: int = Field(
+        default=8,
+        ge=1,
+        le=128,
+        description="Questions answered in parallel; more answers sooner under load, but each "
+        "answer competes with acks for the CPU.",
+    )
     stream_update_seconds: float = Field(
         default=1.2, ge=0.2, description="Minimum pause between chat.update calls while streaming."
     )
