@@ -32,11 +32,12 @@ How each is measured:
 
     python benchmarks/bench_bot.py            # full (a few minutes)
     python benchmarks/bench_bot.py --quick    # 50 + 50 requests, 30 questions, 10k chunks
-    python benchmarks/bench_bot.py --only burst --variants 5:5 5:1024 32:1024
+    python benchmarks/bench_bot.py --only burst --variants shipped 5:5 32:1024
 
-A burst variant is WORKERS:BACKLOG. 5:5 is the app as shipped (Bolt's default listener executor
-of 5 threads, socketserver's default listen backlog of 5); other values are what-ifs that the
-benchmark patches into its own app process only (bot/ is not changed).
+A burst variant is WORKERS:BACKLOG: the answer threads (PAPERBOT_WORKERS, Bolt's listener
+executor) and the HTTP server's listen backlog. "shipped" is bot/'s defaults; 5:5 is the app
+before the fix (slack_bolt's default executor, socketserver's default backlog). The backlog is
+a class attribute, so other values are set in the benchmark's own app process only.
 """
 
 from __future__ import annotations
@@ -99,8 +100,25 @@ BOT_TOKEN = "xoxb-1-bench"
 SAMPLE_VERSION = 1
 SEED = 20250516
 ACK_LIMIT_S = 3.0
-BOLT_WORKERS = 5  # slack_bolt.App's default ThreadPoolExecutor(max_workers=5)
-LISTEN_BACKLOG = 5  # socketserver.TCPServer.request_queue_size
+STDLIB_BACKLOG = 5  # socketserver.TCPServer.request_queue_size (bot.server before the fix)
+BOLT_WORKERS = 5  # slack_bolt.App's default executor (create_app before PAPERBOT_WORKERS)
+
+
+def shipped_workers() -> int:
+    """The answer threads `create_app` gives Bolt by default (PAPERBOT_WORKERS)."""
+    from bot.settings import SlackSettings
+
+    field_ = SlackSettings.model_fields.get("workers")
+    return int(field_.default) if field_ is not None else BOLT_WORKERS
+
+
+def shipped_backlog() -> int:
+    """The listen backlog of bot.server's HTTP server."""
+    from bot.server import _ThreadingWSGIServer
+
+    return int(_ThreadingWSGIServer.request_queue_size)
+
+
 OVERHEAD_TARGET_MS = 150.0
 PLACEHOLDER_PREFIX = "🔎"
 STREAMING_SUFFIX = "▌"
@@ -307,7 +325,13 @@ def _app_process(
     logging.basicConfig(
         level=logging.WARNING, format="[app] %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    if workers != BOLT_WORKERS:  # what-if: another executor size for Bolt's (lazy) listeners
+    from bot import server as bot_server
+    from bot.settings import SlackSettings
+
+    overrides: dict[str, Any] = {}
+    if "workers" in SlackSettings.model_fields:  # PAPERBOT_WORKERS: the answer threads
+        overrides["workers"] = workers
+    elif workers != BOLT_WORKERS:  # older code: give Bolt the executor directly
         from concurrent.futures import ThreadPoolExecutor
 
         import slack_bolt
@@ -319,10 +343,9 @@ def _app_process(
             original(self, *args, **kwargs)
 
         slack_bolt.App.__init__ = init  # type: ignore[method-assign]
-    if backlog != LISTEN_BACKLOG:  # what-if: another listen backlog
-        from bot import server as bot_server
-
-        bot_server._ThreadingWSGIServer.request_queue_size = backlog
+    # The listen backlog is a class attribute (no setting): what-ifs set it here, in this
+    # process only.
+    bot_server._ThreadingWSGIServer.request_queue_size = backlog
 
     from bot.app import create_app
     from bot.server import make_http_server
@@ -336,7 +359,7 @@ def _app_process(
     corpus = Corpus(settings, embedder=local_embedder(settings))
     services = Services.build(settings, corpus=corpus, llm=build_chat_model(settings))
     corpus.search("warm-up: open Chroma and BM25", 3)
-    app = create_app(slack_settings(api_url), services)
+    app = create_app(slack_settings(api_url, **overrides), services)
     server = make_http_server(
         app, "127.0.0.1", 0, lambda: {"ok": True, "papers": services.state.count_papers()}
     )
@@ -741,7 +764,7 @@ def summarize_burst(
         "llm_delay_s": llm_delay,
         "workers": workers,
         "backlog": backlog,
-        "shipped": workers == BOLT_WORKERS and backlog == LISTEN_BACKLOG,
+        "shipped": workers == shipped_workers() and backlog == shipped_backlog(),
         "app_startup_s": startup_s,
         "idle_ack_ms": stats(idle_ms),
         "acks_window_s": acks_done - first_sent,
@@ -857,14 +880,14 @@ def run_split(chunks: int, n_questions: int, llm_delay: float, e2e: int) -> dict
         for question in questions[:e2e]:
             ts = new_ts()
             start = time.perf_counter()
-            answer = answer_in_thread(
+            threaded = answer_in_thread(
                 services, client, channel=CHANNEL_ID, thread_ts=ts, question=question
             )
             wall_ms = (time.perf_counter() - start) * 1000
-            llm_ms = answer.timings_ms.get("llm_ms", 0.0) if answer else 0.0
+            llm_ms = threaded.timings_ms.get("llm_ms", 0.0) if threaded else 0.0
             e2e_rows.append(
                 {
-                    "mode": answer.mode if answer else "error",
+                    "mode": threaded.mode if threaded else "error",
                     "wall_ms": wall_ms,
                     "llm_ms": llm_ms,
                     "own_ms": wall_ms - llm_ms,
@@ -1008,9 +1031,14 @@ def run_memory(label: str, data_dir: Path, n_queries: int, llm_delay: float) -> 
 def _memory_steps_process(data_dir: str, llm_url: str, conn: Connection) -> None:
     """Child process: RSS after each loading step of what `paperbot serve` builds."""
     steps: list[tuple[str, dict[str, int]]] = []
+    last = [time.perf_counter()]
 
     def mark(step: str) -> None:
-        steps.append((step, proc_status(os.getpid())))
+        now = time.perf_counter()
+        status = proc_status(os.getpid())
+        status["ms"] = round((now - last[0]) * 1000)
+        steps.append((step, status))
+        last[0] = time.perf_counter()
 
     mark("python + benchmark imports")
     import slack_bolt  # noqa: F401
@@ -1074,10 +1102,10 @@ def render_burst(burst: dict[str, Any]) -> list[str]:
         f"### Slack HTTP mode, {'the app as shipped' if burst['shipped'] else 'what-if'}: "
         f"{burst['per_kind']} slash commands + {burst['per_kind']} app_mentions at once",
         "",
-        f"LLM delay {burst['llm_delay_s']:.1f} s; Bolt listener executor {burst['workers']} "
-        f"threads{'' if burst['workers'] == BOLT_WORKERS else ' (patched in, not shipped)'}; "
-        f"listen backlog {burst['backlog']}"
-        f"{'' if burst['backlog'] == LISTEN_BACKLOG else ' (patched in, not shipped)'}.",
+        f"LLM delay {burst['llm_delay_s']:.1f} s; {burst['workers']} answer threads (Bolt's "
+        f"listener executor){'' if burst['workers'] == shipped_workers() else ' (not the default)'}"
+        f"; listen backlog {burst['backlog']}"
+        f"{'' if burst['backlog'] == shipped_backlog() else ' (patched in, not shipped)'}.",
         "",
         f"App started (models and indexes loaded) in {burst['app_startup_s']:.1f} s; idle ack "
         f"latency (20 sequential `/papers help`): p50 {burst['idle_ack_ms']['p50']:.1f} ms, "
@@ -1310,13 +1338,14 @@ def render_memory_steps(label: str, steps: list[tuple[str, dict[str, int]]]) -> 
     previous = 0
     for step, status in steps:
         rss = status.get("VmRSS", 0)
-        rows.append([step, mib(rss), mib(rss - previous) if previous else "–"])
+        took = status.get("ms", 0) / 1000 if previous else "–"
+        rows.append([step, mib(rss), mib(rss - previous) if previous else "–", took])
         previous = rss
     return [
         f"Where the memory goes ({label}; the same objects built step by step in a fresh "
-        "process, RSS after each step):",
+        "process, RSS after each step and the time the step took):",
         "",
-        md_table(["step", "RSS MiB", "+ MiB"], rows),
+        md_table(["step", "RSS MiB", "+ MiB", "s"], rows),
         "",
     ]
 
@@ -1390,6 +1419,13 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def parse_variant(text: str) -> tuple[int, int]:
+    if text == "shipped":
+        return shipped_workers(), shipped_backlog()
+    workers, _, backlog = text.partition(":")
+    return int(workers), int(backlog or shipped_backlog())
+
+
 @dataclass
 class Plan:
     per_kind: int
@@ -1412,8 +1448,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--variants",
         nargs="+",
-        default=[f"{BOLT_WORKERS}:{LISTEN_BACKLOG}", f"{BOLT_WORKERS}:1024", "32:1024"],
-        help="burst: WORKERS:BACKLOG pairs (5:5 = as shipped; others are what-ifs)",
+        default=["shipped", f"{BOLT_WORKERS}:{STDLIB_BACKLOG}", "32:1024"],
+        help="burst: WORKERS:BACKLOG pairs, or 'shipped' (the defaults of bot/); "
+        "5:5 = before the fix (Bolt's and the stdlib's defaults)",
     )
     parser.add_argument("--chunks", type=int, help="index size for split and memory")
     parser.add_argument("--questions", type=int, help="split: questions")
@@ -1422,7 +1459,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     plan = Plan(
         per_kind=args.requests or (50 if args.quick else 200),
         llm_delay=args.llm_delay,
-        variants=[(int(v.split(":")[0]), int(v.split(":")[1])) for v in args.variants],
+        variants=[parse_variant(v) for v in args.variants],
         chunks=args.chunks or (10_000 if args.quick else 100_000),
         questions=args.questions or (30 if args.quick else 100),
         e2e=10 if args.quick else 30,
@@ -1433,8 +1470,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     result: dict[str, Any] = {"machine": machine_info(), "load_start": load_average()}
     if not plan.only or "burst" in plan.only:
-        log("floor: the burst against a trivial WSGI app (listen backlog 5 and 1024)")
-        result["floor"] = [run_floor(plan.per_kind, b) for b in (LISTEN_BACKLOG, 1024)]
+        backlogs = sorted({STDLIB_BACKLOG, shipped_backlog()})
+        log(f"floor: the burst against a trivial WSGI app (listen backlog {backlogs})")
+        result["floor"] = [run_floor(plan.per_kind, b) for b in backlogs]
         result["burst"] = [run_burst(plan.per_kind, plan.llm_delay, w, b) for w, b in plan.variants]
     if not plan.only or "split" in plan.only:
         result["split"] = run_split(plan.chunks, plan.questions, plan.split_delay, plan.e2e)
@@ -1455,7 +1493,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"\n_bench_bot.py took {result['runtime_s']:.0f} s; load avg {result['load_start']} at "
         f"the start, {result['load_end']} at the end._\n"
     )
-    save_results("bot" + ("-quick" if args.quick else ""), result, markdown)
+    name = "bot" + "".join(f"-{o}" for o in plan.only) + ("-quick" if args.quick else "")
+    save_results(name, result, markdown)
     print(markdown)
     return result
 
