@@ -164,3 +164,13 @@ def test_lexical_index_follows_the_state_generation(fake_corpus: Corpus, sample_
     )
     reopened = Corpus(fake_corpus.settings, embedder=fake_corpus.embedder)
     assert reopened.lexical_index().generation == index.generation  # loaded from disk, not rebuilt
+
+
+def test_an_oversized_search_query_is_refused_clearly(fake_corpus: Corpus) -> None:
+    import pytest
+
+    from retrieval import PaperbotError
+
+    with pytest.raises(PaperbotError, match="keep it under 2,000"):
+        fake_corpus.search("word " * 1000)
+    assert fake_corpus.search("   ") == []
