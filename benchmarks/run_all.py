@@ -26,7 +26,7 @@ def plan(quick: bool) -> list[tuple[str, list[str]]]:
     if quick:
         return [
             ("bench_quality.py", ["--skip-aclsum"]),
-            ("bench_ingest.py", ["--papers", "200", "--reingests", "3"]),
+            ("bench_ingest.py", ["--papers", "200", "--repeats", "1", "--rounds", "1"]),
             ("bench_search.py", ["--chunks", "10000", "--repeats", "1", "--queries", "100"]),
         ]
     return [

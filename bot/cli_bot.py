@@ -251,6 +251,7 @@ def serve(
     from bot.scheduler import DigestScheduler
 
     services = _services()
+    _warm_up(services)
     app = create_app(slack, services)
     scheduler = DigestScheduler(services, app.client, slack)
     scheduler.start()
@@ -261,6 +262,13 @@ def serve(
             _serve_http(app, slack, services, port or slack.http_port)
     finally:
         scheduler.stop()
+
+
+def _warm_up(services: Services) -> None:
+    """Load the model and the indexes now, so the first question is not the slow one."""
+    log.info("loading the embedding model and the indexes")
+    services.corpus.repair_if_needed()
+    services.corpus.search("warm up", 1)
 
 
 def _serve_socket(app: Any, slack: SlackSettings) -> None:

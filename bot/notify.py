@@ -24,10 +24,14 @@ def notify_subscribers(services: Services, client: Any, *, now: float | None = N
     state = services.state
     since = float(state.get_meta(WATERMARK, "0") or 0)
     now = now if now is not None else time.time()
+    subscriptions = state.subscriptions()
+    if not subscriptions:  # nothing to match: don't read every new paper into memory
+        state.set_meta(WATERMARK, str(now))
+        return 0
     new = {p.paper_id: p for p in state.papers_ingested_since(since)}
     posted = 0
     if new:
-        for subscriber, topic in state.subscriptions():
+        for subscriber, topic in subscriptions:
             matches = _matching(services, topic, new)
             fresh = [p for p in matches if state.claim_notification(subscriber, p.paper_id)]
             if fresh:

@@ -44,7 +44,7 @@ class SlackSettings(BaseSettings):
     )
     slash_command: str = Field(default="/papers", pattern=r"^/[a-z0-9_-]+$")
     workers: int = Field(
-        default=8,
+        default=16,
         ge=1,
         le=128,
         description="Questions answered in parallel; more answers sooner under load, but each "

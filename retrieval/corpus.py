@@ -48,6 +48,7 @@ class Corpus:
         self._store = store
         self._codec = codec
         self._lexical: BM25Index | None = None
+        self._searcher: HybridSearcher | None = None
         self._lock = threading.RLock()
 
     # --- lazily built dependencies (nothing heavy at construction) ---
@@ -169,6 +170,13 @@ class Corpus:
             )
 
     def searcher(self) -> HybridSearcher:
+        """One searcher per corpus, so its per-generation caches survive between queries."""
+        with self._lock:
+            if self._searcher is None:
+                self._searcher = self._new_searcher()
+            return self._searcher
+
+    def _new_searcher(self) -> HybridSearcher:
         return HybridSearcher(
             self.state,
             self.store,

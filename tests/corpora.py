@@ -12,7 +12,7 @@ def aclsum_records(splits: tuple[str, ...] = ("train", "val", "test")) -> list[d
 
     records = []
     for split in splits:
-        for doc in ACLSum(split):  # type: ignore[arg-type]
+        for doc in ACLSum(split):
             abstract = " ".join(doc.sentences["abstract"]).strip()
             if abstract:
                 records.append({"id": doc.id, "title": doc.title, "abstract": abstract})
