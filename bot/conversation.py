@@ -155,13 +155,18 @@ def remember_answer(services: Services, answer: Answer) -> str:
     return feedback_id
 
 
+def thread_messages(client: Any, channel: str, thread_ts: str) -> list[dict[str, Any]]:
+    """The messages of a thread, parent first (one conversations.replies call)."""
+    response = client.conversations_replies(channel=channel, ts=thread_ts, limit=50)
+    return list(response.get("messages", []))
+
+
 def thread_history(
-    client: Any, channel: str, thread_ts: str, bot_user_id: str | None, before_ts: str
+    messages: Sequence[dict[str, Any]], bot_user_id: str | None, before_ts: str
 ) -> list[Turn]:
     """Earlier turns of a thread: the bot's messages as assistant turns, people's as user turns."""
-    response = client.conversations_replies(channel=channel, ts=thread_ts, limit=50)
     turns: list[Turn] = []
-    for message in response.get("messages", []):
+    for message in messages:
         if message.get("ts") == before_ts:
             break
         from_bot = bool(message.get("bot_id")) or (
@@ -173,10 +178,9 @@ def thread_history(
     return turns[-MAX_HISTORY_MESSAGES:]
 
 
-def bot_in_thread(client: Any, channel: str, thread_ts: str, bot_user_id: str | None) -> bool:
+def bot_in_thread(messages: Sequence[dict[str, Any]], bot_user_id: str | None) -> bool:
     """Did paperbot take part in this thread (so an un-mentioned reply is for it)?"""
-    response = client.conversations_replies(channel=channel, ts=thread_ts, limit=50)
     return any(
         m.get("bot_id") and (not bot_user_id or m.get("user") in (bot_user_id, None))
-        for m in response.get("messages", [])
+        for m in messages
     )

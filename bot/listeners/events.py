@@ -9,7 +9,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from bot.conversation import answer_in_thread, bot_in_thread, strip_mentions, thread_history
+from bot.conversation import (
+    answer_in_thread,
+    bot_in_thread,
+    strip_mentions,
+    thread_history,
+    thread_messages,
+)
 from bot.services import Services
 from bot.settings import SlackSettings
 
@@ -29,29 +35,38 @@ def register(app: Any, services: Services, settings: SlackSettings) -> None:
 
     def on_mention(event: dict[str, Any], client: Any, context: Any) -> None:
         if _should_answer(services, settings, event, context):
-            _answer(services, settings, client, event, context)
+            thread = _thread(client, event)
+            _answer(services, settings, client, event, context, thread)
 
     def on_message(event: dict[str, Any], client: Any, context: Any) -> None:
-        if event.get("subtype") in _IGNORED_SUBTYPES or not _for_us(event, client, context):
+        if event.get("subtype") in _IGNORED_SUBTYPES or _mentions_us(event, context):
             return
+        thread = _thread(client, event)
+        if event.get("channel_type") != "im" and not bot_in_thread(
+            thread, context.get("bot_user_id")
+        ):
+            return  # in channels, only replies in threads paperbot took part in
         if _should_answer(services, settings, event, context):
-            _answer(services, settings, client, event, context)
+            _answer(services, settings, client, event, context, thread)
 
     app.event("app_mention")(ack=ack_event, lazy=[on_mention])
     app.event("message")(ack=ack_event, lazy=[on_message])
 
 
-def _for_us(event: dict[str, Any], client: Any, context: Any) -> bool:
-    """DMs always; in channels only un-mentioned replies in threads paperbot took part in."""
-    if event.get("channel_type") == "im":
-        return True
+def _mentions_us(event: dict[str, Any], context: Any) -> bool:
+    """A channel message that @mentions paperbot: the app_mention event handles it."""
     bot_user = context.get("bot_user_id")
-    if bot_user and f"<@{bot_user}>" in event.get("text", ""):
-        return False  # the app_mention event handles it
+    return (
+        event.get("channel_type") != "im"
+        and bool(bot_user)
+        and f"<@{bot_user}>" in event.get("text", "")
+    )
+
+
+def _thread(client: Any, event: dict[str, Any]) -> list[dict[str, Any]]:
+    """The thread a message is in (fetched once, for both checks and history); none if top-level."""
     thread_ts = event.get("thread_ts")
-    if not thread_ts:
-        return False
-    return bot_in_thread(client, event["channel"], str(thread_ts), bot_user)
+    return thread_messages(client, event["channel"], str(thread_ts)) if thread_ts else []
 
 
 def _should_answer(
@@ -71,15 +86,16 @@ def _should_answer(
 
 
 def _answer(
-    services: Services, settings: SlackSettings, client: Any, event: dict[str, Any], context: Any
+    services: Services,
+    settings: SlackSettings,
+    client: Any,
+    event: dict[str, Any],
+    context: Any,
+    thread: list[dict[str, Any]],
 ) -> None:
     channel, ts = event["channel"], event["ts"]
     thread_ts = event.get("thread_ts") or ts
-    history = (
-        thread_history(client, channel, thread_ts, context.get("bot_user_id"), before_ts=ts)
-        if event.get("thread_ts")
-        else []
-    )
+    history = thread_history(thread, context.get("bot_user_id"), before_ts=ts)
     answer_in_thread(
         services,
         client,
