@@ -24,6 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
+from answers.evaluate import (
+    Question,
+    RetrievalScores,
+    evaluate_retrieval,
+    load_questions,
+)
 from benchmarks.common import (
     DEV_QUESTIONS,
     SAMPLE_DATE,
@@ -42,12 +48,6 @@ from benchmarks.common import (
     write_jsonl,
 )
 from retrieval import Corpus, Hit
-from retrieval.evaluate import (
-    Question,
-    RetrievalScores,
-    evaluate_retrieval,
-    load_questions,
-)
 from retrieval.search import Mode
 from retrieval.settings import RetrievalSettings
 from retrieval.sources import load_path

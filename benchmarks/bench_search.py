@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 
 import retrieval.lexical as lexical_module
+from answers.evaluate import load_questions
 from benchmarks.common import (
     DEV_QUESTIONS,
     WORK,
@@ -59,7 +60,6 @@ from benchmarks.common import (
 )
 from retrieval import Corpus
 from retrieval.chunking import chunk_paper
-from retrieval.evaluate import load_questions
 from retrieval.ingest import text_hash
 from retrieval.lexical import BM25Index
 from retrieval.normalize import make_paper, split_sentences

@@ -1,7 +1,7 @@
 """`kill -9` of `paperbot ingest` at random points, ten times, then one full re-run: the index
 and the paper metadata must agree exactly (same papers, no orphan chunks, no duplicates).
 
-The corpus is the 250 ACLSum abstracts (tests/corpora.py) as JSON Lines, ingested with
+The corpus is the 250 ACLSum abstracts (tests/support/corpora.py) as JSON Lines, ingested with
 ``python -m bot.cli -q ingest FILE`` on a fresh data dir (embedded Chroma, local MiniLM). Each
 run is SIGKILLed at a seeded random point; the points are spread over the run:
 
@@ -48,13 +48,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import (
-    ROOT,
-    TIKTOKEN_DIR,
+    PAPERBOT,
     WORK,
     fresh_dir,
     log,
     make_settings,
     md_table,
+    paperbot_env,
     save_results,
 )
 
@@ -111,7 +111,7 @@ def probe_vectors(data_dir: Path) -> int | None:
         capture_output=True,
         text=True,
         cwd=data_dir.parent,
-        env=_env(data_dir),
+        env=paperbot_env(data_dir),
         timeout=120,
     )
     if result.returncode != 0:
@@ -132,20 +132,8 @@ def _probe(data_dir: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _env(data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PAPERBOT_")}
-    env.update(
-        {
-            "PAPERBOT_DATA_DIR": str(data_dir),
-            "PAPERBOT_TIKTOKEN_CACHE_DIR": str(TIKTOKEN_DIR),
-            "PYTHONPATH": str(ROOT),
-        }
-    )
-    return env
-
-
 def ingest_cmd(feed: Path) -> list[str]:
-    return [sys.executable, "-m", "bot.cli", "-q", "ingest", str(feed)]
+    return [*PAPERBOT, "-q", "ingest", str(feed)]
 
 
 def phase_of(before: dict[str, int], now: dict[str, int]) -> str:
@@ -178,7 +166,11 @@ def killed_run(
     log_path = data_dir.parent / f"run-{run:02d}.log"
     with open(log_path, "wb") as out:
         proc = subprocess.Popen(
-            ingest_cmd(feed), env=_env(data_dir), cwd=data_dir.parent, stdout=out, stderr=out
+            ingest_cmd(feed),
+            env=paperbot_env(data_dir),
+            cwd=data_dir.parent,
+            stdout=out,
+            stderr=out,
         )
     start = time.monotonic()
     phase = ""
@@ -310,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         _probe(args.probe)
         return 0
 
-    from tests.corpora import aclsum_records, write_jsonl
+    from tests.support.corpora import aclsum_records, write_jsonl
 
     started = time.monotonic()
     work = fresh_dir(WORK / "fault_kill_ingest")
@@ -334,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.monotonic()
     rerun = subprocess.run(
-        ingest_cmd(feed), env=_env(data_dir), cwd=work, capture_output=True, text=True
+        ingest_cmd(feed), env=paperbot_env(data_dir), cwd=work, capture_output=True, text=True
     )
     rerun_s = time.monotonic() - t0
     embedded = re.search(r"(\d[\d,]*) chunks embedded", rerun.stdout)

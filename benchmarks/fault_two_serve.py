@@ -1,6 +1,6 @@
 """Two `paperbot serve` instances sharing the state store: each digest is posted once.
 
-A fake Slack Web API runs inside this script (tests/servers/slack_api.py). On a fresh data dir:
+A fake Slack Web API runs inside this script (tests/support/slack_api.py). On a fresh data dir:
 
 1. ``paperbot ingest data/sample/daily_papers_page.txt --date TODAY`` (TODAY = the UTC date, so
    that the 30 sample papers are the day whose digest is due: the scheduler's digest day is
@@ -38,7 +38,6 @@ import argparse
 import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -53,16 +52,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 
 from benchmarks.common import (
-    ROOT,
+    PAPERBOT,
     SAMPLE_PAGE,
-    TIKTOKEN_DIR,
     WORK,
+    free_port,
     fresh_dir,
     log,
     md_table,
+    paperbot_env,
     save_results,
 )
-from tests.servers.slack_api import FakeSlackAPI
+from tests.support.slack_api import FakeSlackAPI
 
 CHANNELS = ("C0DIGEST1", "C0DIGEST2")
 BOT_TOKEN = "xoxb-1-fault-two-serve"
@@ -70,30 +70,9 @@ SIGNING_SECRET = "two-serve-signing-secret-0000000"
 SKIP_LINE = re.compile(r"already posted or\s+being posted; skipping")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def base_env(data_dir: Path) -> dict[str, str]:
-    drop = ("PAPERBOT_", "SLACK_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
-    for proxy in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY"):
-        env.pop(proxy, None)  # the fake Slack API is on 127.0.0.1
-    env.update(
-        {
-            "PAPERBOT_DATA_DIR": str(data_dir),
-            "PAPERBOT_TIKTOKEN_CACHE_DIR": str(TIKTOKEN_DIR),
-            "PYTHONPATH": str(ROOT),
-        }
-    )
-    return env
-
-
 def cli(args: list[str], env: dict[str, str], cwd: Path) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "-q", *args],
+        [*PAPERBOT, "-q", *args],
         env=env,
         cwd=cwd,
         capture_output=True,
@@ -129,7 +108,7 @@ class Instance:
     def start(self) -> None:
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bot.cli", "serve"],
+                [*PAPERBOT, "serve"],
                 env=self.env,
                 cwd=self.cwd,
                 stdout=out,
@@ -393,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
 
     name = "fault_two_serve_crash" if args.crash_mid_post else "fault_two_serve"
     work = fresh_dir(WORK / name)
-    env = base_env(work / "data")
+    env = paperbot_env(work / "data")
     today = datetime.now(UTC).date()
     log(f"ingest the sample as {today} into {work / 'data'}")
     cli(["ingest", str(SAMPLE_PAGE), "--date", today.isoformat()], env, work)

@@ -1,4 +1,11 @@
-"""Services: the domain objects the Slack listeners and the CLI may call, built once."""
+"""The one composition module: builds every service the Slack app and the CLI call.
+
+`paperbot ask`, `paperbot chat` and the Slack listeners all answer through the `QAService`
+built here, so a question gets the same answer wherever it is asked. Every dependency (the
+corpus, the chat model, the bot's store) may be injected instead, which is how tests and
+benchmarks swap in local servers. Building services loads no model and opens no connection:
+the corpus builds its parts on first use, and so does the bot's store (data_dir/bot.sqlite3).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +13,14 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from answers.settings import AnswerSettings
+from bot.slack.store import BotStore
 from retrieval import Corpus, RetrievalSettings
 
 if TYPE_CHECKING:
-    from retrieval.digest import DigestService
-    from retrieval.qa import QAService
-    from retrieval.state import StateStore
-    from retrieval.summarize import Summarizer
+    from answers.digest import DigestService
+    from answers.qa import QAService
+    from answers.summarize import Summarizer
 
 log = logging.getLogger(__name__)
 
@@ -20,33 +28,43 @@ log = logging.getLogger(__name__)
 @dataclass
 class Services:
     settings: RetrievalSettings
+    answer_settings: AnswerSettings
     corpus: Corpus
     qa: QAService
     summarizer: Summarizer
     digests: DigestService
-
-    @property
-    def state(self) -> StateStore:
-        return self.corpus.state
+    store: BotStore
 
     @classmethod
     def build(
-        cls, settings: RetrievalSettings, *, corpus: Corpus | None = None, llm: Any = "settings"
+        cls,
+        settings: RetrievalSettings,
+        answer_settings: AnswerSettings | None = None,
+        *,
+        corpus: Corpus | None = None,
+        llm: Any = "settings",
+        store: BotStore | None = None,
     ) -> Services:
-        """Everything from settings; `corpus` and `llm` may be injected (tests, benchmarks)."""
-        from retrieval.digest import DigestService
-        from retrieval.llm import build_chat_model, describe
-        from retrieval.qa import QAService
-        from retrieval.summarize import Summarizer
+        """Everything from settings; `corpus`, `llm` and `store` may be injected (tests,
+        benchmarks). The store defaults to the bot's file in `settings.data_dir`."""
+        from answers.digest import DigestService
+        from answers.llm import build_chat_model, describe
+        from answers.qa import QAService
+        from answers.summarize import Summarizer
 
+        answer_settings = answer_settings or AnswerSettings()
         corpus = corpus or Corpus(settings)
-        model = build_chat_model(settings) if llm == "settings" else llm
-        log.info("answers: %s", describe(settings) if llm == "settings" else "injected model")
-        summarizer = Summarizer(corpus, model, settings)
+        model = build_chat_model(answer_settings) if llm == "settings" else llm
+        log.info(
+            "answers: %s", describe(answer_settings) if llm == "settings" else "injected model"
+        )
+        summarizer = Summarizer(corpus, model, answer_settings)
         return cls(
             settings=settings,
+            answer_settings=answer_settings,
             corpus=corpus,
-            qa=QAService(corpus, model, settings),
+            qa=QAService(corpus, model, answer_settings),
             summarizer=summarizer,
-            digests=DigestService(corpus, model, settings, summarizer=summarizer),
+            digests=DigestService(corpus, model, answer_settings, summarizer=summarizer),
+            store=store or BotStore.in_data_dir(settings.data_dir),
         )

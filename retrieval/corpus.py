@@ -24,7 +24,7 @@ from retrieval.ingest import Ingester, ProgressFn, embed_with_cache, reconcile, 
 from retrieval.lexical import BM25Index, LexicalDoc
 from retrieval.models import Hit, IngestReport, Paper, RecordError
 from retrieval.normalize import parse_arxiv_id, title_hash_id
-from retrieval.search import HybridSearcher, Mode, SearchFilters
+from retrieval.search import HybridSearcher, Mode, Relevance, SearchFilters
 from retrieval.settings import RetrievalSettings
 from retrieval.state import StateStore
 from retrieval.store import VectorStore
@@ -50,6 +50,7 @@ class Corpus:
         self._lexical: BM25Index | None = None
         self._searcher: HybridSearcher | None = None
         self._lock = threading.RLock()
+        self.relevance = Relevance.from_settings(settings)
 
     # --- lazily built dependencies (nothing heavy at construction) ---
     @property
@@ -222,6 +223,32 @@ class Corpus:
             query, k or self.settings.retrieval_k, mode=mode, filters=filters
         )
 
+    def papers_about(
+        self, topic: str, papers: Sequence[Paper], relevance: Relevance | None = None
+    ) -> list[Paper]:
+        """The papers relevant to ``topic`` by ``relevance`` (default: the corpus's rule),
+        scored over every chunk of these papers: a search's candidate list would cap what a
+        long window can return."""
+        relevance = relevance or self.relevance
+        chunk_ids = self.state.chunk_ids_for(p.paper_id for p in papers)
+        all_ids = [cid for ids in chunk_ids.values() for cid in ids]
+        if not all_ids:
+            return []
+        index = self.lexical_index()
+        ceiling = index.query_ceiling(topic)
+        lexical = index.score_ids(topic, all_ids)
+        vectors = self.chunk_vectors(all_ids)
+        query = self.embedder.embed_query(topic)
+
+        def relevant(paper_id: str) -> bool:
+            ids = chunk_ids.get(paper_id, [])
+            coverage = max((lexical.get(c, 0.0) for c in ids), default=0.0)
+            coverage = min(1.0, coverage / ceiling) if ceiling > 0 else 0.0
+            dense = max((float(vectors[c] @ query) for c in ids if c in vectors), default=-1.0)
+            return relevance.accepts(coverage, dense)
+
+        return [p for p in papers if relevant(p.paper_id)]
+
     # --- papers ---
     def paper(self, ref: str) -> Paper:
         """Find a paper by id, arXiv id (any version), arXiv/HF URL or exact title."""
@@ -239,7 +266,29 @@ class Corpus:
         )
 
     def papers(self, **filters: Any) -> list[Paper]:
+        """Papers newest first; filters: since, until, source, limit, offset."""
         return self.state.list_papers(**filters)
+
+    def papers_by_id(self, paper_ids: Sequence[str]) -> dict[str, Paper]:
+        return self.state.get_papers(paper_ids)
+
+    def papers_ingested_since(self, since: float) -> list[Paper]:
+        """Papers first ingested after a UNIX time, oldest first (what is new since then)."""
+        return self.state.papers_ingested_since(since)
+
+    def count_papers(self) -> int:
+        return self.state.count_papers()
+
+    # --- text and vectors (for the answering layer) ---
+    def count_tokens(self, text: str) -> int:
+        return len(self.codec.encode(text))
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embedder.embed_query(text)
+
+    @property
+    def embedding_model(self) -> str:
+        return self.embedder.model_id
 
     def stats(self) -> dict[str, Any]:
         stats = self.state.stats()

@@ -25,7 +25,3 @@ class EmbeddingError(PaperbotError):
 
 class NotFoundError(PaperbotError):
     """A paper id or other lookup key does not exist."""
-
-
-class LLMError(PaperbotError):
-    """The language model could not be reached or failed (timeout, rate limit, server error)."""

@@ -12,6 +12,7 @@ import numpy as np
 
 from retrieval.lexical import BM25Index, LexicalScores
 from retrieval.models import Hit
+from retrieval.settings import RetrievalSettings
 from retrieval.state import StateStore
 from retrieval.store import VectorStore
 
@@ -241,10 +242,34 @@ def _with_coverage(hit: Hit, ceiling: float) -> Hit:
     return replace(hit, lexical_coverage=min(1.0, hit.lexical_score / ceiling))
 
 
-def is_relevant(hit: Hit, min_coverage: float, min_dense: float) -> bool:
-    """Does this hit really answer the query? (Calibrated on the dev questions; see docs.)
+@dataclass(frozen=True, slots=True)
+class Relevance:
+    """The one rule for "does this hit really match the query?", built from settings.
 
-    Either the best chunk contains enough of the query's rare terms, or it is semantically
-    close enough; junk matches score low on both.
+    A hit is relevant when its best chunk contains enough of the query's rare terms (BM25
+    coverage) or is semantically close enough (dense cosine); junk matches score low on both.
+    Calibrated on the dev questions (docs/benchmarks.md). The answer refusal gate, `/papers
+    search`, subscriptions and digest topic filters all use it; a stricter variant for one of
+    them is made with `stricter()`, never by copying the test.
     """
-    return (hit.lexical_coverage or 0.0) >= min_coverage or (hit.dense_score or -1.0) >= min_dense
+
+    min_coverage: float
+    min_dense: float
+
+    @classmethod
+    def from_settings(cls, settings: RetrievalSettings) -> Relevance:
+        return cls(settings.refusal_min_coverage, settings.refusal_min_dense)
+
+    def stricter(self, *, min_coverage: float) -> Relevance:
+        return replace(self, min_coverage=max(self.min_coverage, min_coverage))
+
+    def accepts(self, coverage: float | None, dense: float | None) -> bool:
+        return (coverage or 0.0) >= self.min_coverage or (
+            dense if dense is not None else -1.0
+        ) >= self.min_dense
+
+    def __call__(self, hit: Hit) -> bool:
+        return self.accepts(hit.lexical_coverage, hit.dense_score)
+
+    def any(self, hits: Sequence[Hit]) -> bool:
+        return any(self(h) for h in hits)

@@ -86,36 +86,7 @@ class RetrievalSettings(BaseSettings):
         description="Weight of the dense (cosine) score in convex and minmax fusion.",
     )
     rrf_k: int = Field(default=60, ge=1, description="Reciprocal-rank-fusion constant.")
-    # --- answers (LLM) ---
-    llm_provider: Literal["auto", "openai", "extractive"] = Field(
-        default="auto",
-        description="auto = openai when an API key or base URL is set, else extractive (offline).",
-    )
-    llm_model: str = Field(default="gpt-4o-mini", description="Chat model name.")
-    llm_base_url: str | None = Field(
-        default=None, description="OpenAI-compatible chat server; default PAPERBOT_OPENAI_BASE_URL."
-    )
-    llm_api_key: SecretStr | None = Field(
-        default=None, description="Chat API key; default PAPERBOT_OPENAI_API_KEY."
-    )
-    llm_temperature: float = Field(default=0.0, ge=0.0, le=2.0)
-    llm_max_tokens: int = Field(default=600, ge=16, le=16_000, description="Answer length cap.")
-    llm_timeout: float = Field(default=60.0, gt=0, description="Seconds per LLM request.")
-    llm_context_tokens: int = Field(
-        default=2500, ge=200, description="Token budget for the numbered sources in a prompt."
-    )
-    llm_max_sources: int = Field(default=8, ge=1, le=50, description="Most sources per answer.")
-    answer_max_sentences: int = Field(default=6, ge=1, le=30)
-    llm_prices: dict[str, tuple[float, float]] = Field(
-        default={
-            "gpt-4o-mini": (0.15, 0.60),
-            "gpt-4o": (2.50, 10.00),
-            "gpt-4.1": (2.00, 8.00),
-            "gpt-4.1-mini": (0.40, 1.60),
-            "gpt-4.1-nano": (0.10, 0.40),
-        },
-        description="USD per million (input, output) tokens, as JSON; unknown models cost 0.",
-    )
+    # --- relevance (the refusal gate, /papers search, subscriptions, digest topics) ---
     refusal_min_coverage: float = Field(
         default=0.40,
         ge=0.0,
@@ -124,9 +95,6 @@ class RetrievalSettings(BaseSettings):
     )
     refusal_min_dense: float = Field(
         default=0.35, ge=-1.0, le=1.0, description="...or the best dense cosine reaches this."
-    )
-    support_threshold: float = Field(
-        default=0.30, ge=0.0, le=1.0, description="Cited sentences below this support are flagged."
     )
     # --- live feeds ---
     hf_api_url: str = Field(
@@ -148,20 +116,6 @@ class RetrievalSettings(BaseSettings):
                 f"PAPERBOT_CHUNK_TOKENS ({self.chunk_tokens})"
             )
         return self
-
-    @property
-    def chat_api_key(self) -> SecretStr | None:
-        return self.llm_api_key or self.openai_api_key
-
-    @property
-    def chat_base_url(self) -> str | None:
-        return self.llm_base_url or self.openai_base_url
-
-    @property
-    def resolved_llm_provider(self) -> Literal["openai", "extractive"]:
-        if self.llm_provider == "auto":
-            return "openai" if (self.chat_api_key or self.chat_base_url) else "extractive"
-        return self.llm_provider
 
     @property
     def state_path(self) -> Path:

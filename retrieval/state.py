@@ -1,7 +1,9 @@
-"""SQLite state: paper metadata, chunk texts, the embedding cache, bookkeeping.
+"""SQLite state of the corpus: paper metadata, chunk texts, the embedding cache, caches.
 
 This is the only module that touches the state file. It is the source of truth for which
 papers and chunks exist; the Chroma index and the BM25 index are kept in step with it.
+The file carries a schema version (`PRAGMA user_version`) and is migrated in place on open
+(`MIGRATIONS`). The Slack bot keeps its bookkeeping in its own file (bot/slack/store.py).
 """
 
 from __future__ import annotations
@@ -19,98 +21,84 @@ from typing import Any
 
 import numpy as np
 
+from retrieval.migrations import Migration, execute_all, migrate
 from retrieval.models import Chunk, Paper
 from retrieval.normalize import title_key
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS papers (
-    paper_id TEXT PRIMARY KEY,
-    title TEXT NOT NULL,
-    title_key TEXT NOT NULL,
-    abstract TEXT NOT NULL,
-    authors TEXT NOT NULL,
-    published TEXT,
-    updated TEXT,
-    source TEXT NOT NULL,
-    arxiv_id TEXT,
-    version INTEGER,
-    url TEXT,
-    pdf_url TEXT,
-    upvotes INTEGER,
-    comments INTEGER,
-    categories TEXT NOT NULL,
-    content_hash TEXT NOT NULL,
-    ingested_at REAL NOT NULL,
-    changed_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS papers_title_key ON papers(title_key);
-CREATE INDEX IF NOT EXISTS papers_published ON papers(published);
-CREATE TABLE IF NOT EXISTS chunks (
-    chunk_id TEXT PRIMARY KEY,
-    paper_id TEXT NOT NULL REFERENCES papers(paper_id) ON DELETE CASCADE,
-    idx INTEGER NOT NULL,
-    text TEXT NOT NULL,
-    n_tokens INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS chunks_paper ON chunks(paper_id);
-CREATE TABLE IF NOT EXISTS embedding_cache (
-    model TEXT NOT NULL,
-    text_hash TEXT NOT NULL,
-    vector BLOB NOT NULL,
-    PRIMARY KEY (model, text_hash)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS digest_posts (
-    channel TEXT NOT NULL,
-    day TEXT NOT NULL,
-    status TEXT NOT NULL,  -- claimed | posted | failed | empty
-    owner TEXT NOT NULL,
-    claimed_at REAL NOT NULL,
-    ts TEXT,
-    error TEXT,
-    PRIMARY KEY (channel, day)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS seen_keys (key TEXT PRIMARY KEY, seen_at REAL NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS feedback (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    question TEXT NOT NULL,
-    answer TEXT NOT NULL,
-    user_id TEXT NOT NULL,
-    vote TEXT NOT NULL,
-    channel TEXT,
-    message_ts TEXT,
-    created_at REAL NOT NULL,
-    UNIQUE (user_id, channel, message_ts)
-);
-CREATE TABLE IF NOT EXISTS subscriptions (
-    subscriber TEXT NOT NULL,  -- a Slack user id (DM) or channel id
-    topic TEXT NOT NULL,
-    created_by TEXT,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (subscriber, topic)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS notified (
-    subscriber TEXT NOT NULL,
-    paper_id TEXT NOT NULL,
-    notified_at REAL NOT NULL,
-    PRIMARY KEY (subscriber, paper_id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS schedules (
-    channel TEXT PRIMARY KEY,
-    at_time TEXT NOT NULL,  -- HH:MM local time
-    timezone TEXT NOT NULL,
-    topic TEXT,
-    max_papers INTEGER,
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS cache (
-    namespace TEXT NOT NULL,
-    key TEXT NOT NULL,
-    value TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (namespace, key)
-) WITHOUT ROWID;
-"""
+# Version 1: the schema of the releases before schema versions (those files have
+# user_version 0 and these tables; the statements are no-ops on them, so they are stamped).
+# Files of those releases also hold the Slack bot's tables (digest_posts, seen_keys, feedback,
+# subscriptions, notified, schedules): the corpus leaves them untouched, and the bot's own
+# store (bot/slack/store.py) imports them once.
+_V1 = (
+    """CREATE TABLE IF NOT EXISTS papers (
+        paper_id TEXT PRIMARY KEY,
+        title TEXT NOT NULL,
+        title_key TEXT NOT NULL,
+        abstract TEXT NOT NULL,
+        authors TEXT NOT NULL,
+        published TEXT,
+        updated TEXT,
+        source TEXT NOT NULL,
+        arxiv_id TEXT,
+        version INTEGER,
+        url TEXT,
+        pdf_url TEXT,
+        upvotes INTEGER,
+        comments INTEGER,
+        categories TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        ingested_at REAL NOT NULL,
+        changed_at REAL NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS papers_title_key ON papers(title_key)",
+    "CREATE INDEX IF NOT EXISTS papers_published ON papers(published)",
+    """CREATE TABLE IF NOT EXISTS chunks (
+        chunk_id TEXT PRIMARY KEY,
+        paper_id TEXT NOT NULL REFERENCES papers(paper_id) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        n_tokens INTEGER NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS chunks_paper ON chunks(paper_id)",
+    """CREATE TABLE IF NOT EXISTS embedding_cache (
+        model TEXT NOT NULL,
+        text_hash TEXT NOT NULL,
+        vector BLOB NOT NULL,
+        PRIMARY KEY (model, text_hash)
+    ) WITHOUT ROWID""",
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    # values that can be computed again (TL;DRs, topic names): JSON under (namespace, key)
+    """CREATE TABLE IF NOT EXISTS cache (
+        namespace TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (namespace, key)
+    ) WITHOUT ROWID""",
+)
+
+# Version 2: the embedding cache as a rowid table. WITHOUT ROWID stores each ~1.5 KB vector
+# in the primary-key b-tree, where it spills into a mostly empty overflow page; a rowid
+# table packs the vectors and keeps (model, text_hash) in a small index.
+_V2 = (
+    """CREATE TABLE embedding_cache_v2 (
+        model TEXT NOT NULL,
+        text_hash TEXT NOT NULL,
+        vector BLOB NOT NULL,
+        PRIMARY KEY (model, text_hash)
+    )""",
+    "INSERT INTO embedding_cache_v2(model, text_hash, vector) "
+    "SELECT model, text_hash, vector FROM embedding_cache",
+    "DROP TABLE embedding_cache",
+    "ALTER TABLE embedding_cache_v2 RENAME TO embedding_cache",
+)
+
+MIGRATIONS = (
+    Migration(1, "the corpus tables", lambda db: execute_all(db, _V1)),
+    Migration(2, "the embedding cache as a rowid table", lambda db: execute_all(db, _V2)),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
 
 _PAPER_COLUMNS = (
     "paper_id, title, title_key, abstract, authors, published, updated, source, arxiv_id, "
@@ -148,7 +136,11 @@ class StateStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        try:
+            migrate(self._db, MIGRATIONS, path)
+        except BaseException:
+            self._db.close()
+            raise
 
     def close(self) -> None:
         with self._lock:
@@ -238,6 +230,13 @@ class StateStore:
             "ORDER BY published IS NULL, published DESC, upvotes DESC, title LIMIT ? OFFSET ?"
         )
         rows = self._query(sql, [*params, -1 if limit is None else limit, offset])
+        return [_row_to_paper(r) for r in rows]
+
+    def papers_ingested_since(self, since: float) -> list[Paper]:
+        rows = self._query(
+            f"SELECT {_PAPER_COLUMNS} FROM papers WHERE ingested_at > ? ORDER BY ingested_at",
+            (since,),
+        )
         return [_row_to_paper(r) for r in rows]
 
     def count_papers(self) -> int:
@@ -342,143 +341,7 @@ class StateStore:
         self.set_meta("generation", str(int(row[0] if row else 0) + 1), db)
         self.set_meta("index_dirty", "1", db)
 
-    # --- exactly-once bookkeeping ---
-    def first_time(self, key: str) -> bool:
-        """True the first time a key is seen (Slack retries, duplicate deliveries)."""
-        with self._lock:
-            cur = self._db.execute(
-                "INSERT OR IGNORE INTO seen_keys(key, seen_at) VALUES (?, ?)", (key, time.time())
-            )
-            return cur.rowcount == 1
-
-    def claim_digest(self, channel: str, day: str, owner: str, lease_seconds: float) -> bool:
-        """Claim the (channel, day) digest slot. Fails if it was posted, is empty, or another
-        poster holds a live claim; a failed post or an expired claim can be taken over."""
-        now = time.time()
-        with self.transaction() as db:
-            row = db.execute(
-                "SELECT status, claimed_at FROM digest_posts WHERE channel = ? AND day = ?",
-                (channel, day),
-            ).fetchone()
-            if row is not None:
-                live_claim = row["status"] == "claimed" and now - row["claimed_at"] < lease_seconds
-                if row["status"] in ("posted", "empty") or live_claim:
-                    return False
-            db.execute(
-                "INSERT INTO digest_posts(channel, day, status, owner, claimed_at) "
-                "VALUES (?, ?, 'claimed', ?, ?) ON CONFLICT(channel, day) DO UPDATE SET "
-                "status = 'claimed', owner = excluded.owner, claimed_at = excluded.claimed_at, "
-                "error = NULL",
-                (channel, day, owner, now),
-            )
-            return True
-
-    def finish_digest(
-        self, channel: str, day: str, status: str, ts: str | None = None, error: str | None = None
-    ) -> None:
-        with self._lock:
-            self._db.execute(
-                "UPDATE digest_posts SET status = ?, ts = ?, error = ? "
-                "WHERE channel = ? AND day = ?",
-                (status, ts, error, channel, day),
-            )
-
-    def digest_status(self, channel: str, day: str) -> dict[str, Any] | None:
-        rows = self._query(
-            "SELECT * FROM digest_posts WHERE channel = ? AND day = ?", (channel, day)
-        )
-        return dict(rows[0]) if rows else None
-
-    # --- feedback ---
-    def add_feedback(
-        self,
-        *,
-        question: str,
-        answer: str,
-        user_id: str,
-        vote: str,
-        channel: str | None,
-        message_ts: str | None,
-    ) -> None:
-        """One vote per user and message; a second click changes the vote."""
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO feedback(question, answer, user_id, vote, channel, message_ts, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(user_id, channel, message_ts) "
-                "DO UPDATE SET vote = excluded.vote, created_at = excluded.created_at",
-                (question, answer, user_id, vote, channel, message_ts, time.time()),
-            )
-
-    def feedback_rows(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self._query("SELECT * FROM feedback ORDER BY id")]
-
-    # --- subscriptions ---
-    def subscribe(self, subscriber: str, topic: str, created_by: str | None) -> bool:
-        with self._lock:
-            cur = self._db.execute(
-                "INSERT OR IGNORE INTO subscriptions(subscriber, topic, created_by, created_at) "
-                "VALUES (?, ?, ?, ?)",
-                (subscriber, topic, created_by, time.time()),
-            )
-            return cur.rowcount == 1
-
-    def unsubscribe(self, subscriber: str, topic: str) -> bool:
-        with self._lock:
-            cur = self._db.execute(
-                "DELETE FROM subscriptions WHERE subscriber = ? AND lower(topic) = lower(?)",
-                (subscriber, topic),
-            )
-            return cur.rowcount > 0
-
-    def subscriptions(self, subscriber: str | None = None) -> list[tuple[str, str]]:
-        sql = "SELECT subscriber, topic FROM subscriptions"
-        rows = (
-            self._query(sql + " WHERE subscriber = ? ORDER BY topic", (subscriber,))
-            if subscriber
-            else self._query(sql + " ORDER BY subscriber, topic")
-        )
-        return [(r["subscriber"], r["topic"]) for r in rows]
-
-    def claim_notification(self, subscriber: str, paper_id: str) -> bool:
-        with self._lock:
-            cur = self._db.execute(
-                "INSERT OR IGNORE INTO notified(subscriber, paper_id, notified_at) "
-                "VALUES (?, ?, ?)",
-                (subscriber, paper_id, time.time()),
-            )
-            return cur.rowcount == 1
-
-    def papers_ingested_since(self, since: float) -> list[Paper]:
-        rows = self._query(
-            f"SELECT {_PAPER_COLUMNS} FROM papers WHERE ingested_at > ? ORDER BY ingested_at",
-            (since,),
-        )
-        return [_row_to_paper(r) for r in rows]
-
-    # --- digest schedules ---
-    def set_schedule(
-        self, channel: str, at_time: str, timezone: str, topic: str | None, max_papers: int | None
-    ) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO schedules(channel, at_time, timezone, topic, max_papers, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(channel) DO UPDATE SET "
-                "at_time = excluded.at_time, timezone = excluded.timezone, topic = excluded.topic, "
-                "max_papers = excluded.max_papers",
-                (channel, at_time, timezone, topic, max_papers, time.time()),
-            )
-
-    def remove_schedule(self, channel: str) -> bool:
-        with self._lock:
-            return (
-                self._db.execute("DELETE FROM schedules WHERE channel = ?", (channel,)).rowcount > 0
-            )
-
-    def schedules(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self._query("SELECT * FROM schedules ORDER BY channel")]
-
-    # --- generic cache (TL;DRs, topic names): JSON values under (namespace, key) ---
+    # --- cache of recomputable values (TL;DRs, topic names): JSON under (namespace, key) ---
     def cache_get(self, namespace: str, key: str) -> Any | None:
         rows = self._query(
             "SELECT value FROM cache WHERE namespace = ? AND key = ?", (namespace, key)

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from answers.settings import AnswerSettings
 from retrieval import Corpus, RetrievalSettings
-from tests.fakes import FakeEmbedder
-from tests.servers.chroma_server import ChromaServer
+from tests.support.chroma_server import ChromaServer
+from tests.support.fakes import FakeEmbedder
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = ROOT / "data" / "sample"
@@ -60,6 +61,16 @@ def make_settings(tmp_path: Path, tiktoken_dir: Path) -> Callable[..., Retrieval
         }
         values.update(overrides)
         return RetrievalSettings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    return make
+
+
+@pytest.fixture
+def make_answer_settings() -> Callable[..., AnswerSettings]:
+    def make(**overrides: Any) -> AnswerSettings:
+        values: dict[str, Any] = {"llm_max_retries": 1}
+        values.update(overrides)
+        return AnswerSettings(_env_file=None, **values)  # type: ignore[call-arg]
 
     return make
 

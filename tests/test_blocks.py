@@ -14,12 +14,13 @@ from typing import Any
 
 import pytest
 
-from bot import blocks
-from bot.blocks import Block, Message
-from retrieval.digest import Digest, DigestPaper, TopicGroup
-from retrieval.models import Answer, AnswerMode, Chunk, Citation, Hit, Paper, SentenceCheck
+from answers.digest import Digest, DigestPaper, TopicGroup
+from answers.models import Answer, AnswerMode, Citation, SentenceCheck
+from answers.summarize import Summary
+from bot.slack import blocks
+from bot.slack.blocks import Block, Message
+from retrieval.models import Chunk, Hit, Paper
 from retrieval.normalize import make_paper
-from retrieval.summarize import Summary
 
 # Everything Slack would turn into a ping, a link or an entity if it reached mrkdwn raw.
 EVIL = "Look <!channel> <!here> <@U123> <http://x|y> & <!subteam^S1> done"

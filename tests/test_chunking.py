@@ -8,7 +8,7 @@ import pytest
 from retrieval.chunking import chunk_paper
 from retrieval.normalize import make_paper
 from retrieval.tokens import get_encoding
-from tests.fakes import WordCodec
+from tests.support.fakes import WordCodec
 
 
 def _paper(abstract: str, title: str = "A Paper About Things") -> object:

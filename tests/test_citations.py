@@ -7,8 +7,8 @@ from datetime import date
 import numpy as np
 import pytest
 
+from answers import citations as cit
 from prompts import CANNOT_ANSWER
-from retrieval import citations as cit
 from retrieval.models import Chunk, Hit, Paper
 
 

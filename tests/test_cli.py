@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bot.cli import app
+from bot.cli.main import app
 
 pytestmark = pytest.mark.integration
 
@@ -127,7 +127,7 @@ def test_help_is_fast_and_lists_commands() -> None:
         [
             sys.executable,
             "-c",
-            "import sys, bot.cli; heavy = ('chromadb', 'onnxruntime', 'langchain_core', 'scipy'); "
+            "import sys, bot.cli.main; heavy = ('chromadb', 'onnxruntime', 'langchain_core', 'scipy'); "
             "print(sorted(m for m in heavy if m in sys.modules))",
         ],
         capture_output=True,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bot.cli import app
-from tests.servers.feed_server import FeedServer
+from bot.cli.main import app
+from tests.support.feed_server import FeedServer
 
 pytestmark = pytest.mark.integration
 PAYLOADS = Path(__file__).parent / "payloads"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retrieval.clustering import cluster, group_label, label_terms, paper_vector
+from answers.clustering import cluster, group_label, label_terms, paper_vector
 
 
 def _blobs(sizes: list[int], dim: int = 32, spread: float = 0.15, seed: int = 0) -> np.ndarray:

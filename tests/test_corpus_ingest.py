@@ -11,7 +11,7 @@ from retrieval import Corpus, Paper, RecordError, SearchFilters
 from retrieval.normalize import make_paper, title_hash_id
 from retrieval.sources import page_text
 from retrieval.store import ChunkMeta
-from tests.fakes import FakeEmbedder
+from tests.support.fakes import FakeEmbedder
 
 ABSTRACT = (
     "We propose a tile-based computation strategy for contrastive loss. "

@@ -16,7 +16,7 @@ from retrieval import Corpus, Paper, RetrievalSettings
 from retrieval.chunking import chunk_paper
 from retrieval.sources import load_path
 from retrieval.tokens import get_encoding
-from tests.corpora import aclsum_records, write_jsonl
+from tests.support.corpora import aclsum_records, write_jsonl
 
 pytestmark = pytest.mark.integration
 

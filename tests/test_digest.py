@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from retrieval import Corpus, Paper, RetrievalSettings
-from retrieval.digest import (
+from answers.digest import (
     OTHER_NAME,
     TOPIC_NAMESPACE,
     Digest,
@@ -21,12 +20,14 @@ from retrieval.digest import (
     pack_blocks,
     rank_papers,
 )
-from retrieval.llm import build_chat_model
+from answers.llm import build_chat_model
+from answers.settings import AnswerSettings
+from answers.summarize import Summarizer
+from retrieval import Corpus, Paper, RetrievalSettings
 from retrieval.normalize import make_paper
 from retrieval.sources import page_text
-from retrieval.summarize import Summarizer
-from tests.fakes import FakeEmbedder
-from tests.servers.openai_server import CHAT_PATH, FakeOpenAIServer
+from tests.support.fakes import FakeEmbedder
+from tests.support.openai_server import CHAT_PATH, FakeOpenAIServer
 
 DAY = date(2025, 5, 16)
 TEXT_TO_3D = ("GVGEN", "SweetDreamer", "HeadSculpt")
@@ -70,7 +71,6 @@ def real_corpus(
         _env_file=None,  # type: ignore[call-arg]
         data_dir=tmp_path_factory.mktemp("digest-real"),
         tiktoken_cache_dir=tiktoken_dir,
-        llm_provider="extractive",
         # One chunk per abstract (MiniLM reads 256 tokens of it) halves the embedding time.
         chunk_tokens=400,
     )
@@ -89,20 +89,24 @@ def server() -> Iterator[FakeOpenAIServer]:
 
 
 @pytest.fixture
-def llm_corpus(
-    make_settings: Callable[..., RetrievalSettings], server: FakeOpenAIServer, sample_page: Path
-) -> Iterator[Corpus]:
-    settings = make_settings(
-        llm_base_url=server.base_url, llm_provider="openai", llm_model="gpt-test", max_retries=0
+def llm_settings(
+    make_answer_settings: Callable[..., AnswerSettings], server: FakeOpenAIServer
+) -> AnswerSettings:
+    return make_answer_settings(
+        llm_base_url=server.base_url, llm_provider="openai", llm_model="gpt-test", llm_max_retries=0
     )
+
+
+@pytest.fixture
+def llm_corpus(settings: RetrievalSettings, sample_page: Path) -> Iterator[Corpus]:
     corpus = Corpus(settings, embedder=FakeEmbedder())
     corpus.ingest(_sample(sample_page))
     yield corpus
     corpus.close()
 
 
-def _llm_service(corpus: Corpus) -> DigestService:
-    return DigestService(corpus, build_chat_model(corpus.settings))
+def _llm_service(corpus: Corpus, settings: AnswerSettings) -> DigestService:
+    return DigestService(corpus, build_chat_model(settings), settings)
 
 
 def _requests(server: FakeOpenAIServer, role: str) -> list[Any]:
@@ -210,9 +214,9 @@ def test_empty_day_and_invalid_range(fake_corpus: Corpus) -> None:
 
 # --------------------------------------------------------------------------- LLM
 def test_llm_digest_names_groups_writes_overview_and_caches(
-    llm_corpus: Corpus, server: FakeOpenAIServer
+    llm_settings: AnswerSettings, llm_corpus: Corpus, server: FakeOpenAIServer
 ) -> None:
-    digest = _llm_service(llm_corpus).build(DAY)
+    digest = _llm_service(llm_corpus, llm_settings).build(DAY)
 
     assert digest.mode == "llm" and digest.model == "gpt-test"
     assert digest.overview == "A scripted overview of the day."
@@ -234,7 +238,7 @@ def test_llm_digest_names_groups_writes_overview_and_caches(
 
     # Again: TL;DRs and topic names come from the cache; only the overview is asked for.
     before = len(server.requests_to(CHAT_PATH))
-    again = _llm_service(llm_corpus).build(DAY)
+    again = _llm_service(llm_corpus, llm_settings).build(DAY)
     assert len(server.requests_to(CHAT_PATH)) == before + 1
     assert all(p.tldr.cached for p in again.papers)
     assert [g.name for g in again.groups] == [g.name for g in digest.groups]
@@ -242,11 +246,10 @@ def test_llm_digest_names_groups_writes_overview_and_caches(
 
 
 def test_map_reduce_when_the_groups_exceed_the_context(
-    make_settings: Callable[..., RetrievalSettings], llm_corpus: Corpus, server: FakeOpenAIServer
+    llm_settings: AnswerSettings, llm_corpus: Corpus, server: FakeOpenAIServer
 ) -> None:
-    settings = llm_corpus.settings.model_copy(update={"llm_context_tokens": 200})
-    tight = Corpus(settings, state=llm_corpus.state, embedder=llm_corpus.embedder)
-    digest = DigestService(tight, build_chat_model(settings)).build(DAY)
+    tight = llm_settings.model_copy(update={"llm_context_tokens": 200})
+    digest = DigestService(llm_corpus, build_chat_model(tight), tight).build(DAY)
 
     calls = _requests(server, "digest")
     assert digest.map_reduce and len(calls) > 2  # map calls, then the reduce
@@ -254,7 +257,7 @@ def test_map_reduce_when_the_groups_exceed_the_context(
     # The map calls together cover every paper; each fits the budget.
     mapped = "\n".join(c.body["messages"][-1]["content"] for c in calls[:-1])
     assert all(p.paper.title in mapped for p in digest.papers)
-    codec = tight.codec
+    codec = llm_corpus.codec
     groups_of = [c.body["messages"][-1]["content"].split("\n\n", 1)[1] for c in calls[:-1]]
     assert all(len(codec.encode(g.rsplit("\n\nOverview:", 1)[0])) <= 200 for g in groups_of)
     # The reduce call sees the per-group paragraphs, not the papers.
@@ -263,11 +266,11 @@ def test_map_reduce_when_the_groups_exceed_the_context(
 
 
 def test_overview_failure_falls_back_to_extractive_with_a_note(
-    llm_corpus: Corpus, server: FakeOpenAIServer
+    llm_settings: AnswerSettings, llm_corpus: Corpus, server: FakeOpenAIServer
 ) -> None:
-    _llm_service(llm_corpus).build(DAY)  # fills the TL;DR and topic caches
+    _llm_service(llm_corpus, llm_settings).build(DAY)  # fills the TL;DR and topic caches
     server.enqueue_error(500, path=CHAT_PATH)  # the next request is the overview
-    digest = _llm_service(llm_corpus).build(DAY)
+    digest = _llm_service(llm_corpus, llm_settings).build(DAY)
     assert digest.mode == "extractive" and digest.model == "extractive"
     assert digest.overview.startswith("30 papers were published on 2025-05-16")
     assert any("HTTP 500" in n and "overview" in n for n in digest.notes)

@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 
-from bot.doctor import run_checks
-from bot.settings import SlackSettings
+from answers.settings import AnswerSettings
+from bot.cli.doctor import run_checks
+from bot.slack.settings import SlackSettings
 from retrieval import RetrievalSettings
-from tests.servers.chroma_server import free_port
-from tests.servers.openai_server import FakeOpenAIServer
-from tests.servers.slack_api import FakeSlackAPI
+from tests.support.chroma_server import free_port
+from tests.support.openai_server import FakeOpenAIServer
+from tests.support.slack_api import FakeSlackAPI
 
 pytestmark = pytest.mark.integration
 
@@ -22,18 +23,20 @@ def _by_name(checks: list[Any]) -> dict[str, Any]:
 
 
 def test_everything_configured_and_reachable(
-    make_settings: Callable[..., RetrievalSettings], monkeypatch: pytest.MonkeyPatch
+    settings: RetrievalSettings,
+    make_answer_settings: Callable[..., AnswerSettings],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
         monkeypatch.delenv(name, raising=False)
     with FakeOpenAIServer() as llm, FakeSlackAPI() as api:
-        settings = make_settings(
+        answer_settings = make_answer_settings(
             llm_provider="openai", llm_base_url=llm.base_url, llm_model="gpt-test"
         )
         slack = SlackSettings(
             _env_file=None, bot_token="xoxb-1-test", signing_secret="s", slack_api_url=api.base_url
         )  # type: ignore[call-arg]
-        checks = _by_name(run_checks(settings, slack))
+        checks = _by_name(run_checks(settings, answer_settings, slack))
     for name in ("data dir", "tokenizer", "embedding model", "vector store", "LLM", "Slack"):
         assert checks[name].ok, (name, checks[name].detail)
     assert not checks["index"].ok and "no papers" in checks["index"].detail
@@ -41,15 +44,16 @@ def test_everything_configured_and_reachable(
     assert "gpt-test" in checks["LLM"].detail
 
 
-def test_failures_come_with_fixes(make_settings: Callable[..., RetrievalSettings]) -> None:
-    settings = make_settings(
-        chroma_host="127.0.0.1",
-        chroma_port=free_port(),
-        llm_provider="openai",
-        llm_base_url=f"http://127.0.0.1:{free_port()}/v1",
+def test_failures_come_with_fixes(
+    make_settings: Callable[..., RetrievalSettings],
+    make_answer_settings: Callable[..., AnswerSettings],
+) -> None:
+    settings = make_settings(chroma_host="127.0.0.1", chroma_port=free_port())
+    answer_settings = make_answer_settings(
+        llm_provider="openai", llm_base_url=f"http://127.0.0.1:{free_port()}/v1"
     )
     slack = SlackSettings(_env_file=None)  # type: ignore[call-arg]
-    checks = _by_name(run_checks(settings, slack))
+    checks = _by_name(run_checks(settings, answer_settings, slack))
     assert not checks["vector store"].ok and "chroma run" in checks["vector store"].fix
     assert not checks["LLM"].ok and "PAPERBOT_LLM_BASE_URL" in checks["LLM"].fix
     assert not checks["Slack"].ok and "SLACK_BOT_TOKEN" in checks["Slack"].detail

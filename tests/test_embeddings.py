@@ -25,7 +25,7 @@ from retrieval.embeddings import (
 )
 from retrieval.errors import ConfigError, EmbeddingError
 from retrieval.settings import RetrievalSettings
-from tests.servers.openai_server import EMBEDDINGS_PATH, FakeOpenAIServer
+from tests.support.openai_server import EMBEDDINGS_PATH, FakeOpenAIServer
 
 
 def cos(a: Matrix, b: Matrix) -> float:

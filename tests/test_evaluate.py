@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.errors import LLMError, SourceError
-from retrieval.evaluate import (
+from answers.errors import LLMError
+from answers.evaluate import (
     ASPECTS,
     AnswerScores,
     Question,
@@ -21,7 +21,9 @@ from retrieval.evaluate import (
     load_questions,
     score_ranking,
 )
-from retrieval.models import Answer, Chunk, Citation, Hit, Paper
+from answers.models import Answer, Citation
+from retrieval.errors import SourceError
+from retrieval.models import Chunk, Hit, Paper
 
 GOLD_A = "GVGEN: Text-to-3D Generation with Volumetric Representation"
 GOLD_B = "HeadSculpt: Crafting 3D Head Avatars with Text"
@@ -256,7 +258,7 @@ def test_extractive_tldrs_against_the_lead_baseline_on_the_aclsum_test_split() -
     overall, and on the approach and outcome summaries, it beats the lead sentence computed
     in the same run. (On 'challenge' the lead sentence, which usually states the problem,
     stays ahead: 0.268 vs 0.221 when measured.)"""
-    from retrieval.evaluate import extractive_summarizer
+    from answers.evaluate import extractive_summarizer
 
     rows = {r.aspect: r for r in evaluate_summaries(load_aclsum("test"), extractive_summarizer())}
     assert rows["overall"].scored == 300
@@ -268,7 +270,7 @@ def test_extractive_tldrs_against_the_lead_baseline_on_the_aclsum_test_split() -
 def test_aspect_summaries_beat_the_lead_baseline_on_every_aspect() -> None:
     """The issue's bar: ROUGE-1 of the challenge / approach / outcome summaries beats the
     lead-sentence baseline computed in the same run, on the full ACLSum test split."""
-    from retrieval.evaluate import aspect_summarizer, extractive_summarizer
+    from answers.evaluate import aspect_summarizer, extractive_summarizer
 
     docs = load_aclsum("test")
     rows = {
@@ -283,7 +285,7 @@ def test_aspect_summaries_beat_the_lead_baseline_on_every_aspect() -> None:
 
 
 def test_aspect_summaries_are_verbatim_and_short() -> None:
-    from retrieval.summarize import ASPECT_MAX_WORDS, extractive_aspect_summary
+    from answers.summarize import ASPECT_MAX_WORDS, extractive_aspect_summary
 
     abstract = (
         "Machine translation of rare terms is hard. However, existing systems lack domain "

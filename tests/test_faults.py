@@ -23,22 +23,23 @@ from typing import Any
 
 import pytest
 
-from bot import blocks
-from bot.app import create_app, make_client
-from bot.digests import post_digest
-from bot.scheduler import DigestScheduler
-from bot.server import make_http_server, serve_http_in_thread
+from answers.llm import build_chat_model
+from answers.settings import AnswerSettings
 from bot.services import Services
+from bot.slack import blocks
+from bot.slack.app import create_app, make_client
+from bot.slack.digest_posting import post_digest
+from bot.slack.scheduler import DigestScheduler
+from bot.slack.server import make_http_server, serve_http_in_thread
 from retrieval import Corpus, RetrievalSettings
-from retrieval.llm import build_chat_model
 from retrieval.normalize import split_sentences
 from retrieval.sources import page_text
-from tests.fakes import FakeEmbedder
-from tests.servers.chroma_server import ChromaServer
-from tests.servers.openai_server import CHAT_PATH, FakeOpenAIServer
-from tests.servers.slack_api import FakeSlackAPI, StoredMessage
-from tests.servers.slack_requests import CHANNEL_ID, app_mention_event, event_callback, new_ts, post
-from tests.slack_fixtures import SAMPLE, SECRET, SlackHarness, corpus, slack_settings
+from tests.support.chroma_server import ChromaServer
+from tests.support.fakes import FakeEmbedder
+from tests.support.openai_server import CHAT_PATH, FakeOpenAIServer
+from tests.support.slack_api import FakeSlackAPI, StoredMessage
+from tests.support.slack_fixtures import SAMPLE, SECRET, SlackHarness, corpus, slack_settings
+from tests.support.slack_requests import CHANNEL_ID, app_mention_event, event_callback, new_ts, post
 
 __all__ = ["corpus"]
 pytestmark = pytest.mark.integration
@@ -175,17 +176,20 @@ def test_flaky_llm_every_question_ends_in_one_finished_message(
     corpus: Corpus, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with FakeOpenAIServer(default_reply=cite_first_source) as llm:
-        settings = RetrievalSettings(
+        answer_settings = AnswerSettings(
             _env_file=None,  # type: ignore[call-arg]
-            data_dir=corpus.settings.data_dir,
-            tiktoken_cache_dir=corpus.settings.tiktoken_cache_dir,
             llm_provider="openai",
             llm_base_url=llm.base_url,
             llm_model="gpt-test",
             llm_timeout=1,
-            max_retries=1,
+            llm_max_retries=1,
         )
-        services = Services.build(settings, corpus=corpus, llm=build_chat_model(settings))
+        services = Services.build(
+            corpus.settings,
+            answer_settings,
+            corpus=corpus,
+            llm=build_chat_model(answer_settings),
+        )
         injected = enqueue_chaos(llm, 20, SEED)
         questions = dev_questions(12)
         assert len(questions) == 12
@@ -227,9 +231,7 @@ def test_chroma_server_killed_and_restarted_while_the_bot_runs(
     chroma = ChromaServer(tmp_path / "chroma-db")
     chroma.start()
     try:
-        settings = make_settings(
-            chroma_host=chroma.host, chroma_port=chroma.port, llm_provider="extractive"
-        )
+        settings = make_settings(chroma_host=chroma.host, chroma_port=chroma.port)
         corpus = Corpus(settings, embedder=FakeEmbedder())
         corpus.ingest(sample_records())
         chunks = corpus.state.count_chunks()

@@ -11,8 +11,8 @@ import openai
 import pytest
 from langchain_core.messages import AIMessage
 
-from retrieval.errors import ConfigError, LLMError
-from retrieval.llm import (
+from answers.errors import LLMError
+from answers.llm import (
     Usage,
     build_chat_model,
     describe,
@@ -21,13 +21,20 @@ from retrieval.llm import (
     model_name,
     usage_of,
 )
-from retrieval.settings import RetrievalSettings
-from tests.servers.openai_server import CHAT_PATH, FakeOpenAIServer
+from answers.settings import AnswerSettings
+from retrieval.errors import ConfigError
+from tests.support.openai_server import CHAT_PATH, FakeOpenAIServer
 
 pytestmark = pytest.mark.integration
 
 SECRET = "sk-test-SECRET-0123456789abcdef"
-Make = Callable[..., RetrievalSettings]
+Make = Callable[..., AnswerSettings]
+
+
+@pytest.fixture
+def make_settings(make_answer_settings: Make) -> Make:
+    """Every test here is about the chat model's settings."""
+    return make_answer_settings
 
 
 @pytest.fixture
@@ -36,18 +43,18 @@ def server() -> Iterator[FakeOpenAIServer]:
         yield srv
 
 
-def _openai(make_settings: Make, server: FakeOpenAIServer, **extra: Any) -> RetrievalSettings:
+def _openai(make_settings: Make, server: FakeOpenAIServer, **extra: Any) -> AnswerSettings:
     values: dict[str, Any] = {
         "llm_provider": "openai",
         "llm_base_url": server.base_url,
         "llm_model": "gpt-test",
         "llm_timeout": 2,
-        "max_retries": 1,
+        "llm_max_retries": 1,
     }
     return make_settings(**(values | extra))
 
 
-def _chat(settings: RetrievalSettings) -> Any:
+def _chat(settings: AnswerSettings) -> Any:
     model = build_chat_model(settings)
     assert model is not None
     return model
@@ -67,7 +74,7 @@ def test_openai_with_base_url_builds_chat_openai(
 ) -> None:
     from langchain_openai import ChatOpenAI
 
-    settings = _openai(make_settings, server, llm_timeout=7, max_retries=2, llm_max_tokens=123)
+    settings = _openai(make_settings, server, llm_timeout=7, llm_max_retries=2, llm_max_tokens=123)
     model = build_chat_model(settings)
     assert isinstance(model, ChatOpenAI)
     assert model.model_name == "gpt-test" and model_name(model) == "gpt-test"
@@ -78,21 +85,23 @@ def test_openai_with_base_url_builds_chat_openai(
 
 
 def test_auto_picks_openai_with_a_key_or_a_base_url(
-    make_settings: Make, server: FakeOpenAIServer
+    make_settings: Make, server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from langchain_openai import ChatOpenAI
 
-    with_key = make_settings(openai_api_key=SECRET)
+    # the shared OpenAI variables (also used for embeddings) serve the chat model too
+    monkeypatch.setenv("PAPERBOT_OPENAI_API_KEY", SECRET)
+    with_key = make_settings()
     assert with_key.resolved_llm_provider == "openai"
     assert isinstance(build_chat_model(with_key), ChatOpenAI)
-    with_url = make_settings(openai_base_url=server.base_url)
-    model = build_chat_model(with_url)
+    monkeypatch.delenv("PAPERBOT_OPENAI_API_KEY")
+    monkeypatch.setenv("PAPERBOT_OPENAI_BASE_URL", server.base_url)
+    model = build_chat_model(make_settings())
     assert isinstance(model, ChatOpenAI) and model.openai_api_base == server.base_url
     # the chat-specific settings win over the shared OpenAI ones
-    both = make_settings(
-        openai_base_url="http://127.0.0.1:1/v1", llm_base_url=server.base_url, llm_model="m2"
-    )
-    assert both.chat_base_url == server.base_url
+    monkeypatch.setenv("PAPERBOT_OPENAI_BASE_URL", "http://127.0.0.1:1/v1")
+    monkeypatch.setenv("PAPERBOT_LLM_BASE_URL", server.base_url)
+    assert make_settings(llm_model="m2").llm_base_url == server.base_url
 
 
 def test_openai_without_key_or_base_url_is_a_config_error(make_settings: Make) -> None:
@@ -110,9 +119,13 @@ def test_describe(make_settings: Make) -> None:
 
 
 # ---------------------------------------------------------------------- the key stays secret
-def test_api_key_never_in_describe_repr_or_dumps(make_settings: Make) -> None:
-    for field in ("llm_api_key", "openai_api_key"):
-        settings = make_settings(**{field: SECRET})
+def test_api_key_never_in_describe_repr_or_dumps(
+    make_settings: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("PAPERBOT_LLM_API_KEY", "PAPERBOT_OPENAI_API_KEY"):
+        monkeypatch.setenv(variable, SECRET)
+        settings = make_settings()
+        monkeypatch.delenv(variable)
         assert SECRET not in describe(settings)
         assert SECRET not in repr(settings) and SECRET not in str(settings)
         assert SECRET not in settings.model_dump_json()
@@ -181,7 +194,7 @@ def test_401_wrong_key(make_settings: Make) -> None:
 def test_429_exhausted_after_retries(make_settings: Make, server: FakeOpenAIServer) -> None:
     for _ in range(3):
         server.enqueue_error(429, headers={"retry-after-ms": "5"})
-    model = _chat(_openai(make_settings, server, max_retries=2))
+    model = _chat(_openai(make_settings, server, llm_max_retries=2))
     _fails(model, "rate-limited even after retries", openai.RateLimitError)
     assert len(server.requests_to(CHAT_PATH)) == 3  # first try + 2 retries
 
@@ -218,7 +231,7 @@ def test_timeout(make_settings: Make, server: FakeOpenAIServer) -> None:
 
 def test_connection_refused(make_settings: Make) -> None:
     server = FakeOpenAIServer().start()
-    settings = _openai(make_settings, server, max_retries=0)
+    settings = _openai(make_settings, server, llm_max_retries=0)
     server.stop()
     error = _fails(_chat(settings), "connection to the language model", openai.APIConnectionError)
     assert "PAPERBOT_LLM_BASE_URL" in str(error)

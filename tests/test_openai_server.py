@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from tests.servers.openai_server import CHAT_PATH, EMBEDDINGS_PATH, FakeOpenAIServer
+from tests.support.openai_server import CHAT_PATH, EMBEDDINGS_PATH, FakeOpenAIServer
 
 
 @pytest.fixture
@@ -54,19 +54,6 @@ def test_chat_scripted_then_default(server: FakeOpenAIServer) -> None:
     assert ask(client) == "fallback"
     server.default_reply = lambda body: body["model"].upper()
     assert ask(client) == "GPT-TEST"
-
-
-def test_chat_tool_calls(server: FakeOpenAIServer) -> None:
-    server.enqueue_chat("", tool_calls=[{"name": "search", "arguments": {"q": "rag"}}])
-    response = client_for(server).chat.completions.create(
-        model="gpt-test", messages=[{"role": "user", "content": "find"}]
-    )
-    choice = response.choices[0]
-    assert choice.finish_reason == "tool_calls"
-    assert choice.message.tool_calls is not None
-    call = choice.message.tool_calls[0]
-    assert call.function.name == "search"  # type: ignore[union-attr]
-    assert call.function.arguments == '{"q": "rag"}'  # type: ignore[union-attr]
 
 
 def test_chat_streaming_with_usage(server: FakeOpenAIServer) -> None:
@@ -112,12 +99,8 @@ def test_embeddings_float_and_base64_agree(server: FakeOpenAIServer) -> None:
     auto = client.embeddings.create(model="e", input="a")
     assert auto.data[0].embedding == pytest.approx(floats.data[0].embedding, abs=1e-6)
     assert server.requests_to(EMBEDDINGS_PATH)[-1].body["encoding_format"] == "base64"
-
-
-def test_embeddings_are_deterministic(server: FakeOpenAIServer) -> None:
-    assert server.vector("x") == server.vector("x")
-    assert server.vector("x") != server.vector("y")
-    assert all(-1.0 <= v < 1.0 for v in server.vector("x", 100))
+    assert floats.data[0].embedding == pytest.approx(server.vector("a"), abs=1e-6)  # deterministic
+    assert server.vector("a") != server.vector("b")
 
 
 def test_429_then_success_with_client_retries(server: FakeOpenAIServer) -> None:
@@ -125,13 +108,6 @@ def test_429_then_success_with_client_retries(server: FakeOpenAIServer) -> None:
     server.enqueue_error(429, headers={"retry-after": "0.01"})
     assert ask(client_for(server, max_retries=2)) == "echo: hi there"
     assert len(server.requests) == 3
-
-
-def test_429_exhausts_retries(server: FakeOpenAIServer) -> None:
-    for _ in range(2):
-        server.enqueue_error(429, headers={"retry-after-ms": "5"})
-    with pytest.raises(openai.RateLimitError):
-        ask(client_for(server, max_retries=1))
 
 
 def test_500_is_internal_server_error(server: FakeOpenAIServer) -> None:

@@ -15,15 +15,17 @@ from typing import Any
 
 import pytest
 
+from answers.evaluate import evaluate_answers, load_questions
+from answers.llm import build_chat_model
+from answers.models import Answer, Turn
+from answers.qa import MAX_QUESTION_CHARS, AnswerDelta, QAService
+from answers.settings import AnswerSettings
 from prompts import CANNOT_ANSWER
 from retrieval import Corpus, PaperbotError, RetrievalSettings
-from retrieval.evaluate import evaluate_answers, load_questions
-from retrieval.llm import build_chat_model
-from retrieval.models import Answer, Paper, RecordError, Turn
+from retrieval.models import Paper, RecordError
 from retrieval.normalize import make_paper, split_sentences, title_key
-from retrieval.qa import MAX_QUESTION_CHARS, AnswerDelta, QAService
 from retrieval.sources import page_text
-from tests.servers.openai_server import CHAT_PATH, EMBEDDINGS_PATH, FakeOpenAIServer
+from tests.support.openai_server import CHAT_PATH, EMBEDDINGS_PATH, FakeOpenAIServer
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +64,6 @@ def _corpus_on(path: Path, tiktoken_dir: Path, embedder: Any, records: list[Any]
             _env_file=None,
             data_dir=path,
             tiktoken_cache_dir=tiktoken_dir,
-            llm_provider="extractive",
         )
     corpus = Corpus(settings, embedder=embedder)
     report = corpus.ingest(records)
@@ -108,7 +109,7 @@ QAFactory = Callable[..., QAService]
 
 @pytest.fixture
 def make_qa(
-    corpus: Corpus, server: FakeOpenAIServer, make_settings: Callable[..., RetrievalSettings]
+    corpus: Corpus, server: FakeOpenAIServer, make_answer_settings: Callable[..., AnswerSettings]
 ) -> QAFactory:
     def make(target: Corpus | None = None, **overrides: Any) -> QAService:
         values: dict[str, Any] = {
@@ -116,10 +117,10 @@ def make_qa(
             "llm_base_url": server.base_url,
             "llm_model": "gpt-test",
             "llm_timeout": 2,
-            "max_retries": 1,
+            "llm_max_retries": 1,
             "llm_prices": PRICES,
         }
-        settings = make_settings(**(values | overrides))
+        settings = make_answer_settings(**(values | overrides))
         return QAService(target or corpus, build_chat_model(settings), settings)
 
     return make
@@ -633,7 +634,9 @@ def test_context_respects_the_token_budget(
 
 # ---------------------------------------------------------------------- all over HTTP
 def test_openai_embeddings_and_chat_over_http(
-    tmp_path: Path, make_settings: Callable[..., RetrievalSettings]
+    tmp_path: Path,
+    make_settings: Callable[..., RetrievalSettings],
+    make_answer_settings: Callable[..., AnswerSettings],
 ) -> None:
     """Corpus vectors from /v1/embeddings (base64) and the answer from /v1/chat/completions,
     both through the real openai client."""
@@ -642,17 +645,18 @@ def test_openai_embeddings_and_chat_over_http(
             embedding_provider="openai",
             embedding_model="embed-test",
             openai_base_url=server.base_url,
-            llm_model="gpt-test",
-            llm_timeout=2,
         )
-        assert settings.resolved_llm_provider == "openai"
+        chat = make_answer_settings(
+            llm_base_url=server.base_url, llm_model="gpt-test", llm_timeout=2
+        )
+        assert chat.resolved_llm_provider == "openai"
         corpus = Corpus(settings)
         try:
             corpus.ingest(_sample_records()[:6])
             embeddings = server.requests_to(EMBEDDINGS_PATH)
             assert embeddings and all(r.body["encoding_format"] == "base64" for r in embeddings)
             server.default_reply = gvgen_reply
-            qa = QAService(corpus, build_chat_model(settings))
+            qa = QAService(corpus, build_chat_model(chat))
             answer = qa.answer("Which paper introduces the Candidate Pool Strategy for GVGEN?")
         finally:
             corpus.close()

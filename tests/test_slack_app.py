@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from retrieval.normalize import make_paper
-from tests.servers.slack_requests import (
+from tests.support.slack_fixtures import SECRET, SlackHarness, corpus, harness_factory, services
+from tests.support.slack_requests import (
     CHANNEL_ID,
     DM_CHANNEL_ID,
     USER_ID,
@@ -26,7 +27,6 @@ from tests.servers.slack_requests import (
     slash_command,
     url_verification,
 )
-from tests.slack_fixtures import SECRET, SlackHarness, corpus, harness_factory, services
 
 __all__ = ["corpus", "harness_factory", "services"]
 pytestmark = pytest.mark.integration
@@ -295,7 +295,7 @@ def test_tokens_and_secrets_never_reach_the_logs(
 ) -> None:
     import logging
 
-    from tests.slack_fixtures import BOT_TOKEN
+    from tests.support.slack_fixtures import BOT_TOKEN
 
     caplog.set_level(logging.DEBUG)
     ts = new_ts()
@@ -311,7 +311,7 @@ def test_feedback_export_writes_csv(
 ) -> None:
     from typer.testing import CliRunner
 
-    from bot.cli import app as cli_app
+    from bot.cli.main import app as cli_app
 
     slack.services.state.add_feedback(
         question="Q?", answer="A.", user_id="U0CSV", vote="up", channel="C1", message_ts="1.2"

@@ -12,14 +12,14 @@ from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_sdk import WebClient
 from typer.testing import CliRunner
 
-from bot.app import create_app
-from bot.cli import app as cli_app
-from bot.scheduler import DigestScheduler, parse_schedule
+from bot.cli.main import app as cli_app
 from bot.services import Services
-from tests.servers.slack_api import FakeSlackAPI
-from tests.servers.slack_requests import app_mention_event, event_callback_payload, new_ts
-from tests.servers.socket_mode import FakeSocketModeServer, close_handler
-from tests.slack_fixtures import BOT_TOKEN, corpus, services, slack_settings
+from bot.slack.app import create_app
+from bot.slack.scheduler import DigestScheduler, parse_schedule
+from tests.support.slack_api import FakeSlackAPI
+from tests.support.slack_fixtures import BOT_TOKEN, corpus, services, slack_settings
+from tests.support.slack_requests import app_mention_event, event_callback_payload, new_ts
+from tests.support.socket_mode import FakeSocketModeServer, close_handler
 
 __all__ = ["corpus", "services"]
 pytestmark = pytest.mark.integration
@@ -142,7 +142,7 @@ def test_serve_names_the_missing_variables(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_chat_runs_the_same_handlers(services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bot.cli_bot._services", lambda: services)
+    monkeypatch.setattr("bot.cli.options.services", lambda: services)
     lines = "What is GVGEN?\nHow fast is it?\n/papers help\n/papers frobnicate\nexit\n"
     result = CliRunner().invoke(cli_app, ["chat"], input=lines)
     assert result.exit_code == 0, result.output

@@ -6,7 +6,14 @@ from datetime import date
 
 import pytest
 
-from bot.slash import ALIASES, MAX_ARGUMENT_CHARS, MAX_TOPIC_CHARS, SUBCOMMANDS, Command, parse
+from bot.slack.slash import (
+    ALIASES,
+    MAX_ARGUMENT_CHARS,
+    MAX_TOPIC_CHARS,
+    SUBCOMMANDS,
+    Command,
+    parse,
+)
 
 
 def _assert_help(cmd: Command, *fragments: str) -> None:

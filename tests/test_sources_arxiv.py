@@ -11,7 +11,7 @@ import pytest
 from retrieval.errors import SourceError
 from retrieval.models import Paper, RecordError
 from retrieval.sources import arxiv
-from tests.servers.feed_server import FeedServer
+from tests.support.feed_server import FeedServer
 
 PAYLOADS = Path(__file__).resolve().parent / "payloads"
 TWO = (PAYLOADS / "arxiv_two_entries.xml").read_bytes()

@@ -14,7 +14,7 @@ from retrieval.errors import SourceError
 from retrieval.models import Paper, RecordError
 from retrieval.sources import hf_api
 from retrieval.sources.http import USER_AGENT, get_bytes
-from tests.servers.feed_server import FeedServer
+from tests.support.feed_server import FeedServer
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "hf_daily_papers_api_sample.json"
 

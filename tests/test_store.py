@@ -13,8 +13,8 @@ from retrieval import Corpus, RetrievalSettings, StoreUnavailableError
 from retrieval.embeddings import ChromaEmbeddingFunction
 from retrieval.sources import page_text
 from retrieval.store import ChunkMeta, VectorStore, collection_name
-from tests.fakes import FakeEmbedder
-from tests.servers.chroma_server import ChromaServer, free_port
+from tests.support.chroma_server import ChromaServer, free_port
+from tests.support.fakes import FakeEmbedder
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from bot import blocks
-from bot.conversation import ThreadReply, strip_mentions
+from bot.slack import blocks
+from bot.slack.replies import ThreadReply, strip_mentions
 
 CHANNEL = "C123"
 THREAD = "1715850000.000100"

@@ -1,0 +1,442 @@
+"""One-paper TL;DRs: by the LLM when there is one, else extractive (the abstract's best
+sentences, verbatim). Every TL;DR is cached by (paper id, content hash, prompt version, model),
+so a paper is summarised once per model and prompt version, never again.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from answers.citations import sanitize
+from answers.errors import LLMError
+from answers.llm import Usage, llm_errors, model_name, usage_of
+from answers.settings import AnswerSettings
+from prompts import load
+from retrieval.corpus import Corpus
+from retrieval.lexical import tokenize
+from retrieval.models import Paper
+from retrieval.normalize import clean_text, split_sentences
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.runnables import Runnable
+
+log = logging.getLogger(__name__)
+
+SummaryMode = Literal["llm", "extractive"]
+EmbedFn = Callable[[Sequence[str]], np.ndarray]
+
+CACHE_NAMESPACE = "tldr"
+# The extractive scorer's version takes the prompt's place in the cache key: bump it whenever
+# the sentence scoring changes, so cached extractive TL;DRs are recomputed.
+EXTRACTIVE_KEY = "extractive@1"
+MAX_WORDS = 50  # extractive cap; the prompt asks the LLM for at most 45 words
+LLM_MAX_WORDS = 70  # a model that ignores the length instruction is cut here
+LLM_MAX_SENTENCES = 2
+BATCH_CONCURRENCY = 4  # parallel LLM requests in tldrs(); small, to stay under rate limits
+MIN_SENTENCE_WORDS = 5
+
+# --- extractive scoring -------------------------------------------------------------------
+# Weights tuned on the 250 ACLSum abstracts (ROUGE-1 against the expert summaries); the
+# optimum is flat, so these round values are not over-fitted. Centrality (how much of the
+# abstract a sentence represents) and title similarity find the topic; the cue patterns find
+# the contribution and the result, which is what a TL;DR should say; background sentences
+# ("In recent years, X has emerged ...") are central too but say nothing about the paper.
+W_CENTRAL = 0.4
+W_TITLE = 0.3
+W_PROPOSAL = 0.2
+W_RESULT = 0.2
+W_BACKGROUND = 0.2
+W_DANGLING = 0.05
+
+_PROPOSAL = re.compile(
+    r"\b(?:we|this (?:paper|work|study|article)|our (?:work|paper|approach|method|model|"
+    r"framework|system))\b[^.;]{0,60}?\b(?:propose|introduce|present|develop|describe|design|"
+    r"build|investigate|study|explore|show|demonstrate|find|achieve|report|release|evaluate|"
+    r"apply|use|address|leverage)\w*|\b(?:is|are) (?:proposed|introduced|presented)\b",
+    re.IGNORECASE,
+)
+_RESULT = re.compile(
+    r"\b(?:results?|outperform\w*|improv\w*|significant\w*|achiev\w*|state[- ]of[- ]the[- ]art"
+    r"|sota|accuracy|gains?|surpass\w*|better|faster|speed-?ups?|reduc\w*)\b"
+    r"|\d+(?:\.\d+)?\s*(?:%|x\b|×|times\b)",
+    re.IGNORECASE,
+)
+_BACKGROUND = re.compile(
+    r"^(?:in recent years|recently|nowadays|over the (?:past|last)|with the (?:rapid|recent|"
+    r"advent|growing|increasing|rise|development|success)|despite|although|traditionally|"
+    r"historically|however|(?:existing|current|previous|prior|traditional|conventional|most|many)"
+    r" (?:\w+ )?(?:methods|approaches|works|models|systems|techniques|studies))\b"
+    r"|\b(?:has|have) (?:emerged|become|attracted|gained|received|been (?:widely|known))"
+    r"|\b(?:remains?|is|are) (?:still )?(?:a |an )?(?:challenging|difficult|open|critical|"
+    r"fundamental|important|crucial|key)\b",
+    re.IGNORECASE,
+)
+# Sentences that lean on the previous one ("It then ...", "(2) ...") read badly on their own.
+_DANGLING = re.compile(
+    r"^(?:it|this|these|they|such|then|specifically|moreover|furthermore|additionally|"
+    r"in addition|finally|second|third|\(\w\))\b",
+    re.IGNORECASE,
+)
+# Lead-ins that only point back at the (dropped) context: "To address these issues, we ...".
+_LEAD_IN = re.compile(
+    r"^(?:to (?:address|tackle|overcome|solve|mitigate|bridge|fill|remedy|alleviate|resolve) "
+    r"(?:these|this|the|such|both)\b[^,]{0,40},\s*|in this (?:paper|work|study|article),\s*"
+    r"|here,\s*)",
+    re.IGNORECASE,
+)
+# A second sentence must score within this of the best one: a weak filler reads worse than
+# a one-sentence TL;DR.
+SECOND_MARGIN = 0.4
+# What a model likes to put around a TL;DR: quotes, "TL;DR:" or "Summary:" prefixes, bold.
+_LLM_PREFIX = re.compile(r"^(?:\*\*)?(?:tl;?dr|tldr|summary)(?:\*\*)?\s*[:\-–—]\s*", re.I)
+_QUOTES = "\"'“”‘’`"
+
+
+@dataclass
+class Summary:
+    """A paper's TL;DR and how it was made."""
+
+    paper_id: str
+    text: str
+    mode: SummaryMode
+    model: str  # the LLM's name, or "extractive"
+    cached: bool = False  # served from the cache: nothing was computed now
+    tokens_in: int = 0  # tokens spent now (0 when cached)
+    tokens_out: int = 0
+    note: str | None = None  # e.g. why an LLM TL;DR fell back to extractive
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Summary:
+        return cls(**data)
+
+
+# ---------------------------------------------------------------------------- extractive
+def extractive_tldr(
+    title: str, abstract: str, embed: EmbedFn | None = None, *, max_words: int = MAX_WORDS
+) -> str:
+    """The one or two most informative sentences of an abstract, in their order, verbatim
+    but for a lead-in that points back at dropped context ("To address these issues, ").
+
+    ``embed`` (texts -> L2-normalised rows) scores centrality semantically; without it the
+    scoring is lexical (shared content words), which is nearly as good and needs no model.
+    """
+    sentences = _candidate_sentences(abstract)
+    if not sentences:
+        return cap_words(clean_text(abstract), max_words)
+    if len(sentences) == 1:
+        return cap_words(_drop_lead_in(sentences[0]), max_words)
+    scores = sentence_scores(title, sentences, embed)
+    return _pick(sentences, scores, max_words)
+
+
+def sentence_scores(
+    title: str, sentences: Sequence[str], embed: EmbedFn | None = None
+) -> list[float]:
+    """How well each sentence would serve as (part of) the TL;DR; higher is better."""
+    central, titled = (
+        _dense_features(title, sentences, embed)
+        if embed is not None
+        else _lexical_features(title, sentences)
+    )
+    scores = []
+    for sentence, c, t in zip(sentences, central, titled, strict=True):
+        score = W_CENTRAL * c + W_TITLE * t
+        score += W_PROPOSAL * bool(_PROPOSAL.search(sentence))
+        score += W_RESULT * bool(_RESULT.search(sentence))
+        score -= W_BACKGROUND * bool(_BACKGROUND.search(sentence))
+        score -= W_DANGLING * bool(_DANGLING.search(sentence))
+        scores.append(score)
+    return scores
+
+
+def _candidate_sentences(abstract: str) -> list[str]:
+    """Sentences worth quoting: not fragments, not instruction-like text."""
+    return [
+        s
+        for s in split_sentences(clean_text(abstract))
+        if len(s.split()) >= MIN_SENTENCE_WORDS and not sanitize(s)[1]
+    ]
+
+
+def _dense_features(
+    title: str, sentences: Sequence[str], embed: EmbedFn
+) -> tuple[list[float], list[float]]:
+    vectors = np.asarray(embed([title, *sentences]), dtype=np.float32)
+    title_vec, matrix = vectors[0], vectors[1:]
+    centroid = matrix.mean(axis=0)
+    centroid /= max(float(np.linalg.norm(centroid)), 1e-9)
+    return [float(x) for x in matrix @ centroid], [float(x) for x in matrix @ title_vec]
+
+
+def _lexical_features(title: str, sentences: Sequence[str]) -> tuple[list[float], list[float]]:
+    """Centrality = share of a sentence's words that other sentences use too; title overlap."""
+    words = [set(tokenize(s)) for s in sentences]
+    title_words = set(tokenize(title))
+    df = Counter(w for ws in words for w in ws)
+    others = max(len(sentences) - 1, 1)
+    central = [sum(df[w] - 1 for w in ws) / max(len(ws), 1) / others for ws in words]
+    titled = [len(ws & title_words) / max(len(title_words), 1) for ws in words]
+    return central, titled
+
+
+def _pick(sentences: Sequence[str], scores: Sequence[float], max_words: int) -> str:
+    """Best sentence, plus the next best that still fits in ``max_words``; original order."""
+    order = sorted(range(len(sentences)), key=lambda i: (-scores[i], i))
+    fitting = [i for i in order if len(sentences[i].split()) <= max_words]
+    if not fitting:  # every sentence is over the cap: cut the best one
+        return cap_words(sentences[order[0]], max_words)
+    best = fitting[0]
+    words = len(sentences[best].split())
+    chosen = [best]
+    for i in fitting[1:]:
+        if scores[i] < scores[best] - SECOND_MARGIN:
+            break
+        if words + len(sentences[i].split()) <= max_words:
+            chosen.append(i)
+            break
+    return " ".join(_drop_lead_in(sentences[i]) for i in sorted(chosen))
+
+
+def _drop_lead_in(sentence: str) -> str:
+    trimmed = _LEAD_IN.sub("", sentence)
+    if trimmed == sentence or not trimmed:
+        return sentence
+    return trimmed[0].upper() + trimmed[1:]
+
+
+def cap_words(text: str, max_words: int) -> str:
+    words = text.split()
+    if len(words) <= max_words:
+        return text.strip()
+    return " ".join(words[:max_words]).rstrip(",;:") + "…"
+
+
+def clean_llm_text(raw: str, max_words: int = LLM_MAX_WORDS) -> str:
+    """The TL;DR without the wrapping a model adds, at most two sentences and ``max_words``."""
+    text = " ".join(raw.replace("**", "").split())
+    text = _LLM_PREFIX.sub("", text).strip()
+    if len(text) >= 2 and text[0] in _QUOTES and text[-1] in _QUOTES:
+        text = text[1:-1].strip()
+    text = _LLM_PREFIX.sub("", text).strip()
+    sentences = split_sentences(text)
+    if len(sentences) > LLM_MAX_SENTENCES:
+        text = " ".join(sentences[:LLM_MAX_SENTENCES])
+    return cap_words(text, max_words)
+
+
+# ---------------------------------------------------------------------------- service
+class Summarizer:
+    """TL;DRs of papers, cached in the state store; the LLM is optional (None = extractive)."""
+
+    def __init__(
+        self,
+        corpus: Corpus,
+        llm: BaseChatModel | None,
+        settings: AnswerSettings | None = None,
+        *,
+        dense_extractive: bool = True,
+    ) -> None:
+        self.corpus = corpus
+        self.llm = llm
+        self.settings = settings or AnswerSettings()
+        self.model = model_name(llm)
+        # Semantic centrality costs one embedding call per paper and gains little over the
+        # lexical score (see extractive_tldr); callers that must be fast can turn it off.
+        self.dense_extractive = dense_extractive
+        self._chain: Runnable[Any, Any] | None = None
+        if llm is not None:
+            from langchain_core.runnables import RunnableLambda
+
+            self._chain = RunnableLambda(_tldr_messages) | llm
+
+    # --- public ---
+    def tldr(self, paper: Paper) -> Summary:
+        return self.tldrs([paper])[0]
+
+    def tldrs(self, papers: Sequence[Paper]) -> list[Summary]:
+        """TL;DRs in the order of ``papers``; cached ones are not recomputed."""
+        found: dict[str, Summary] = {}
+        todo: list[Paper] = []
+        for paper in dict((p.paper_id, p) for p in papers).values():
+            hit = self._cached(paper)
+            if hit is None:
+                todo.append(paper)
+            else:
+                found[paper.paper_id] = hit
+        if todo:
+            fresh = self._llm_batch(todo) if self._chain is not None else self._extract(todo)
+            found.update((s.paper_id, s) for s in fresh)
+        return [found[p.paper_id] for p in papers]
+
+    def cache_key(self, paper: Paper) -> str:
+        """paper id | content hash | prompt (or extractive scorer) version | model."""
+        if self._chain is None:
+            return (
+                f"{paper.paper_id}|{paper.content_hash}|{EXTRACTIVE_KEY}|{self._extractive_model}"
+            )
+        return f"{paper.paper_id}|{paper.content_hash}|{load('tldr').key}|{self.model}"
+
+    # --- cache ---
+    @property
+    def _extractive_model(self) -> str:
+        # The embedder decides which sentences win, so it belongs in the extractive key.
+        return self.corpus.embedder.model_id if self.dense_extractive else "lexical"
+
+    def _cached(self, paper: Paper) -> Summary | None:
+        value = self.corpus.state.cache_get(CACHE_NAMESPACE, self.cache_key(paper))
+        if not isinstance(value, dict) or not value.get("text"):
+            return None
+        mode: SummaryMode = "llm" if value.get("mode") == "llm" else "extractive"
+        return Summary(paper.paper_id, str(value["text"]), mode, str(value["model"]), cached=True)
+
+    def _store(self, paper: Paper, summary: Summary) -> None:
+        value = {"text": summary.text, "mode": summary.mode, "model": summary.model}
+        self.corpus.state.cache_put(CACHE_NAMESPACE, self.cache_key(paper), value)
+
+    # --- extractive ---
+    def _extract(self, papers: Sequence[Paper], note: str | None = None) -> list[Summary]:
+        embed = self._prefetched_embed(papers) if self.dense_extractive else None
+        summaries = []
+        for paper in papers:
+            text = extractive_tldr(paper.title, paper.abstract, embed)
+            summary = Summary(paper.paper_id, text, "extractive", "extractive", note=note)
+            if note is None:  # a fallback is not cached: the LLM is tried again next time
+                self._store(paper, summary)
+            summaries.append(summary)
+        return summaries
+
+    def _prefetched_embed(self, papers: Sequence[Paper]) -> EmbedFn:
+        """One embedding call for every title and sentence of these papers (a model batches
+        far better than thirty small calls), served to extractive_tldr from memory."""
+        embedder = self.corpus.embedder
+        texts = list(
+            dict.fromkeys(t for p in papers for t in (p.title, *_candidate_sentences(p.abstract)))
+        )
+        memo = dict(zip(texts, embedder.embed(texts), strict=True)) if texts else {}
+
+        def embed(batch: Sequence[str]) -> np.ndarray:
+            missing = [t for t in batch if t not in memo]
+            if missing:
+                memo.update(zip(missing, embedder.embed(missing), strict=True))
+            return np.stack([memo[t] for t in batch])
+
+        return embed
+
+    # --- LLM ---
+    def _llm_batch(self, papers: Sequence[Paper]) -> list[Summary]:
+        assert self._chain is not None
+        outputs = self._chain.batch(
+            list(papers), config={"max_concurrency": BATCH_CONCURRENCY}, return_exceptions=True
+        )
+        return [self._from_output(p, out) for p, out in zip(papers, outputs, strict=True)]
+
+    def _from_output(self, paper: Paper, output: Any) -> Summary:
+        if isinstance(output, BaseException):
+            error = as_llm_error(output, self.model)
+            log.warning("TL;DR of %s by %s failed: %s", paper.paper_id, self.model, error)
+            return self._extract([paper], note=f"{error} Showing an extractive TL;DR instead.")[0]
+        text = clean_llm_text(str(output.content))
+        usage = usage_of(output)
+        if not text:
+            note = f"The language model ({self.model}) returned an empty TL;DR; showing an "
+            return self._extract([paper], note=note + "extractive one instead.")[0]
+        summary = Summary(
+            paper.paper_id, text, "llm", self.model, False, usage.tokens_in, usage.tokens_out
+        )
+        self._store(paper, summary)
+        return summary
+
+
+def _tldr_messages(paper: Paper) -> list[Any]:
+    from answers.qa import to_messages
+
+    abstract, _ = sanitize(paper.abstract)  # instruction-like sentences never reach the model
+    return to_messages(load("tldr").render(title=paper.title, abstract=abstract))
+
+
+def as_llm_error(error: BaseException, model: str) -> LLMError:
+    """An exception returned by ``Runnable.batch(return_exceptions=True)`` as an LLMError.
+
+    Anything that is not an API failure (a bug) is raised, not hidden behind a fallback.
+    """
+    if isinstance(error, LLMError):
+        return error
+    try:
+        with llm_errors(model):
+            raise error
+    except LLMError as converted:
+        return converted
+
+
+def total_usage(summaries: Sequence[Summary]) -> Usage:
+    return Usage(sum(s.tokens_in for s in summaries), sum(s.tokens_out for s in summaries))
+
+
+# ---------------------------------------------------------------------------- aspects
+# ACLSum-style aspect summaries: what problem a paper tackles, how, and what it found.
+Aspect = Literal["challenge", "approach", "outcome"]
+ASPECT_CUES: dict[str, re.Pattern[str]] = {
+    "challenge": re.compile(
+        r"\b(however|challeng\w*|problem\w*|difficult\w*|limit\w*|lack\w*|suffer\w*|remain\w*|"
+        r"bottleneck|costly|expensive|struggl\w*|issue\w*|fail\w*|unclear|hard|scarc\w*|"
+        r"insufficient|ignor\w*|overlook\w*|poor\w*)\b",
+        re.IGNORECASE,
+    ),
+    "approach": re.compile(
+        r"\b(we (propose|introduce|present|develop|design|describe|use|employ|apply|investigate|"
+        r"explore|formulate|adopt|train|build|leverage)|this paper (proposes|presents|introduces|"
+        r"describes)|in this (paper|work)|our (method|approach|model|framework|system)|approach|"
+        r"framework|method)\b",
+        re.IGNORECASE,
+    ),
+    "outcome": re.compile(
+        r"\b(result\w*|show\w*|outperform\w*|improv\w*|achiev\w*|state[- ]of[- ]the[- ]art|"
+        r"demonstrat\w*|significant\w*|gain\w*|better|effective\w*|experiment\w*|find|found|"
+        r"suggest\w*|reveal\w*|accuracy)\b|%",
+        re.IGNORECASE,
+    ),
+}
+ASPECT_MAX_WORDS = 45
+
+
+def extractive_aspect_summary(abstract: str, aspect: Aspect) -> str:
+    """One aspect of an abstract, quoted: its challenge, approach or outcome.
+
+    Abstracts follow a convention — context and gap first, then the method, results last —
+    so each aspect is found by its cue words weighted by where it usually sits. The
+    challenge is usually stated across the opening context sentence and the gap that follows
+    it ("However, ..."), so it takes the lead sentence plus the next problem sentence.
+    """
+    sentences = split_sentences(clean_text(abstract))
+    if not sentences:
+        return ""
+    if aspect == "challenge":
+        gap = next((s for s in sentences[1:3] if ASPECT_CUES["challenge"].search(s)), None)
+        chosen = sentences[:1] + ([gap] if gap else sentences[1:2])
+        return cap_words(" ".join(chosen), ASPECT_MAX_WORDS)
+    return cap_words(_drop_lead_in(_best_for(sentences, aspect)), ASPECT_MAX_WORDS)
+
+
+def _best_for(sentences: Sequence[str], aspect: Aspect) -> str:
+    cue = ASPECT_CUES[aspect]
+    last = max(1, len(sentences) - 1)
+
+    def score(index: int) -> float:
+        position = index / last
+        # the method sits about a third of the way in; results come last
+        prior = 1 - abs(position - 0.35) if aspect == "approach" else position
+        words = len(sentences[index].split())
+        return len(cue.findall(sentences[index])) + 0.5 * prior - 0.02 * max(0, words - 35)
+
+    return sentences[max(range(len(sentences)), key=score)]

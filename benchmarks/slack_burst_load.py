@@ -1,0 +1,260 @@
+"""The load side of bench_slack_burst.py: questions, the burst client, and what Slack saw.
+
+- `burst_questions`, `mixed_burst`: distinct questions about the 30 sample papers, as signed
+  slash commands and app_mentions.
+- `fire` / `client_process`: every signed request sent at the same moment (httpx, asyncio, one
+  connection per request as Slack does), each one's HTTP latency = its ack latency.
+- `collect`: for every question, the bot messages in its thread (mentions) or the response_url
+  replies (slash commands) the fake Slack Web API received, and when.
+- `Sampler`, `proc_cpu_seconds`, `tcp_counters`: the app process's threads, RSS and CPU, and
+  the kernel's listen-queue counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import httpx
+
+from benchmarks.common import SECRET, classify, proc_status, sample_papers
+from tests.support.slack_api import FakeSlackAPI, SlackCall, StoredMessage
+from tests.support.slack_requests import (
+    CHANNEL_ID,
+    app_mention_event,
+    content_type_of,
+    event_callback,
+    new_ts,
+    sign,
+    slash_command,
+)
+
+SEED = 20250516
+TEMPLATES = (
+    "What does the paper “{title}” propose?",
+    "What problem does “{title}” address?",
+    "Summarize the main contribution of {title}.",
+    "How does {short} work?",
+    "What method is introduced in {title}?",
+    "What are the key results reported for {short}?",
+    "Which approach does {short} take?",
+    "What is new in {title}?",
+    "Explain the idea behind {short}.",
+    "What does {short} improve over earlier work?",
+    "What task is {short} designed for?",
+    "How is {short} evaluated?",
+    "What are the main components of {short}?",
+    "Give a short overview of {title}.",
+)
+
+
+def burst_questions(n: int) -> list[str]:
+    """`n` distinct questions about the 30 sample papers (templates x titles, shuffled)."""
+    titles = [p.title for p in sample_papers()]
+    questions = []
+    for template in TEMPLATES:
+        for title in titles:
+            head = title.split(":")[0]
+            short = head if ":" in title and len(head) <= 40 else title
+            questions.append(template.format(title=title, short=short))
+    questions = list(dict.fromkeys(questions))
+    if n > len(questions):
+        raise ValueError(f"only {len(questions)} distinct questions; ask for fewer")
+    random.Random(SEED).shuffle(questions)
+    return questions[:n]
+
+
+# --------------------------------------------------------------------------------------------
+# the client
+# --------------------------------------------------------------------------------------------
+
+Fired = tuple[str, float, float, int, str]  # key, sent_at (time.time()), ack ms, status, text
+
+
+@dataclass
+class Sent:
+    kind: str  # "slash" | "mention"
+    key: str  # response_url tag or mention ts
+    question: str
+    body: str
+    sent_at: float = 0.0  # time.time() when the request started
+    ack_ms: float = 0.0
+    status: int = 0
+    response: str = ""
+
+
+def client_process(url: str, items: list[tuple[str, str]], conn: Connection) -> None:
+    """Child process: send every (key, body) at once; report a `Fired` per request."""
+    conn.send(asyncio.run(fire(url, items)))
+    conn.close()
+
+
+async def fire(url: str, items: list[tuple[str, str]]) -> list[Fired]:
+    """POST every signed (key, body) to `url` at the same moment, one connection each."""
+    limits = httpx.Limits(max_connections=len(items) + 10, max_keepalive_connections=0)
+    gate = asyncio.Event()
+
+    async def one(client: httpx.AsyncClient, key: str, body: str) -> Fired:
+        headers = {
+            "Content-Type": content_type_of(body),
+            "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
+            **sign(body, SECRET),
+        }
+        data = body.encode()
+        await gate.wait()
+        sent_at, start = time.time(), time.perf_counter()
+        try:
+            response = await client.post(url, content=data, headers=headers)
+            status, text = response.status_code, response.text[:300]
+        except httpx.HTTPError as exc:
+            status, text = -1, f"{type(exc).__name__}: {exc}"
+        return key, sent_at, (time.perf_counter() - start) * 1000, status, text
+
+    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(60.0)) as client:
+        tasks = [asyncio.create_task(one(client, key, body)) for key, body in items]
+        await asyncio.sleep(0.2)  # every task is parked at the gate
+        gate.set()
+        return list(await asyncio.gather(*tasks))
+
+
+# --------------------------------------------------------------------------------------------
+# what the fake Slack workspace saw
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What one question got, as seen in the fake Slack workspace."""
+
+    final: bool = False
+    messages: int = 0  # bot messages in the thread / response_url replies
+    kind: str = "missing"  # llm | fallback | refused | error | pending | missing
+    placeholder_at: float | None = None
+    answered_at: float | None = None
+
+
+def collect(api: FakeSlackAPI, sent: Sequence[Sent]) -> dict[str, Outcome]:
+    threads: dict[str, list[StoredMessage]] = {}
+    for message in api.messages(CHANNEL_ID):
+        if message.user == api.bot_user_id and message.is_reply and message.thread_ts:
+            threads.setdefault(message.thread_ts, []).append(message)
+    posts: dict[str, float] = {}
+    for call in api.calls_to("chat.postMessage", ok=True):
+        thread = str(call.params.get("thread_ts", ""))
+        posts.setdefault(thread, call.at)
+    updates: dict[str, float] = {}
+    for call in api.calls_to("chat.update", ok=True):
+        updates[str(call.params.get("ts", ""))] = call.at  # the last one wins
+    hooks: dict[str, list[SlackCall]] = {}
+    for call in api.calls_to("response_url"):
+        hooks.setdefault(call.path.rsplit("/", 1)[-1], []).append(call)
+
+    outcomes: dict[str, Outcome] = {}
+    for item in sent:
+        outcome = Outcome()
+        if item.kind == "mention":
+            bot = threads.get(item.key, [])
+            outcome.messages = len(bot)
+            outcome.placeholder_at = posts.get(item.key)
+            if bot:
+                last = bot[-1]
+                outcome.kind = classify(last.text, last.blocks)
+                outcome.final = outcome.kind != "pending"
+                if outcome.final:
+                    outcome.answered_at = updates.get(last.ts, outcome.placeholder_at)
+        else:
+            calls = hooks.get(item.key, [])
+            outcome.messages = len(calls)
+            if calls:
+                params = calls[-1].params
+                outcome.kind = classify(str(params.get("text", "")), params.get("blocks"))
+                outcome.final = outcome.kind != "pending"
+                outcome.answered_at = calls[0].at
+        outcomes[item.key] = outcome
+    return outcomes
+
+
+# --------------------------------------------------------------------------------------------
+# the app process and the kernel
+# --------------------------------------------------------------------------------------------
+
+
+class Sampler:
+    """Samples a process's thread count and RSS every `interval` seconds in a thread."""
+
+    def __init__(self, pid: int, interval: float = 0.1) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.max_threads = 0
+        self.max_rss_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            status = proc_status(self.pid)
+            self.max_threads = max(self.max_threads, status.get("Threads", 0))
+            self.max_rss_kb = max(self.max_rss_kb, status.get("VmRSS", 0))
+            self._stop.wait(self.interval)
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+NETSTAT_COUNTERS = ("ListenOverflows", "ListenDrops", "SyncookiesSent", "SyncookiesFailed")
+
+
+def tcp_counters() -> dict[str, int]:
+    """Kernel TCP counters (this network namespace) that show a full listen queue."""
+    out: dict[str, int] = {}
+    try:
+        lines = Path("/proc/net/netstat").read_text().splitlines()
+    except OSError:
+        return out
+    for header, values in zip(lines[::2], lines[1::2], strict=False):
+        for name, value in zip(header.split()[1:], values.split()[1:], strict=False):
+            if name in NETSTAT_COUNTERS:
+                out[name] = int(value)
+    return out
+
+
+def tcp_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {k: after.get(k, 0) - v for k, v in before.items()}
+
+
+def mixed_burst(questions: Sequence[str], response_url: Callable[[str], str]) -> list[Sent]:
+    """Alternating signed requests: `/papers ask` slash commands (their replies go to
+    `response_url(tag)`) and app_mentions (each in its own thread), one per question."""
+    sent: list[Sent] = []
+    for i, question in enumerate(questions):
+        if i % 2 == 0:
+            tag = f"cmd-{i:04d}"
+            body = slash_command(f"ask {question}", response_url=response_url(tag))
+            sent.append(Sent("slash", tag, question, body))
+        else:
+            ts = new_ts()
+            sent.append(
+                Sent("mention", ts, question, event_callback(app_mention_event(question, ts=ts)))
+            )
+    return sent

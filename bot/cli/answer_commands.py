@@ -1,0 +1,219 @@
+"""Answer commands: ask, summarize, digest (print, or post with --post), eval."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from bot.cli import jsonout, options, render
+
+if TYPE_CHECKING:
+    from answers.models import Answer
+    from answers.qa import QAService
+    from bot.services import Services
+
+eval_app = typer.Typer(help="Measure retrieval and answer quality.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(ask)
+    app.command()(summarize)
+    app.command()(digest)
+    app.add_typer(eval_app, name="eval")
+
+
+# ---------------------------------------------------------------- ask
+def ask(
+    question: Annotated[str, typer.Argument(help="A question about the indexed papers.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full answer as JSON.")] = False,
+    stream: Annotated[bool, typer.Option(help="Print the answer as it is generated.")] = False,
+) -> None:
+    """Answer from the indexed papers, with numbered, verified citations."""
+
+    qa = options.services().qa
+    answer = stream_answer(qa, question) if stream and not as_json else qa.answer(question)
+    if as_json:
+        typer.echo(json.dumps(jsonout.answer_json(answer), indent=2))
+    else:
+        render.print_answer(answer)
+
+
+def stream_answer(qa: QAService, question: str) -> Answer:
+    """Show partial text while it is generated; return the verified answer."""
+    import asyncio
+
+    from answers.models import Answer as AnswerType
+
+    async def run() -> AnswerType:
+        final: AnswerType | None = None
+        err = options.err()
+        async for event in qa.astream(question):
+            if isinstance(event, AnswerType):
+                final = event
+            else:
+                err.print(event.text, end="", markup=False)
+        err.print()
+        assert final is not None  # astream always ends with the Answer
+        return final
+
+    return asyncio.run(run())
+
+
+# ---------------------------------------------------------------- summaries and digests
+def summarize(
+    paper_ref: Annotated[
+        str, typer.Argument(metavar="PAPER_ID", help="Paper id, arXiv id, URL or title.")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """A one- or two-sentence TL;DR of one paper (cached)."""
+    from bot.slack.papers_command import find_paper
+
+    services = options.services()
+    paper = find_paper(services, paper_ref)
+    summary = services.summarizer.tldr(paper)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "paper_id": paper.paper_id,
+                    "title": paper.title,
+                    "tldr": summary.text,
+                    "mode": summary.mode,
+                    "cached": summary.cached,
+                },
+                indent=2,
+            )
+        )
+        return
+
+    render.print_tldr(paper, summary)
+
+
+def digest(
+    day: Annotated[
+        str | None,
+        typer.Option("--date", help="The day (YYYY-MM-DD); default: the latest day in the index."),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Start of a window (YYYY-MM-DD), up to --until or today.")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="End of the window (YYYY-MM-DD).")] = None,
+    topic: Annotated[str | None, typer.Option(help="Only papers about this topic.")] = None,
+    max_papers: Annotated[int | None, typer.Option(min=1, help="At most this many papers.")] = None,
+    post: Annotated[
+        str | None,
+        typer.Option(help="Post to this Slack channel id (once per day), e.g. from cron."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Print the digest of a day or window, or post it to Slack with --post CHANNEL."""
+    from bot.slack.papers_command import latest_day
+
+    services = options.services()
+    start = (
+        options.parse_date(since, "--since")
+        or options.parse_date(day, "--date")
+        or latest_day(services)
+    )
+    end = options.parse_date(until, "--until") or (date.today() if since else start)
+    if post:
+        _post_digest(services, post, start, topic, max_papers)
+        return
+    result = services.digests.build(start, end, topic=topic, max_papers=max_papers)
+    if as_json:
+        typer.echo(result.to_json(indent=2))
+    else:
+        render.print_digest(result)
+
+
+def _post_digest(
+    services: Services, channel: str, day: date, topic: str | None, max_papers: int | None
+) -> None:
+    from bot.slack.app import make_client
+    from bot.slack.digest_posting import post_digest
+    from retrieval.errors import ConfigError
+
+    slack = options.slack_settings()
+    if not slack.bot_token:
+        raise ConfigError("Posting needs SLACK_BOT_TOKEN (the bot token, xoxb-…).")
+    result = post_digest(
+        services,
+        make_client(slack),
+        channel,
+        day,
+        topic=topic,
+        max_papers=max_papers,
+        lease_seconds=slack.digest_lease_seconds,
+    )
+    typer.echo(
+        f"digest {day} → {channel}: {result.status}"
+        + (f" ({result.error})" if result.error else "")
+    )
+    if result.status == "failed":
+        raise typer.Exit(1)
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    file: Annotated[Path, typer.Argument(help="JSONL: question, titles, kind.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """MRR and Recall@1/5/10 for BM25-only, dense-only and hybrid, side by side."""
+    from answers.evaluate import evaluate_retrieval, load_questions
+
+    questions = load_questions(file)
+    corpus = options.corpus()
+    options.require_papers(corpus)
+    table = evaluate_retrieval(questions, lambda q, k, mode: corpus.search(q, k, mode=mode))
+    if as_json:
+        typer.echo(json.dumps([jsonout.scores_json(s) for s in table], indent=2))
+    else:
+        render.print_retrieval_scores(table)
+
+
+@eval_app.command("answers")
+def eval_answers(
+    file: Annotated[Path, typer.Argument(help="JSONL: question, titles, kind.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Citation precision, gold-paper recall and refusal accuracy per question kind, with the
+    configured answer mode (extractive without an LLM)."""
+    from answers.evaluate import evaluate_answers, load_questions
+
+    questions = load_questions(file)
+    qa = options.services().qa
+    options.require_papers(qa.corpus)
+    rows = evaluate_answers(questions, qa.answer)
+    if as_json:
+        typer.echo(json.dumps([r.as_dict() for r in rows], indent=2))
+    else:
+        render.print_answer_scores(rows, qa.model)
+
+
+@eval_app.command("summaries")
+def eval_summaries(
+    split: Annotated[str, typer.Option(help="ACLSum split: train, val or test.")] = "test",
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N documents.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """ROUGE-1 of extractive summaries vs the lead-sentence baseline on ACLSum (offline)."""
+    from answers.evaluate import (
+        aspect_summarizer,
+        evaluate_summaries,
+        extractive_summarizer,
+        load_aclsum,
+    )
+
+    if split not in ("train", "val", "test"):
+        raise typer.BadParameter("choose train, val or test", param_hint="--split")
+    docs = load_aclsum(split)[:limit]
+    rows = evaluate_summaries(docs, extractive_summarizer(), aspect_fn=aspect_summarizer())
+    if as_json:
+        typer.echo(json.dumps([r.as_dict() for r in rows], indent=2))
+    else:
+        render.print_summary_scores(rows, split, len(docs))

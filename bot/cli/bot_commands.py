@@ -1,0 +1,203 @@
+"""Slack bot commands: serve, chat, doctor, schedule add/list/remove, feedback export."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from bot.cli import options, render
+
+if TYPE_CHECKING:
+    from bot.services import Services
+    from bot.slack.settings import SlackSettings
+
+log = logging.getLogger(__name__)
+schedule_app = typer.Typer(help="Daily digest schedules per channel.", no_args_is_help=True)
+feedback_app = typer.Typer(help="Feedback collected from 👍/👎 buttons.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)
+    app.command()(chat)
+    app.command()(doctor)
+    app.add_typer(schedule_app, name="schedule")
+    app.add_typer(feedback_app, name="feedback")
+
+
+# ---------------------------------------------------------------- the bot
+def serve(
+    port: Annotated[
+        int | None, typer.Option(help="HTTP mode port (default PAPERBOT_HTTP_PORT).")
+    ] = None,
+) -> None:
+    """Run the Slack bot: Socket Mode when SLACK_APP_TOKEN is set, else HTTP mode."""
+    slack = options.slack_settings()
+    missing = slack.missing_for(slack.mode)
+    if missing:
+        typer.echo(
+            f"Cannot start in {slack.mode} mode: missing {', '.join(missing)}. "
+            "Set them in the environment or .env (see .env.example and the README's "
+            "'Connect to Slack').",
+            err=True,
+        )
+        raise typer.Exit(2)
+    from bot.slack.app import create_app
+    from bot.slack.scheduler import DigestScheduler
+
+    services = options.services()
+    _warm_up(services)
+    app = create_app(slack, services)
+    scheduler = DigestScheduler(services, app.client, slack)
+    scheduler.start()
+    try:
+        if slack.mode == "socket":
+            _serve_socket(app, slack)
+        else:
+            _serve_http(app, slack, services, port or slack.http_port)
+    finally:
+        scheduler.stop()
+
+
+def _warm_up(services: Services) -> None:
+    """Load the model and the indexes now, so the first question is not the slow one."""
+    log.info("loading the embedding model and the indexes")
+    services.corpus.repair_if_needed()
+    services.corpus.search("warm up", 1)
+
+
+def _serve_socket(app: Any, slack: SlackSettings) -> None:
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    assert slack.app_token is not None
+    log.info("paperbot is connecting to Slack in Socket Mode")
+    SocketModeHandler(app, slack.app_token.get_secret_value()).start()
+
+
+def _serve_http(app: Any, slack: SlackSettings, services: Services, port: int) -> None:
+    from bot.slack.server import make_http_server
+
+    server = make_http_server(
+        app, slack.http_host, port, lambda: {"ok": True, "papers": services.corpus.count_papers()}
+    )
+    log.info(
+        "paperbot listens on http://%s:%d/slack/events (health: /healthz)", slack.http_host, port
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        log.info("stopping")
+
+
+def chat() -> None:
+    """Try the bot in the terminal: questions get answers (follow-ups keep context);
+    lines starting with /papers run the slash command."""
+    from bot.cli.chat import ChatSession
+
+    session = ChatSession(options.services())
+    render.chat_banner()
+    while True:
+        try:
+            line = input("you › ")
+        except (EOFError, KeyboardInterrupt):
+            typer.echo()
+            return
+        if line.strip() in ("exit", "quit", ":q"):
+            return
+        render.print_chat_reply(session.handle(line))
+
+
+def doctor() -> None:
+    """Check settings, data dir, tokenizer, embedding model, vector store, index, LLM and
+    Slack; print a pass/fail line with a fix for each."""
+    from bot.cli.doctor import run_checks
+
+    checks = run_checks(options.settings(), options.answer_settings(), options.slack_settings())
+    for check in checks:
+        mark = "PASS" if check.ok else "FAIL"
+        typer.echo(f"[{mark}] {check.name}: {check.detail}")
+        if not check.ok:
+            typer.echo(f"       fix: {check.fix}")
+    failed = [c.name for c in checks if not c.ok]
+    typer.echo(f"{len(checks) - len(failed)} passed, {len(failed)} failed")
+    if failed:
+        raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------- schedules
+@schedule_app.command("add")
+def schedule_add(
+    channel: Annotated[str, typer.Argument(help="Slack channel id, e.g. C0123456789.")],
+    at: Annotated[str, typer.Option("--time", help="Local time HH:MM.")] = "09:00",
+    tz: Annotated[str, typer.Option("--tz", help="IANA time zone, e.g. Europe/Berlin.")] = "UTC",
+    topic: Annotated[str | None, typer.Option(help="Only papers about this topic.")] = None,
+    max_papers: Annotated[int | None, typer.Option(min=1, help="At most this many papers.")] = None,
+) -> None:
+    """Post the daily digest to CHANNEL at a local time (set again to change it)."""
+    from bot.slack.scheduler import parse_schedule
+    from retrieval.state import StateStore
+
+    schedule = parse_schedule(channel, at, tz, topic, max_papers)
+    StateStore(options.settings().state_path).set_schedule(
+        channel,
+        schedule.at.strftime("%H:%M"),
+        schedule.timezone,
+        schedule.topic,
+        schedule.max_papers,
+    )
+    typer.echo(
+        f"Digest for {channel} at {schedule.at:%H:%M} {schedule.timezone}"
+        + (f", topic {topic!r}" if topic else "")
+    )
+
+
+@schedule_app.command("list")
+def schedule_list() -> None:
+    """The configured digest schedules."""
+    from retrieval.state import StateStore
+
+    rows = StateStore(options.settings().state_path).schedules()
+    if not rows:
+        typer.echo(
+            "No digest schedules. Add one: paperbot schedule add C0123456789 --time 09:00 --tz Europe/Berlin"
+        )
+    for row in rows:
+        extra = "".join(f", {k} {row[k]}" for k in ("topic", "max_papers") if row[k])
+        typer.echo(f"{row['channel']}: {row['at_time']} {row['timezone']}{extra}")
+
+
+@schedule_app.command("remove")
+def schedule_remove(channel: Annotated[str, typer.Argument(help="Slack channel id.")]) -> None:
+    """Stop posting the digest to CHANNEL."""
+    from retrieval.state import StateStore
+
+    removed = StateStore(options.settings().state_path).remove_schedule(channel)
+    typer.echo(f"Removed the schedule of {channel}." if removed else f"{channel} had no schedule.")
+
+
+# ---------------------------------------------------------------- feedback
+@feedback_app.command("export")
+def feedback_export(
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="CSV file; default: standard output.")
+    ] = None,
+) -> None:
+    """Write every 👍/👎 vote (question, answer, user, vote, time) as CSV."""
+    from retrieval.state import StateStore
+
+    rows = StateStore(options.settings().state_path).feedback_rows()
+    fields = ["created_at", "user_id", "vote", "channel", "message_ts", "question", "answer"]
+    handle = open(out, "w", newline="", encoding="utf-8") if out else sys.stdout  # noqa: SIM115
+    try:
+        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    finally:
+        if out:
+            handle.close()
+    if out:
+        typer.echo(f"Wrote {len(rows)} vote(s) to {out}", err=True)

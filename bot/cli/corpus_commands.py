@@ -1,0 +1,254 @@
+"""Corpus commands: ingest, search, papers list/show/delete, stats."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Iterator, Sequence
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+
+from bot.cli import jsonout, options, render
+
+if TYPE_CHECKING:
+    from retrieval import Corpus, IngestReport, Paper, RecordError, RetrievalSettings
+
+Feed = tuple[str, Callable[[], Iterator["Paper | RecordError"]]]
+papers_app = typer.Typer(help="Browse the papers in the index.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(ingest)
+    app.command()(search)
+    app.command()(stats)
+    app.add_typer(papers_app, name="papers")
+
+
+# ---------------------------------------------------------------- ingest
+def ingest(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Feed files: HF page text (.txt), HF API JSON, arXiv Atom, JSONL, CSV."
+        ),
+    ] = None,
+    hf_date: Annotated[
+        str | None,
+        typer.Option("--hf-date", help="Fetch the HF Daily Papers of this date (YYYY-MM-DD)."),
+    ] = None,
+    arxiv_query: Annotated[
+        str | None,
+        typer.Option("--arxiv-query", help="Fetch an arXiv API search, e.g. 'cat:cs.CL'."),
+    ] = None,
+    arxiv_ids: Annotated[
+        str | None, typer.Option("--arxiv-ids", help="Fetch these arXiv ids (comma-separated).")
+    ] = None,
+    max_results: Annotated[int, typer.Option(help="Most papers to fetch from arXiv.")] = 100,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format", help="Force a file format: page, hf_api, arxiv, jsonl, csv, json."
+        ),
+    ] = None,
+    page_date: Annotated[
+        str | None, typer.Option("--date", help="Publication date for page-text feeds without one.")
+    ] = None,
+    strict: Annotated[bool, typer.Option(help="Exit 1 when any record failed.")] = False,
+) -> None:
+    """Ingest papers from files or live feeds into the index (idempotent)."""
+
+    settings = options.settings()
+    feeds = _feeds(
+        settings,
+        paths or [],
+        hf_date,
+        arxiv_query,
+        arxiv_ids,
+        max_results,
+        fmt,
+        options.parse_date(page_date, "--date"),
+    )
+    if not feeds:
+        raise typer.BadParameter("give a file, --hf-date, --arxiv-query or --arxiv-ids")
+    from retrieval import Corpus
+
+    corpus = Corpus(settings)
+    records, failed_feeds = collect_records(feeds)
+    failed_records = False
+    if records:
+        report = run_ingest(corpus, records)
+        render.print_ingest_report(report)
+        failed_records = bool(report.failed)
+    for problem in failed_feeds:
+        options.err().print(f"[bold red]Error:[/] {problem}", highlight=False)
+    if failed_feeds or (strict and failed_records):
+        raise typer.Exit(1)
+
+
+def _feeds(
+    settings: RetrievalSettings,
+    paths: list[Path],
+    hf_date: str | None,
+    arxiv_query: str | None,
+    arxiv_ids: str | None,
+    max_results: int,
+    fmt: str | None,
+    page_date: date | None,
+) -> list[tuple[str, Callable[[], Iterator[Paper | RecordError]]]]:
+    """(label, thunk) per feed; thunks run under the progress display."""
+    from retrieval import feeds
+
+    items: list[tuple[str, Callable[[], Iterator[Paper | RecordError]]]] = [
+        (
+            str(path),
+            functools.partial(feeds.from_path, settings, path, fmt=fmt, page_date=page_date),
+        )
+        for path in paths
+    ]
+    if hf_date:
+        day = options.parse_date(hf_date, "--hf-date")
+        assert day is not None
+        items.append((f"HF Daily Papers {day}", lambda: feeds.from_hf(settings, day)))
+    if arxiv_query or arxiv_ids:
+        ids = [i.strip() for i in (arxiv_ids or "").split(",") if i.strip()] or None
+        label = f"arXiv {arxiv_query or ','.join(ids or [])}"
+        items.append((label, lambda: feeds.from_arxiv(settings, arxiv_query, ids, max_results)))
+    return items
+
+
+def collect_records(feeds: Sequence[Feed]) -> tuple[list[Paper | RecordError], list[str]]:
+    """Read every feed (with a progress line per feed).
+
+    Returns the records and the feeds that failed as a whole (missing file, dead URL,
+    malformed document): those are reported, and the other feeds still land.
+    """
+    from retrieval.errors import SourceError
+
+    records: list[Paper | RecordError] = []
+    failed_feeds: list[str] = []
+    with render.progress() as progress:
+        for label, read in feeds:
+            task = progress.add_task(f"reading {escape(label)}", total=None)
+            try:
+                for record in read():
+                    records.append(record)
+                    progress.advance(task)
+            except SourceError as exc:
+                failed_feeds.append(str(exc))
+                progress.update(task, description=f"[red]failed[/] {escape(label)}")
+            progress.update(task, total=progress.tasks[task].completed)
+    return records, failed_feeds
+
+
+def run_ingest(corpus: Corpus, records: Sequence[Paper | RecordError]) -> IngestReport:
+    with render.progress() as progress:
+        task = progress.add_task("indexing (chunk, embed, store)", total=None)
+
+        def update(phase: str, done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        report = corpus.ingest(records, progress=update)
+        if progress.tasks[task].total is None:
+            progress.update(
+                task, total=0, completed=0, description="indexing: nothing new to index"
+            )
+    return report
+
+
+# ---------------------------------------------------------------- search
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    k: Annotated[int, typer.Option("-k", min=1, max=100, help="Papers to show.")] = 10,
+    since: Annotated[
+        str | None, typer.Option(help="Only papers published on/after (YYYY-MM-DD).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Only papers published on/before (YYYY-MM-DD).")
+    ] = None,
+    source: Annotated[
+        list[str] | None, typer.Option(help="Only this source: hf_page, hf_api, arxiv, file.")
+    ] = None,
+    mode: Annotated[str, typer.Option(help="hybrid, dense or lexical.")] = "hybrid",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Hybrid search over the indexed papers, one line per paper."""
+    from retrieval.search import MODES, SearchFilters
+
+    if mode not in MODES:
+        raise typer.BadParameter(f"choose one of {', '.join(MODES)}", param_hint="--mode")
+    filters = SearchFilters(
+        options.parse_date(since, "--since"),
+        options.parse_date(until, "--until"),
+        tuple(source or ()),
+    )
+    corpus = options.corpus()
+    hits = corpus.search(query, k, mode=mode, filters=filters)
+    if as_json:
+        typer.echo(json.dumps([jsonout.hit_json(h) for h in hits], indent=2))
+    elif not hits and not corpus.state.count_papers():
+        render.print_papers([])  # explains how to ingest
+    else:
+        render.print_hits(query, hits)
+
+
+# ---------------------------------------------------------------- papers
+@papers_app.command("list")
+def papers_list(
+    since: Annotated[str | None, typer.Option(help="Published on/after (YYYY-MM-DD).")] = None,
+    until: Annotated[str | None, typer.Option(help="Published on/before (YYYY-MM-DD).")] = None,
+    source: Annotated[str | None, typer.Option(help="hf_page, hf_api, arxiv or file.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Most papers to list.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List papers, newest first."""
+
+    papers = options.corpus().papers(
+        since=options.parse_date(since, "--since"),
+        until=options.parse_date(until, "--until"),
+        source=source,
+        limit=limit,
+    )
+    if as_json:
+        typer.echo(json.dumps([p.model_dump(mode="json") for p in papers], indent=2))
+    else:
+        render.print_papers(papers)
+
+
+@papers_app.command("show")
+def papers_show(
+    paper_ref: Annotated[
+        str, typer.Argument(metavar="ID", help="Paper id, arXiv id, URL or title.")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show one paper with its abstract."""
+
+    paper = options.corpus().paper(paper_ref)
+    if as_json:
+        typer.echo(json.dumps(paper.model_dump(mode="json"), indent=2))
+    else:
+        render.print_paper(paper)
+
+
+@papers_app.command("delete")
+def papers_delete(
+    paper_refs: Annotated[list[str], typer.Argument(metavar="ID...", help="Papers to remove.")],
+) -> None:
+    """Remove papers and their chunks from every index."""
+    deleted = options.corpus().delete(paper_refs)
+    options.out().print(f"Deleted {len(deleted)} paper(s): {', '.join(deleted)}")
+
+
+# ---------------------------------------------------------------- stats / eval
+def stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Counts of papers, chunks and vectors, and whether the indexes agree."""
+
+    data = options.corpus().stats()
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, default=str))
+    else:
+        render.print_stats(data)

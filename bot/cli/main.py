@@ -1,0 +1,69 @@
+"""The `paperbot` command line: the typer app, logging, and the error boundary.
+
+Commands live by area in corpus_commands, answer_commands and bot_commands; each registers
+itself here. Heavy libraries are imported inside commands so `--help` is fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from bot.cli import answer_commands, bot_commands, corpus_commands, options
+
+app = typer.Typer(
+    help="paperbot: keep a research team on top of new papers (ingest, search, answers, digests).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+_state: dict[str, Any] = {"debug": False}
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+) -> None:
+    _state["debug"] = debug
+    level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
+    _configure_logging(level)
+
+
+def _configure_logging(level: int) -> None:
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    handler = RichHandler(
+        console=Console(stderr=True),
+        show_path=False,
+        rich_tracebacks=_state["debug"],
+        markup=False,
+    )
+    logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
+    # Library chatter (HTTP requests, telemetry) only in debug mode.
+    for noisy in ("httpx", "chromadb", "urllib3", "httpcore", "openai", "posthog"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if _state["debug"] else logging.WARNING)
+
+
+def main() -> None:
+    """Console-script entry point: project errors are printed without a traceback."""
+    try:
+        app()
+    except Exception as exc:  # the last line of defence; PaperbotError is the usual case
+        from retrieval.errors import PaperbotError
+
+        if _state["debug"] or not isinstance(exc, PaperbotError | ValueError):
+            raise
+        options.err().print(f"[bold red]Error:[/] {exc}", highlight=False)
+        sys.exit(1)
+
+
+for _module in (corpus_commands, answer_commands, bot_commands):
+    _module.register(app)
+
+if __name__ == "__main__":
+    main()

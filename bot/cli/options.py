@@ -1,0 +1,98 @@
+"""What every CLI command shares: settings loaded with one-line errors, the composed
+services, date options and the two consoles. Commands import this module, never each other."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import typer
+
+if TYPE_CHECKING:
+    from pydantic_settings import BaseSettings
+
+    from answers.settings import AnswerSettings
+    from bot.services import Services
+    from bot.slack.settings import SlackSettings
+    from retrieval import Corpus, RetrievalSettings
+
+S = TypeVar("S", bound="BaseSettings")
+
+
+def load(cls: type[S], what: str) -> S:
+    """Settings from the environment and `.env`; a bad value is a one-line ConfigError."""
+    from pydantic import ValidationError
+
+    from retrieval.errors import ConfigError
+
+    try:
+        return cls()
+    except ValidationError as exc:
+        problems = "; ".join(f"{_variable(e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"Invalid {what}: {problems}") from None
+
+
+def _variable(loc: tuple[Any, ...]) -> str:
+    name = "_".join(str(p) for p in loc).upper()
+    return name if name.startswith(("PAPERBOT_", "SLACK_")) else f"PAPERBOT_{name}"
+
+
+def settings() -> RetrievalSettings:
+    from retrieval.settings import RetrievalSettings
+
+    return load(RetrievalSettings, "settings")
+
+
+def answer_settings() -> AnswerSettings:
+    from answers.settings import AnswerSettings
+
+    return load(AnswerSettings, "settings")
+
+
+def slack_settings() -> SlackSettings:
+    from bot.slack.settings import SlackSettings
+
+    return load(SlackSettings, "Slack settings")
+
+
+def corpus() -> Corpus:
+    from retrieval import Corpus
+
+    return Corpus(settings())
+
+
+def services() -> Services:
+    """The same services `paperbot serve` runs (bot/services.py)."""
+    from bot.services import Services
+
+    return Services.build(settings(), answer_settings())
+
+
+def require_papers(corpus: Corpus) -> None:
+    from retrieval.errors import PaperbotError
+
+    if not corpus.state.count_papers():
+        raise PaperbotError("The index is empty: ingest the papers the questions are about first.")
+
+
+def out() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def err() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def parse_date(value: str | None, flag: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not a date (use YYYY-MM-DD)", param_hint=flag
+        ) from None

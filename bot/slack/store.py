@@ -1,0 +1,495 @@
+"""The Slack bot's own bookkeeping: a SQLite file next to the corpus (data_dir/bot.sqlite3).
+
+What lives here cannot be computed again: which digests were posted (and how far a
+half-posted one got), which Slack deliveries were already answered, the answers behind the
+👍/👎 buttons and the votes on them, subscriptions and what was sent to them, digest
+schedules. The corpus state (retrieval/state.py) keeps only papers, chunks and caches.
+
+The file carries a schema version (`PRAGMA user_version`) and is migrated in place on
+first use (`MIGRATIONS`). Version 2 imports, once, the bot's tables of a data dir written
+before the bot had its own file: they sat in the corpus file (state.sqlite3), which is only
+read. Like the corpus state, one connection is shared by threads (WAL: readers never block
+the writer), and several processes may use the same file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from retrieval.errors import PaperbotError
+from retrieval.migrations import Migration, execute_all, migrate, schema_version
+
+log = logging.getLogger(__name__)
+FILENAME = "bot.sqlite3"
+LEGACY_FILENAME = "state.sqlite3"  # the corpus file, which held the bot's tables before v2
+_LEGACY = "legacy"  # schema name of the attached legacy file during the v2 import
+
+_V1 = (
+    """CREATE TABLE digest_posts (
+        channel TEXT NOT NULL,
+        day TEXT NOT NULL,  -- YYYY-MM-DD
+        status TEXT NOT NULL,  -- claimed | posted | failed | empty
+        owner TEXT NOT NULL,  -- host:pid of the poster holding the claim
+        claimed_at REAL NOT NULL,
+        ts TEXT,  -- the digest's parent message, once posted
+        error TEXT,
+        PRIMARY KEY (channel, day)
+    ) WITHOUT ROWID""",
+    # what of a digest was already posted: a retry goes on in the same thread, same digest
+    """CREATE TABLE digest_progress (
+        channel TEXT NOT NULL,
+        day TEXT NOT NULL,
+        digest TEXT NOT NULL,  -- the Digest as JSON (Digest.to_json)
+        ts TEXT NOT NULL,  -- the parent message
+        replies INTEGER NOT NULL,  -- threaded replies posted so far
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (channel, day)
+    )""",
+    "CREATE TABLE seen_keys (key TEXT PRIMARY KEY, seen_at REAL NOT NULL) WITHOUT ROWID",
+    # the answers behind the feedback buttons (the buttons carry the id)
+    """CREATE TABLE answers (
+        id TEXT PRIMARY KEY,
+        question TEXT NOT NULL,
+        answer TEXT NOT NULL,
+        mode TEXT NOT NULL,  -- llm | extractive | refused
+        model TEXT,
+        citations TEXT NOT NULL DEFAULT '[]',  -- JSON: [{number, paper_id, title, url}]
+        created_at REAL NOT NULL
+    )""",
+    # question and answer are copied from the answer at vote time (what the export shows)
+    """CREATE TABLE feedback (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        answer_id TEXT REFERENCES answers(id),
+        question TEXT NOT NULL,
+        answer TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        vote TEXT NOT NULL,  -- up | down
+        channel TEXT,
+        message_ts TEXT,
+        created_at REAL NOT NULL,
+        UNIQUE (user_id, channel, message_ts)
+    )""",
+    """CREATE TABLE subscriptions (
+        subscriber TEXT NOT NULL,  -- a Slack user id (DM) or channel id
+        topic TEXT NOT NULL,
+        created_by TEXT,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (subscriber, topic)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE notified (
+        subscriber TEXT NOT NULL,
+        paper_id TEXT NOT NULL,
+        notified_at REAL NOT NULL,
+        PRIMARY KEY (subscriber, paper_id)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE schedules (
+        channel TEXT PRIMARY KEY,
+        at_time TEXT NOT NULL,  -- HH:MM local time
+        timezone TEXT NOT NULL,
+        topic TEXT,
+        max_papers INTEGER,
+        created_at REAL NOT NULL
+    )""",
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",  # notify_watermark
+)
+
+# legacy table -> the columns copied as they are
+_LEGACY_TABLES = {
+    "digest_posts": "channel, day, status, owner, claimed_at, ts, error",
+    "seen_keys": "key, seen_at",
+    "subscriptions": "subscriber, topic, created_by, created_at",
+    "notified": "subscriber, paper_id, notified_at",
+    "schedules": "channel, at_time, timezone, topic, max_papers, created_at",
+}
+_LEGACY_META_KEYS = ("notify_watermark",)
+
+
+def _import_legacy(db: sqlite3.Connection) -> None:
+    """Copy the bot's data out of a pre-v2 corpus file attached as `legacy`, if any.
+
+    Idempotent (INSERT OR IGNORE), and it runs in the migration's transaction: a crash
+    leaves this file at v1 and the import runs again from the start.
+    """
+    attached = {row[1] for row in db.execute("PRAGMA database_list")}
+    if _LEGACY not in attached:
+        return
+    tables = {
+        row[0]
+        for row in db.execute(f"SELECT name FROM {_LEGACY}.sqlite_master WHERE type = 'table'")
+    }
+    counts: dict[str, int] = {}
+    for table, columns in _LEGACY_TABLES.items():
+        if table in tables:
+            cur = db.execute(
+                f"INSERT OR IGNORE INTO main.{table}({columns}) "
+                f"SELECT {columns} FROM {_LEGACY}.{table}"
+            )
+            counts[table] = cur.rowcount
+    if "feedback" in tables:
+        columns = "id, question, answer, user_id, vote, channel, message_ts, created_at"
+        cur = db.execute(
+            f"INSERT OR IGNORE INTO main.feedback({columns}) "
+            f"SELECT {columns} FROM {_LEGACY}.feedback"
+        )
+        counts["feedback"] = cur.rowcount
+    if "cache" in tables:
+        counts["answers"] = _import_legacy_answers(db)
+        counts["digest_progress"] = _import_legacy_progress(db)
+    if "meta" in tables:
+        marks = ",".join("?" * len(_LEGACY_META_KEYS))
+        cur = db.execute(
+            f"INSERT OR IGNORE INTO main.meta(key, value) "
+            f"SELECT key, value FROM {_LEGACY}.meta WHERE key IN ({marks})",
+            _LEGACY_META_KEYS,
+        )
+        counts["meta"] = cur.rowcount
+    log.info("imported the bot's data from the corpus state file: %s", counts)
+
+
+def _legacy_cache(db: sqlite3.Connection, namespace: str) -> Iterator[tuple[str, Any, float]]:
+    rows = db.execute(
+        f"SELECT key, value, created_at FROM {_LEGACY}.cache WHERE namespace = ?", (namespace,)
+    )
+    for key, value, created_at in rows.fetchall():
+        try:
+            yield key, json.loads(value), created_at
+        except json.JSONDecodeError:
+            log.warning("skipping a damaged %s cache entry %r", namespace, key)
+
+
+def _import_legacy_answers(db: sqlite3.Connection) -> int:
+    """Cache namespace "answer": {question, answer, mode} under the feedback buttons' id."""
+    rows = [
+        (key, str(v.get("question", "")), str(v.get("answer", "")), str(v.get("mode", "")), at)
+        for key, v, at in _legacy_cache(db, "answer")
+        if isinstance(v, dict)
+    ]
+    cur = db.executemany(
+        "INSERT OR IGNORE INTO answers(id, question, answer, mode, created_at) "
+        "VALUES (?, ?, ?, ?, ?)",
+        rows,
+    )
+    return cur.rowcount
+
+
+def _import_legacy_progress(db: sqlite3.Connection) -> int:
+    """Cache namespace "digest_progress": {digest, ts, replies} under "channel:day"."""
+    rows = []
+    for key, v, at in _legacy_cache(db, "digest_progress"):
+        channel, _, day = key.rpartition(":")
+        if channel and isinstance(v, dict) and v.get("digest") and v.get("ts") is not None:
+            rows.append((channel, day, v["digest"], str(v["ts"]), int(v.get("replies", 0)), at))
+    cur = db.executemany(
+        "INSERT OR IGNORE INTO digest_progress(channel, day, digest, ts, replies, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+    return cur.rowcount
+
+
+MIGRATIONS = (
+    Migration(1, "the bot's tables", lambda db: execute_all(db, _V1)),
+    Migration(2, "import the bot's data from the corpus state file", _import_legacy),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class BotStore:
+    """Thread-safe bookkeeping of the Slack bot. Opens (and migrates) the file on first use."""
+
+    def __init__(self, path: Path, *, legacy_path: Path | None = None) -> None:
+        self.path = path
+        self.legacy_path = legacy_path or path.with_name(LEGACY_FILENAME)
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+
+    @classmethod
+    def in_data_dir(cls, data_dir: Path) -> BotStore:
+        return cls(data_dir / FILENAME)
+
+    def __enter__(self) -> BotStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- the connection ---
+    def open(self) -> BotStore:
+        """Open and migrate now (errors show at startup rather than at the first event)."""
+        self._db()
+        return self
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return schema_version(self._db())
+
+    def _db(self) -> sqlite3.Connection:
+        with self._lock:
+            if self._conn is None:
+                self._conn = self._connect()
+            return self._conn
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(
+            self.path.resolve().as_uri(),
+            uri=True,  # also lets ATTACH open the legacy file read-only by URI
+            check_same_thread=False,
+            isolation_level=None,
+            timeout=30,
+        )
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate(db)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        legacy = schema_version(db) < SCHEMA_VERSION and self.legacy_path.is_file()
+        if legacy:
+            try:
+                uri = self.legacy_path.resolve().as_uri() + "?mode=ro"
+                db.execute(f"ATTACH DATABASE ? AS {_LEGACY}", (uri,))
+            except sqlite3.Error as exc:
+                raise PaperbotError(
+                    f"Cannot read {self.legacy_path} to import the bot's data from it: {exc}"
+                ) from exc
+        try:
+            migrate(db, MIGRATIONS, self.path)
+        finally:
+            if legacy:
+                db.execute(f"DETACH DATABASE {_LEGACY}")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._db().execute(sql, params)
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return list(self._db().execute(sql, params))
+
+    # --- meta (the notification watermark) ---
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0]["value"]) if rows else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._execute(
+            "INSERT INTO meta(key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    # --- exactly-once bookkeeping ---
+    def first_time(self, key: str) -> bool:
+        """True the first time a key is seen (Slack retries, duplicate deliveries)."""
+        cur = self._execute(
+            "INSERT OR IGNORE INTO seen_keys(key, seen_at) VALUES (?, ?)", (key, time.time())
+        )
+        return cur.rowcount == 1
+
+    def claim_digest(self, channel: str, day: str, owner: str, lease_seconds: float) -> bool:
+        """Claim the (channel, day) digest slot. Fails if it was posted, is empty, or another
+        poster holds a live claim; a failed post or an expired claim can be taken over."""
+        now = time.time()
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT status, claimed_at FROM digest_posts WHERE channel = ? AND day = ?",
+                (channel, day),
+            ).fetchone()
+            if row is not None:
+                live_claim = row["status"] == "claimed" and now - row["claimed_at"] < lease_seconds
+                if row["status"] in ("posted", "empty") or live_claim:
+                    return False
+            db.execute(
+                "INSERT INTO digest_posts(channel, day, status, owner, claimed_at) "
+                "VALUES (?, ?, 'claimed', ?, ?) ON CONFLICT(channel, day) DO UPDATE SET "
+                "status = 'claimed', owner = excluded.owner, claimed_at = excluded.claimed_at, "
+                "error = NULL",
+                (channel, day, owner, now),
+            )
+            return True
+
+    def finish_digest(
+        self, channel: str, day: str, status: str, ts: str | None = None, error: str | None = None
+    ) -> None:
+        self._execute(
+            "UPDATE digest_posts SET status = ?, ts = ?, error = ? WHERE channel = ? AND day = ?",
+            (status, ts, error, channel, day),
+        )
+
+    def digest_status(self, channel: str, day: str) -> dict[str, Any] | None:
+        rows = self._query(
+            "SELECT * FROM digest_posts WHERE channel = ? AND day = ?", (channel, day)
+        )
+        return dict(rows[0]) if rows else None
+
+    def digest_progress(self, channel: str, day: str) -> dict[str, Any] | None:
+        """{digest (JSON), ts (the parent), replies (posted so far)} of a half-posted digest."""
+        rows = self._query(
+            "SELECT digest, ts, replies FROM digest_progress WHERE channel = ? AND day = ?",
+            (channel, day),
+        )
+        return dict(rows[0]) if rows else None
+
+    def save_digest_progress(
+        self, channel: str, day: str, *, digest: str, ts: str, replies: int
+    ) -> None:
+        self._execute(
+            "INSERT INTO digest_progress(channel, day, digest, ts, replies, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(channel, day) DO UPDATE SET "
+            "digest = excluded.digest, ts = excluded.ts, replies = excluded.replies, "
+            "updated_at = excluded.updated_at",
+            (channel, day, digest, ts, replies, time.time()),
+        )
+
+    # --- answers and feedback ---
+    def save_answer(
+        self,
+        *,
+        question: str,
+        answer: str,
+        mode: str,
+        model: str | None = None,
+        citations: Sequence[dict[str, Any]] = (),
+    ) -> str:
+        """Keep an answer under a new id, which its feedback buttons carry."""
+        answer_id = uuid.uuid4().hex
+        self._execute(
+            "INSERT INTO answers(id, question, answer, mode, model, citations, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (answer_id, question, answer, mode, model, json.dumps(list(citations)), time.time()),
+        )
+        return answer_id
+
+    def get_answer(self, answer_id: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM answers WHERE id = ?", (answer_id,))
+        if not rows:
+            return None
+        found = dict(rows[0])
+        found["citations"] = json.loads(found["citations"])
+        return found
+
+    def add_feedback(
+        self,
+        *,
+        answer_id: str | None,
+        user_id: str,
+        vote: str,
+        channel: str | None,
+        message_ts: str | None,
+    ) -> None:
+        """One vote per user and message; a second click changes the vote. An unknown
+        answer id (a damaged button) still records the vote, without question and answer."""
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT id, question, answer FROM answers WHERE id = ?", (answer_id or "",)
+            ).fetchone()
+            db.execute(
+                "INSERT INTO feedback(answer_id, question, answer, user_id, vote, channel, "
+                "message_ts, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(user_id, channel, message_ts) "
+                "DO UPDATE SET vote = excluded.vote, created_at = excluded.created_at",
+                (
+                    row["id"] if row else None,
+                    row["question"] if row else "",
+                    row["answer"] if row else "",
+                    user_id,
+                    vote,
+                    channel,
+                    message_ts,
+                    time.time(),
+                ),
+            )
+
+    def feedback_rows(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._query("SELECT * FROM feedback ORDER BY id")]
+
+    # --- subscriptions ---
+    def subscribe(self, subscriber: str, topic: str, created_by: str | None) -> bool:
+        cur = self._execute(
+            "INSERT OR IGNORE INTO subscriptions(subscriber, topic, created_by, created_at) "
+            "VALUES (?, ?, ?, ?)",
+            (subscriber, topic, created_by, time.time()),
+        )
+        return cur.rowcount == 1
+
+    def unsubscribe(self, subscriber: str, topic: str) -> bool:
+        cur = self._execute(
+            "DELETE FROM subscriptions WHERE subscriber = ? AND lower(topic) = lower(?)",
+            (subscriber, topic),
+        )
+        return cur.rowcount > 0
+
+    def subscriptions(self, subscriber: str | None = None) -> list[tuple[str, str]]:
+        sql = "SELECT subscriber, topic FROM subscriptions"
+        rows = (
+            self._query(sql + " WHERE subscriber = ? ORDER BY topic", (subscriber,))
+            if subscriber
+            else self._query(sql + " ORDER BY subscriber, topic")
+        )
+        return [(r["subscriber"], r["topic"]) for r in rows]
+
+    def claim_notification(self, subscriber: str, paper_id: str) -> bool:
+        cur = self._execute(
+            "INSERT OR IGNORE INTO notified(subscriber, paper_id, notified_at) VALUES (?, ?, ?)",
+            (subscriber, paper_id, time.time()),
+        )
+        return cur.rowcount == 1
+
+    # --- digest schedules ---
+    def set_schedule(
+        self, channel: str, at_time: str, timezone: str, topic: str | None, max_papers: int | None
+    ) -> None:
+        self._execute(
+            "INSERT INTO schedules(channel, at_time, timezone, topic, max_papers, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(channel) DO UPDATE SET "
+            "at_time = excluded.at_time, timezone = excluded.timezone, topic = excluded.topic, "
+            "max_papers = excluded.max_papers",
+            (channel, at_time, timezone, topic, max_papers, time.time()),
+        )
+
+    def remove_schedule(self, channel: str) -> bool:
+        return self._execute("DELETE FROM schedules WHERE channel = ?", (channel,)).rowcount > 0
+
+    def schedules(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._query("SELECT * FROM schedules ORDER BY channel")]

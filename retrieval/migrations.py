@@ -1,0 +1,78 @@
+"""Schema versions for paperbot's SQLite files: an ordered ladder of migrations.
+
+Each file records its schema version in `PRAGMA user_version` (0 for a new file and for
+files written before versions existed). `migrate` applies the steps above that version in
+order, each in its own transaction together with the new version number, so a crash
+mid-step leaves the file at the previous version and the step runs again on the next open.
+Several processes may open the same file at once: the version is read again under the
+write lock, and a step another process already applied is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from retrieval.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """Brings a file from schema version `version - 1` to `version`."""
+
+    version: int
+    description: str
+    apply: Callable[[sqlite3.Connection], None]
+
+
+def schema_version(db: sqlite3.Connection) -> int:
+    return int(db.execute("PRAGMA main.user_version").fetchone()[0])
+
+
+def migrate(db: sqlite3.Connection, steps: Sequence[Migration], path: Path | str) -> list[int]:
+    """Apply the steps above the file's version; return the versions applied.
+
+    `db` must be in autocommit mode (isolation_level=None). A file newer than the last step
+    (written by a newer paperbot) raises ConfigError naming the file.
+    """
+    if [s.version for s in steps] != list(range(1, len(steps) + 1)):
+        raise ValueError("migration steps must be numbered 1, 2, 3, ... in order")
+    latest = len(steps)
+    _check_not_newer(schema_version(db), latest, path)
+    applied: list[int] = []
+    while schema_version(db) < latest:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            current = schema_version(db)  # again, under the write lock
+            _check_not_newer(current, latest, path)
+            if current < latest:
+                step = steps[current]
+                log.info("%s: schema v%d -> v%d (%s)", path, current, step.version, step.description)
+                step.apply(db)
+                db.execute(f"PRAGMA main.user_version = {int(step.version)}")
+                applied.append(step.version)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    return applied
+
+
+def execute_all(db: sqlite3.Connection, statements: Sequence[str]) -> None:
+    """Run DDL statements one by one (executescript would commit the open transaction)."""
+    for statement in statements:
+        db.execute(statement)
+
+
+def _check_not_newer(version: int, latest: int, path: Path | str) -> None:
+    if version > latest:
+        raise ConfigError(
+            f"{path} has schema version {version}, but this paperbot knows versions up to "
+            f"{latest}: it was written by a newer paperbot. Upgrade paperbot, or set "
+            "PAPERBOT_DATA_DIR to another directory."
+        )
