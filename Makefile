@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+# The demo keeps its index in ./paperbot-data (`make clean` removes it), whatever the user's
+# PAPERBOT_DATA_DIR or PAPERBOT_HOME say.
+demo: export PAPERBOT_DATA_DIR := $(CURDIR)/paperbot-data
 demo: venv
 	$(BIN)/paperbot ingest $(SAMPLE) --date $(SAMPLE_DATE)
 	$(BIN)/paperbot stats

@@ -11,9 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from retrieval.lexical import tokenize
-from retrieval.models import Chunk, Hit, Paper
-from retrieval.normalize import split_sentences
+from retrieval import Chunk, Hit, Paper, split_sentences, tokenize
 
 # [1], [1, 2], [1;3], [2-4], [1][2]
 _CITE = re.compile(r"\[(\d+(?:\s*[,;\-–]\s*\d+)*)\]")

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from retrieval.lexical import STOPWORDS
+from retrieval import STOPWORDS
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from retrieval.errors import PaperbotError
+from retrieval import PaperbotError
 
 
 class LLMError(PaperbotError):

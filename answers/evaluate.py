@@ -17,10 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from answers.models import Answer
-from retrieval.errors import ConfigError, PaperbotError, SourceError
-from retrieval.models import Hit
-from retrieval.normalize import title_key
-from retrieval.search import MODES, Mode
+from retrieval import MODES, ConfigError, Hit, Mode, PaperbotError, SourceError, title_key
 
 RECALL_AT = (1, 5, 10)
 

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from answers.citations import lexical_support, sanitize
-from retrieval.models import Hit
-from retrieval.normalize import split_sentences
+from retrieval import Hit, split_sentences
 
 MAX_SENTENCES = 4
 MAX_PER_PAPER = 2

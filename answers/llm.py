@@ -1,27 +1,36 @@
-"""LLM provider factory: an OpenAI-compatible chat model, or None for extractive mode.
+"""The language model: the provider factory and the one runner every LLM call goes through.
 
 `ChatOpenAI` talks to OpenAI or to any server with the same API (Ollama, vLLM, llama.cpp)
 through ``base_url``. The openai client retries 429/5xx/timeouts with exponential backoff
 (``max_retries``). Without a key or a base URL paperbot answers extractively, offline.
+
+`LLMRunner` turns a prompt name into an LCEL chain (template | chat model) and runs it once,
+as a batch (per-item errors) or streamed; every openai failure becomes an `LLMError` with an
+actionable message, and every reply carries its token usage. QA, TL;DRs and digests use it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from answers.errors import LLMError
 from answers.settings import AnswerSettings
-from retrieval.errors import ConfigError
+from prompts import load
+from retrieval import ConfigError
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
+    from langchain_core.runnables import Runnable
+
+    from retrieval import Corpus
 
 log = logging.getLogger(__name__)
 _PLACEHOLDER_KEY = "not-needed"  # local OpenAI-compatible servers ignore the key
+BATCH_CONCURRENCY = 4  # parallel requests in LLMRunner.batch; small, to stay under rate limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,3 +129,140 @@ def llm_errors(model: str) -> Iterator[None]:
         ) from exc
     except openai.APIError as exc:  # e.g. the connection dropped in the middle of a stream
         raise LLMError(f"The language model ({model}) failed: {exc}; try again.") from exc
+
+
+def as_llm_error(error: BaseException, model: str) -> LLMError:
+    """An exception returned by ``Runnable.batch(return_exceptions=True)`` as an LLMError.
+
+    Anything that is not an API failure (a bug) is raised, not hidden behind a fallback.
+    """
+    if isinstance(error, LLMError):
+        return error
+    try:
+        with llm_errors(model):
+            raise error
+    except LLMError as converted:
+        return converted
+
+
+def to_messages(rendered: Sequence[tuple[str, str]]) -> list[Any]:
+    """(role, text) pairs from `Prompt.render` as LangChain chat messages."""
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+    kinds = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
+    return [kinds[role](content=text) for role, text in rendered]
+
+
+# ---------------------------------------------------------------------- the runner
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A model's reply: its text and the tokens it cost."""
+
+    text: str
+    usage: Usage = Usage()
+
+
+class LLMRunner:
+    """Runs the prompt templates of `prompts/` on the chat model (None = no LLM: `available`
+    is False and the callers answer extractively).
+
+    A prompt's chain is ``RunnableLambda(render the template) | chat model``, built once per
+    prompt name. Variables are the template's placeholders, as strings.
+    """
+
+    def __init__(
+        self,
+        chat_model: BaseChatModel | None,
+        settings: AnswerSettings | None = None,
+        *,
+        max_concurrency: int = BATCH_CONCURRENCY,
+    ) -> None:
+        self.chat_model = chat_model
+        self.settings = settings or AnswerSettings()
+        self.model = model_name(chat_model)  # the name in notes, cache keys and answers
+        self.max_concurrency = max_concurrency
+        self._chains: dict[str, Runnable[Mapping[str, str], Any]] = {}
+
+    @property
+    def available(self) -> bool:
+        return self.chat_model is not None
+
+    def chain(self, prompt_name: str) -> Runnable[Mapping[str, str], Any]:
+        """The LCEL chain of a prompt: its variables in, the model's message out."""
+        if self.chat_model is None:
+            raise LLMError("No language model is configured; paperbot answers extractively.")
+        chain = self._chains.get(prompt_name)
+        if chain is None:
+            from langchain_core.runnables import RunnableLambda
+
+            prompt = load(prompt_name)
+
+            def render(variables: Mapping[str, str]) -> list[Any]:
+                return to_messages(prompt.render(**variables))
+
+            chain = RunnableLambda(render) | self.chat_model
+            self._chains[prompt_name] = chain
+        return chain
+
+    def invoke(self, prompt_name: str, **variables: str) -> Reply:
+        """One call; raises LLMError when the model fails."""
+        chain = self.chain(prompt_name)
+        with llm_errors(self.model):
+            message = chain.invoke(variables)
+        return Reply(str(message.content), usage_of(message))
+
+    def batch(
+        self, prompt_name: str, inputs: Sequence[Mapping[str, str]]
+    ) -> list[Reply | LLMError]:
+        """One call per input, ``max_concurrency`` at a time, in the order of ``inputs``; a
+        failed call is its LLMError in the list, so the others still count."""
+        if not inputs:
+            return []
+        outputs = self.chain(prompt_name).batch(
+            list(inputs), config={"max_concurrency": self.max_concurrency}, return_exceptions=True
+        )
+        return [
+            as_llm_error(out, self.model)
+            if isinstance(out, BaseException)
+            else Reply(str(out.content), usage_of(out))
+            for out in outputs
+        ]
+
+    async def astream(self, prompt_name: str, **variables: str) -> AsyncIterator[str | Reply]:
+        """The reply's text pieces as they are generated, then the whole `Reply` (always
+        last, with the usage the server reported). A failure at any point, including a
+        stream dropped midway, raises LLMError."""
+        chain = self.chain(prompt_name)
+        parts: list[str] = []
+        usage = Usage()
+        with llm_errors(self.model):
+            async for chunk in chain.astream(variables):
+                usage = usage + usage_of(chunk)
+                if chunk.content:
+                    parts.append(str(chunk.content))
+                    yield str(chunk.content)
+        yield Reply("".join(parts), usage)
+
+    def cost(self, usage: Usage) -> float:
+        """USD for ``usage`` on this model, from the configured price table."""
+        return estimate_cost(self.settings, self.model, usage)
+
+
+class LLMService:
+    """What QAService, Summarizer and DigestService share: the corpus, the answer settings,
+    and the runner every LLM call goes through. ``llm`` None means extractive mode; a given
+    ``runner`` (one shared between services, with its chains) takes the place of ``llm``."""
+
+    def __init__(
+        self,
+        corpus: Corpus,
+        llm: BaseChatModel | None,
+        settings: AnswerSettings | None = None,
+        *,
+        runner: LLMRunner | None = None,
+    ) -> None:
+        self.corpus = corpus
+        self.runner = runner or LLMRunner(llm, settings)
+        self.settings = settings or self.runner.settings
+        self.llm = self.runner.chat_model
+        self.model = self.runner.model  # the model's name, or "extractive"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from retrieval.models import Hit
+from retrieval import Hit
 
 AnswerMode = Literal["llm", "extractive", "refused"]
 SentenceStatus = Literal["supported", "unsupported", "uncited", "no_claim"]

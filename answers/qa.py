@@ -1,7 +1,7 @@
 """Question answering over the corpus with verified citations.
 
 retrieve (hybrid search) -> relevance gate (refuse without calling the LLM) -> numbered
-sources fitted to a token budget -> answer prompt | LLM (an LCEL chain) -> citations parsed,
+sources fitted to a token budget -> answer prompt | LLM (LLMRunner's chain) -> citations parsed,
 invalid ones removed, every claim checked for a citation and for support -> Answer.
 Without an LLM the answer is extractive: relevant sentences quoted verbatim, cited.
 """
@@ -13,25 +13,20 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from answers import citations as cit
 from answers.errors import LLMError
 from answers.extractive import pick_quotes
-from answers.llm import Usage, estimate_cost, llm_errors, model_name, usage_of
+from answers.llm import LLMService, Reply, Usage
 from answers.models import Answer, Citation, SentenceCheck, Turn
-from answers.settings import AnswerSettings
-from prompts import CANNOT_ANSWER, load
-from retrieval.corpus import Corpus
-from retrieval.errors import PaperbotError
-from retrieval.ingest import text_hash
-from retrieval.models import Hit
+from prompts import CANNOT_ANSWER
+from retrieval import Hit, PaperbotError
 
 if TYPE_CHECKING:
-    from langchain_core.language_models import BaseChatModel
-    from langchain_core.runnables import Runnable
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -52,35 +47,16 @@ class _Prepared:
     standalone: str
     hits: list[Hit]
     sources: list[cit.Source]
-    messages: list[Any]
+    prompt: dict[str, str]  # the answer prompt's variables
     timings: dict[str, float] = field(default_factory=dict)
     usage: Usage = field(default_factory=Usage)
 
 
-def to_messages(rendered: Sequence[tuple[str, str]]) -> list[Any]:
-    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+class QAService(LLMService):
+    """Answers questions; the LLM is optional (None = extractive mode).
 
-    kinds = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
-    return [kinds[role](content=text) for role, text in rendered]
-
-
-class QAService:
-    """Answers questions; the LLM is optional (None = extractive mode)."""
-
-    def __init__(
-        self, corpus: Corpus, llm: BaseChatModel | None, settings: AnswerSettings | None = None
-    ) -> None:
-        self.corpus = corpus
-        self.llm = llm
-        self.settings = settings or AnswerSettings()
-        self.model = model_name(llm)
-        self._answer_chain: Runnable[Any, Any] | None = None
-        self._condense_chain: Runnable[Any, Any] | None = None
-        if llm is not None:
-            from langchain_core.runnables import RunnableLambda
-
-            self._answer_chain = RunnableLambda(lambda p: p.messages) | llm
-            self._condense_chain = RunnableLambda(self._condense_messages) | llm
+    Built with (corpus, llm, settings=None, *, runner=None), as every `LLMService`.
+    """
 
     # ------------------------------------------------------------------ public
     def answer(self, question: str, history: Sequence[Turn] = ()) -> Answer:
@@ -88,17 +64,16 @@ class QAService:
         prepared = self._prepare(question, history)
         if isinstance(prepared, Answer):
             return self._stamp(prepared, start)
-        if self._answer_chain is None:
+        if not self.runner.available:
             return self._stamp(self._extractive(prepared), start)
         try:
             t0 = time.perf_counter()
-            with llm_errors(self.model):
-                message = self._answer_chain.invoke(prepared)
+            reply = self.runner.invoke("answer", **prepared.prompt)
             prepared.timings["llm_ms"] = _ms(t0)
         except LLMError as exc:
             return self._stamp(self._fallback(prepared, exc), start)
-        prepared.usage = prepared.usage + usage_of(message)
-        return self._stamp(self._finish(prepared, str(message.content)), start)
+        prepared.usage = prepared.usage + reply.usage
+        return self._stamp(self._finish(prepared, reply.text), start)
 
     async def astream(
         self, question: str, history: Sequence[Turn] = ()
@@ -106,25 +81,25 @@ class QAService:
         """Partial text as it is generated, then the verified Answer (always last)."""
         start = time.perf_counter()
         prepared = await asyncio.to_thread(self._prepare, question, history)
-        if isinstance(prepared, Answer) or self._answer_chain is None:
+        if isinstance(prepared, Answer) or not self.runner.available:
             final = prepared if isinstance(prepared, Answer) else self._extractive(prepared)
             yield AnswerDelta(final.text)
             yield self._stamp(final, start)
             return
-        parts: list[str] = []
+        reply = Reply("")
         t0 = time.perf_counter()
         try:
-            with llm_errors(self.model):
-                async for chunk in self._answer_chain.astream(prepared):
-                    prepared.usage = prepared.usage + usage_of(chunk)
-                    if chunk.content:
-                        parts.append(str(chunk.content))
-                        yield AnswerDelta(str(chunk.content))
+            async for piece in self.runner.astream("answer", **prepared.prompt):
+                if isinstance(piece, Reply):
+                    reply = piece
+                else:
+                    yield AnswerDelta(piece)
         except LLMError as exc:
             yield self._stamp(self._fallback(prepared, exc), start)
             return
         prepared.timings["llm_ms"] = _ms(t0)
-        final = await asyncio.to_thread(self._finish, prepared, "".join(parts))
+        prepared.usage = prepared.usage + reply.usage
+        final = await asyncio.to_thread(self._finish, prepared, reply.text)
         yield self._stamp(final, start)
 
     # ------------------------------------------------------------------ steps
@@ -145,55 +120,42 @@ class QAService:
             return answer
         t0 = time.perf_counter()
         sources = self._sources(hits)
-        messages = to_messages(
-            load("answer").render(
-                question=standalone,
-                context="\n\n".join(s.render() for s in sources),
-                cannot_answer=CANNOT_ANSWER,
-                max_sentences=str(self.settings.answer_max_sentences),
-            )
-        )
+        prompt = {
+            "question": standalone,
+            "context": "\n\n".join(s.render() for s in sources),
+            "cannot_answer": CANNOT_ANSWER,
+            "max_sentences": str(self.settings.answer_max_sentences),
+        }
         timings["prompt_ms"] = _ms(t0)
-        return _Prepared(question, standalone, hits, sources, messages, timings, usage)
+        return _Prepared(question, standalone, hits, sources, prompt, timings, usage)
 
     def _standalone(self, question: str, history: Sequence[Turn]) -> tuple[str, Usage]:
         recent = list(history)[-HISTORY_TURNS:]
         if not recent:
             return question, Usage()
-        if self._condense_chain is None:
+        if not self.runner.available:
             # Without an LLM, the previous question carries the context for retrieval.
             previous = next((t.text for t in reversed(recent) if t.role == "user"), "")
             return (f"{previous} {question}".strip(), Usage())
+        transcript = "\n".join(f"{t.role}: {t.text[:1000]}" for t in recent)
         try:
-            with llm_errors(self.model):
-                message = self._condense_chain.invoke({"question": question, "history": recent})
+            reply = self.runner.invoke("condense", history=transcript, question=question)
         except LLMError as exc:
             log.warning("follow-up rewrite failed (%s); using the question as asked", exc)
             return question, Usage()
-        rewritten = str(message.content).strip()
-        return (rewritten or question)[:MAX_QUESTION_CHARS], usage_of(message)
-
-    @staticmethod
-    def _condense_messages(values: dict[str, Any]) -> list[Any]:
-        history = "\n".join(f"{t.role}: {t.text[:1000]}" for t in values["history"])
-        return to_messages(load("condense").render(history=history, question=values["question"]))
+        rewritten = reply.text.strip()
+        return (rewritten or question)[:MAX_QUESTION_CHARS], reply.usage
 
     def _relevant(self, hits: Sequence[Hit]) -> bool:
         """Calibrated on data/sample/dev_questions.jsonl (see docs/benchmarks.md)."""
         return self.corpus.relevance.any(hits)
 
     def _sources(self, hits: Sequence[Hit]) -> list[cit.Source]:
-        state, codec = self.corpus.state, self.corpus.codec
-        chunk_ids = state.chunk_ids_for(h.paper.paper_id for h in hits)
-
-        def chunks_of(paper_id: str) -> list[Any]:
-            found = state.get_chunks(chunk_ids.get(paper_id, []))
-            return [found[c] for c in chunk_ids.get(paper_id, []) if c in found]
-
+        chunks = self.corpus.chunks_of(h.paper.paper_id for h in hits)
         return cit.select_sources(
             hits,
-            chunks_of,
-            lambda text: len(codec.encode(text)),
+            lambda paper_id: chunks.get(paper_id, []),
+            self.corpus.count_tokens,
             self.settings.llm_context_tokens,
             self.settings.llm_max_sources,
         )
@@ -219,7 +181,7 @@ class QAService:
         answer.timings_ms.update(prepared.timings)
         answer.timings_ms["verify_ms"] = _ms(t0)
         answer.tokens_in, answer.tokens_out = prepared.usage.tokens_in, prepared.usage.tokens_out
-        answer.cost_usd = estimate_cost(self.settings, self.model, prepared.usage)
+        answer.cost_usd = self.runner.cost(prepared.usage)
         return answer
 
     def _verify(self, answer: Answer, sources: Sequence[cit.Source]) -> None:
@@ -273,36 +235,26 @@ class QAService:
     def _support_vectors(
         self, sentences: Sequence[str], sources: Sequence[cit.Source]
     ) -> dict[str, np.ndarray]:
-        """Vectors of the cited sentences (embedded now) and of the sources (from the cache)."""
-        embedder = self.corpus.embedder
+        """Vectors of the cited sentences and of the sources' chunks, by sentence / chunk id.
+
+        The sentences are the model's own words, new with every answer: embedded now and not
+        cached (the cache would only grow). The chunks come from the embedding cache.
+        """
         claims = [s for s in sentences if cit.cited_numbers(s)]
-        vectors: dict[str, np.ndarray] = {}
-        if claims:
-            matrix = embedder.embed([cit.strip_citations(s) for s in claims])
-            vectors.update(zip(claims, matrix, strict=True))
-        hashes = {s.chunk.chunk_id: text_hash(s.chunk.embed_text) for s in sources}
-        cached = self.corpus.state.cached_vectors(embedder.model_id, list(hashes.values()))
-        missing = [s for s in sources if hashes[s.chunk.chunk_id] not in cached]
-        if missing:
-            cached.update(
-                zip(
-                    (hashes[s.chunk.chunk_id] for s in missing),
-                    embedder.embed([s.chunk.embed_text for s in missing]),
-                    strict=True,
-                )
-            )
-        vectors.update({cid: cached[h] for cid, h in hashes.items()})
+        claim_rows = self.corpus.vectors([cit.strip_citations(s) for s in claims], cache=False)
+        chunk_rows = self.corpus.vectors([s.chunk.embed_text for s in sources])
+        vectors = dict(zip(claims, claim_rows, strict=True))
+        vectors.update(zip((s.chunk.chunk_id for s in sources), chunk_rows, strict=True))
         return vectors
 
     # ------------------------------------------------------------------ extractive
     def _extractive(self, prepared: _Prepared, flags: Sequence[str] = ()) -> Answer:
         t0 = time.perf_counter()
-        embedder = self.corpus.embedder
         quotes = pick_quotes(
             prepared.standalone,
             prepared.hits,
-            self.corpus.embed_cached,
-            embedder.embed_query(prepared.standalone),
+            self.corpus.vectors,  # abstract sentences are quoted often: cached
+            self.corpus.embed_query(prepared.standalone),
         )
         numbers: dict[str, int] = {}
         lines: list[str] = []

@@ -16,17 +16,15 @@ import numpy as np
 
 from answers.citations import sanitize
 from answers.errors import LLMError
-from answers.llm import Usage, llm_errors, model_name, usage_of
+from answers.llm import LLMRunner, LLMService, Reply, Usage
 from answers.settings import AnswerSettings
 from prompts import load
-from retrieval.corpus import Corpus
-from retrieval.lexical import tokenize
-from retrieval.models import Paper
-from retrieval.normalize import clean_text, split_sentences
+from retrieval import Paper, clean_text, split_sentences, tokenize
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
-    from langchain_core.runnables import Runnable
+
+    from retrieval import Corpus
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +38,6 @@ EXTRACTIVE_KEY = "extractive@1"
 MAX_WORDS = 50  # extractive cap; the prompt asks the LLM for at most 45 words
 LLM_MAX_WORDS = 70  # a model that ignores the length instruction is cut here
 LLM_MAX_SENTENCES = 2
-BATCH_CONCURRENCY = 4  # parallel LLM requests in tldrs(); small, to stay under rate limits
 MIN_SENTENCE_WORDS = 5
 
 # --- extractive scoring -------------------------------------------------------------------
@@ -236,7 +233,7 @@ def clean_llm_text(raw: str, max_words: int = LLM_MAX_WORDS) -> str:
 
 
 # ---------------------------------------------------------------------------- service
-class Summarizer:
+class Summarizer(LLMService):
     """TL;DRs of papers, cached in the state store; the LLM is optional (None = extractive)."""
 
     def __init__(
@@ -246,19 +243,12 @@ class Summarizer:
         settings: AnswerSettings | None = None,
         *,
         dense_extractive: bool = True,
+        runner: LLMRunner | None = None,
     ) -> None:
-        self.corpus = corpus
-        self.llm = llm
-        self.settings = settings or AnswerSettings()
-        self.model = model_name(llm)
+        super().__init__(corpus, llm, settings, runner=runner)
         # Semantic centrality costs one embedding call per paper and gains little over the
         # lexical score (see extractive_tldr); callers that must be fast can turn it off.
         self.dense_extractive = dense_extractive
-        self._chain: Runnable[Any, Any] | None = None
-        if llm is not None:
-            from langchain_core.runnables import RunnableLambda
-
-            self._chain = RunnableLambda(_tldr_messages) | llm
 
     # --- public ---
     def tldr(self, paper: Paper) -> Summary:
@@ -275,13 +265,13 @@ class Summarizer:
             else:
                 found[paper.paper_id] = hit
         if todo:
-            fresh = self._llm_batch(todo) if self._chain is not None else self._extract(todo)
+            fresh = self._llm_batch(todo) if self.runner.available else self._extract(todo)
             found.update((s.paper_id, s) for s in fresh)
         return [found[p.paper_id] for p in papers]
 
     def cache_key(self, paper: Paper) -> str:
         """paper id | content hash | prompt (or extractive scorer) version | model."""
-        if self._chain is None:
+        if not self.runner.available:
             return (
                 f"{paper.paper_id}|{paper.content_hash}|{EXTRACTIVE_KEY}|{self._extractive_model}"
             )
@@ -291,10 +281,10 @@ class Summarizer:
     @property
     def _extractive_model(self) -> str:
         # The embedder decides which sentences win, so it belongs in the extractive key.
-        return self.corpus.embedder.model_id if self.dense_extractive else "lexical"
+        return self.corpus.embedding_model if self.dense_extractive else "lexical"
 
     def _cached(self, paper: Paper) -> Summary | None:
-        value = self.corpus.state.cache_get(CACHE_NAMESPACE, self.cache_key(paper))
+        value = self.corpus.cached(CACHE_NAMESPACE, self.cache_key(paper))
         if not isinstance(value, dict) or not value.get("text"):
             return None
         mode: SummaryMode = "llm" if value.get("mode") == "llm" else "extractive"
@@ -302,7 +292,7 @@ class Summarizer:
 
     def _store(self, paper: Paper, summary: Summary) -> None:
         value = {"text": summary.text, "mode": summary.mode, "model": summary.model}
-        self.corpus.state.cache_put(CACHE_NAMESPACE, self.cache_key(paper), value)
+        self.corpus.cache(CACHE_NAMESPACE, self.cache_key(paper), value)
 
     # --- extractive ---
     def _extract(self, papers: Sequence[Paper], note: str | None = None) -> list[Summary]:
@@ -318,36 +308,34 @@ class Summarizer:
 
     def _prefetched_embed(self, papers: Sequence[Paper]) -> EmbedFn:
         """One embedding call for every title and sentence of these papers (a model batches
-        far better than thirty small calls), served to extractive_tldr from memory."""
-        embedder = self.corpus.embedder
-        texts = list(
-            dict.fromkeys(t for p in papers for t in (p.title, *_candidate_sentences(p.abstract)))
-        )
-        memo = dict(zip(texts, embedder.embed(texts), strict=True)) if texts else {}
+        far better than thirty small calls), served to extractive_tldr from memory. Not
+        through the embedding cache: the TL;DR itself is cached, so these are embedded once."""
+        memo: dict[str, np.ndarray] = {}
+
+        def fetch(texts: Sequence[str]) -> None:
+            missing = list(dict.fromkeys(t for t in texts if t not in memo))
+            if missing:
+                memo.update(zip(missing, self.corpus.vectors(missing, cache=False), strict=True))
 
         def embed(batch: Sequence[str]) -> np.ndarray:
-            missing = [t for t in batch if t not in memo]
-            if missing:
-                memo.update(zip(missing, embedder.embed(missing), strict=True))
+            fetch(batch)
             return np.stack([memo[t] for t in batch])
+
+        fetch([t for p in papers for t in (p.title, *_candidate_sentences(p.abstract))])
 
         return embed
 
     # --- LLM ---
     def _llm_batch(self, papers: Sequence[Paper]) -> list[Summary]:
-        assert self._chain is not None
-        outputs = self._chain.batch(
-            list(papers), config={"max_concurrency": BATCH_CONCURRENCY}, return_exceptions=True
-        )
-        return [self._from_output(p, out) for p, out in zip(papers, outputs, strict=True)]
+        replies = self.runner.batch("tldr", [_tldr_variables(p) for p in papers])
+        return [self._from_reply(p, reply) for p, reply in zip(papers, replies, strict=True)]
 
-    def _from_output(self, paper: Paper, output: Any) -> Summary:
-        if isinstance(output, BaseException):
-            error = as_llm_error(output, self.model)
-            log.warning("TL;DR of %s by %s failed: %s", paper.paper_id, self.model, error)
-            return self._extract([paper], note=f"{error} Showing an extractive TL;DR instead.")[0]
-        text = clean_llm_text(str(output.content))
-        usage = usage_of(output)
+    def _from_reply(self, paper: Paper, reply: Reply | LLMError) -> Summary:
+        if isinstance(reply, LLMError):
+            log.warning("TL;DR of %s by %s failed: %s", paper.paper_id, self.model, reply)
+            return self._extract([paper], note=f"{reply} Showing an extractive TL;DR instead.")[0]
+        text = clean_llm_text(reply.text)
+        usage = reply.usage
         if not text:
             note = f"The language model ({self.model}) returned an empty TL;DR; showing an "
             return self._extract([paper], note=note + "extractive one instead.")[0]
@@ -358,25 +346,9 @@ class Summarizer:
         return summary
 
 
-def _tldr_messages(paper: Paper) -> list[Any]:
-    from answers.qa import to_messages
-
+def _tldr_variables(paper: Paper) -> dict[str, str]:
     abstract, _ = sanitize(paper.abstract)  # instruction-like sentences never reach the model
-    return to_messages(load("tldr").render(title=paper.title, abstract=abstract))
-
-
-def as_llm_error(error: BaseException, model: str) -> LLMError:
-    """An exception returned by ``Runnable.batch(return_exceptions=True)`` as an LLMError.
-
-    Anything that is not an API failure (a bug) is raised, not hidden behind a fallback.
-    """
-    if isinstance(error, LLMError):
-        return error
-    try:
-        with llm_errors(model):
-            raise error
-    except LLMError as converted:
-        return converted
+    return {"title": paper.title, "abstract": abstract}
 
 
 def total_usage(summaries: Sequence[Summary]) -> Usage:

@@ -32,6 +32,7 @@ from benchmarks.common import (
     PhaseTimer,
     TimedEmbedder,
     answer_settings,
+    begin,
     bench_parser,
     cited_reply,
     finish,
@@ -39,10 +40,9 @@ from benchmarks.common import (
     load_average,
     local_embedder,
     log,
-    machine_info,
-    machine_line,
     make_settings,
     md_table,
+    report_header,
     slack_settings,
     stats,
     verdict,
@@ -286,10 +286,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     e2e = args.e2e if args.e2e is not None else (10 if args.quick else 50)
 
     started = time.perf_counter()
-    result: dict[str, Any] = {"machine": machine_info(), "load_start": load_average()}
+    result = begin()
     result["split"] = run_split(chunks, questions, args.llm_delay, e2e)
-    header = ["## Answer latency split", "", machine_line(result["machine"]), ""]
-    body = "\n".join([*header, *render_split(result["split"])])
+    body = "\n".join(report_header("Answer latency split", result) + render_split(result["split"]))
     name = "bot-split" + ("-quick" if args.quick else "")
     finish(name, result, body, started=started, as_json=args.json)
     return result

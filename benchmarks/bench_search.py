@@ -239,7 +239,7 @@ SEARCH_PHASES: list[tuple[object, str, str]] = [
     (VectorStore, "count", "Chroma count"),
     (StateStore, "count_chunks", "SQLite chunk count"),
     (VectorStore, "query", "Chroma query"),
-    (Corpus, "chunk_vectors", "cached vectors of BM25-only candidates"),
+    (Corpus, "_chunk_vectors", "cached vectors of BM25-only candidates"),
     (StateStore, "cached_vectors", "SQLite embedding cache"),
     (Corpus, "lexical_index", "BM25 index (generation check)"),
     (BM25Index, "query", "BM25 scoring"),

@@ -41,6 +41,7 @@ from benchmarks.common import (
     PAPERBOT,
     SECRET,
     answer_settings,
+    begin,
     bench_parser,
     cited_reply,
     classify,
@@ -48,15 +49,13 @@ from benchmarks.common import (
     finish,
     free_port,
     index_dir,
-    load_average,
     log,
-    machine_info,
-    machine_line,
     make_settings,
     md_table,
     mib,
     paperbot_env,
     proc_status,
+    report_header,
     sample_template,
     stats,
 )
@@ -287,8 +286,7 @@ def render_memory(memory: list[dict[str, Any]]) -> list[str]:
 
 
 def render(result: dict[str, Any]) -> str:
-    out = ["## Memory of `paperbot serve`", "", machine_line(result["machine"]), ""]
-    out += render_memory(result["memory"])
+    out = report_header("Memory of `paperbot serve`", result) + render_memory(result["memory"])
     if result.get("memory_steps"):
         out += render_memory_steps(result["memory_steps"]["label"], result["memory_steps"]["steps"])
     return "\n".join(out)
@@ -304,7 +302,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     questions = dev_questions()[: args.queries or (5 if args.quick else 10)]
 
     started = time.perf_counter()
-    result: dict[str, Any] = {"machine": machine_info(), "load_start": load_average()}
+    result = begin()
     # A fresh copy: the first `serve` on an index has no subscription watermark yet.
     big, _ = index_dir(chunks, fresh=True)
     sample = copy_dir(sample_template(), "serve-sample", reuse=False)

@@ -49,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import (
     SECRET,
     answer_settings,
+    begin,
     bench_parser,
     cited_reply,
     copy_dir,
@@ -56,11 +57,10 @@ from benchmarks.common import (
     load_average,
     local_embedder,
     log,
-    machine_info,
-    machine_line,
     make_settings,
     mib,
     proc_status,
+    report_header,
     sample_template,
     slack_settings,
     stats,
@@ -127,7 +127,7 @@ def _app_process(
     corpus.search("warm-up: open Chroma and BM25", 3)
     app = create_app(slack_settings(api_url, workers=workers), services)
     server = bot_server.make_http_server(
-        app, "127.0.0.1", 0, lambda: {"ok": True, "papers": services.state.count_papers()}
+        app, "127.0.0.1", 0, lambda: {"ok": True, "papers": services.corpus.count_papers()}
     )
     conn.send(int(server.server_address[1]))
     conn.close()
@@ -325,8 +325,9 @@ def parse_variant(text: str) -> tuple[int, int]:
 
 
 def render(result: dict[str, Any]) -> str:
-    out = ["## Slack HTTP mode: acks under a burst", "", machine_line(result["machine"]), ""]
-    out += render_floor(result["floor"])
+    out = report_header("Slack HTTP mode: acks under a burst", result) + render_floor(
+        result["floor"]
+    )
     for burst in result["burst"]:
         out += render_burst(burst)
     return "\n".join(out)
@@ -348,7 +349,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     variants = [parse_variant(v) for v in args.variants]
 
     started = time.perf_counter()
-    result: dict[str, Any] = {"machine": machine_info(), "load_start": load_average()}
+    result = begin()
     backlogs = sorted({STDLIB_BACKLOG, shipped_backlog()})
     log(f"floor: the burst against a trivial WSGI app (listen backlog {backlogs})")
     result["floor"] = [run_floor(per_kind, b) for b in backlogs]

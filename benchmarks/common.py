@@ -68,7 +68,7 @@ def make_settings(data_dir: Path, **overrides: Any) -> RetrievalSettings:
     use. The LLM is configured apart, in `answer_settings`."""
     values: dict[str, Any] = {"data_dir": data_dir, "tiktoken_cache_dir": TIKTOKEN_DIR}
     values.update(overrides)
-    return _settings(RetrievalSettings, values)  # type: ignore[no-any-return]
+    return _settings(RetrievalSettings, values)
 
 
 def answer_settings(llm_url: str | None = None, **overrides: Any) -> AnswerSettings:
@@ -80,7 +80,7 @@ def answer_settings(llm_url: str | None = None, **overrides: Any) -> AnswerSetti
         else {"llm_provider": "openai", "llm_base_url": llm_url, "llm_model": LLM_MODEL}
     )
     values.update(overrides)
-    return _settings(AnswerSettings, values)  # type: ignore[no-any-return]
+    return _settings(AnswerSettings, values)
 
 
 def fresh_dir(path: Path) -> Path:
@@ -509,11 +509,21 @@ def bench_parser(doc: str | None, quick: str) -> argparse.ArgumentParser:
     return parser
 
 
-def machine_line(machine: dict[str, str]) -> str:
-    return (
-        f"Machine: {machine['nproc']} cores ({machine['cpu']}), {machine['ram']} RAM, Python "
-        f"{machine['python']}; {machine['date']}."
-    )
+def begin() -> dict[str, Any]:
+    """A bot benchmark's result, to start with: the machine and its load."""
+    return {"machine": machine_info(), "load_start": load_average()}
+
+
+def report_header(title: str, result: dict[str, Any]) -> list[str]:
+    """The first lines of a report: its title and the machine it ran on."""
+    m = result["machine"]
+    return [
+        f"## {title}",
+        "",
+        f"Machine: {m['nproc']} cores ({m['cpu']}), {m['ram']} RAM, Python {m['python']}; "
+        f"{m['date']}.",
+        "",
+    ]
 
 
 def finish(name: str, result: dict[str, Any], body: str, *, started: float, as_json: bool) -> None:

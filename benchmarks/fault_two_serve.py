@@ -1,4 +1,4 @@
-"""Two `paperbot serve` instances sharing the state store: each digest is posted once.
+"""Two `paperbot serve` instances sharing one data dir: each digest is posted once.
 
 A fake Slack Web API runs inside this script (tests/support/slack_api.py). On a fresh data dir:
 
@@ -11,10 +11,10 @@ A fake Slack Web API runs inside this script (tests/support/slack_api.py). On a 
    PAPERBOT_HTTP_PORT, the same PAPERBOT_DATA_DIR, PAPERBOT_TICK_SECONDS=1,
    PAPERBOT_SLACK_API_URL = the fake; every chat.postMessage is delayed by ``--post-delay`` so
    a digest takes a while to post and the other instance ticks meanwhile);
-4. once both digests are marked posted in the state (at most ``--timeout`` s) and both
-   instances ran together for at least ``--wait`` s (and 3 more ticks after the posts): parent
-   digest messages per channel (must be exactly 1 each) and replies per thread (no reply
-   twice); both processes are killed (SIGKILL);
+4. once both digests are marked posted in the bot's store (``bot.sqlite3`` in the data dir;
+   at most ``--timeout`` s) and both instances ran together for at least ``--wait`` s (and 3
+   more ticks after the posts): parent digest messages per channel (must be exactly 1 each)
+   and replies per thread (no reply twice); both processes are killed (SIGKILL);
 5. one instance is started again and left running for ``--after`` seconds: still 1 each,
    nothing new posted.
 
@@ -62,6 +62,7 @@ from benchmarks.common import (
     paperbot_env,
     save_results,
 )
+from bot.slack.store import FILENAME as BOT_STORE_FILE
 from tests.support.slack_api import FakeSlackAPI
 
 CHANNELS = ("C0DIGEST1", "C0DIGEST2")
@@ -196,9 +197,23 @@ def wait_posted(state_file: Path, start: float, timeout: float) -> float | None:
 Check = tuple[str, bool, str]
 
 
+def once_per_channel(
+    counts: dict[str, dict[str, Any]], when: str, details: dict[str, str]
+) -> list[Check]:
+    """Per channel: exactly one digest parent (`details` says more), no reply posted twice."""
+    checks: list[Check] = []
+    for c in CHANNELS:
+        checks.append((f"{c}: one digest parent {when}", counts[c]["parents"] == 1, details[c]))
+        duplicates = counts[c]["duplicate_replies"]
+        checks.append(
+            (f"{c}: no reply posted twice", duplicates == 0, f"{duplicates} duplicate(s)")
+        )
+    return checks
+
+
 def race(args: argparse.Namespace, api: FakeSlackAPI, env: dict[str, str], work: Path) -> Any:
     """Both instances at once until the digests are posted; then kill both, restart one."""
-    state_file = work / "data" / "state.sqlite3"
+    state_file = work / "data" / BOT_STORE_FILE
     instances = [Instance(n, env, work, api.base_url) for n in ("A", "B")]
     try:
         for instance in instances:
@@ -238,22 +253,15 @@ def race(args: argparse.Namespace, api: FakeSlackAPI, env: dict[str, str], work:
         ("both instances were serving at the count", all(alive.values()), str(alive)),
         ("the digests were posted in time", posted_after is not None, f"{posted_after} s"),
     ]
-    for c in CHANNELS:
-        checks.append(
-            (
-                f"{c}: one digest parent with two instances",
-                both[c]["parents"] == 1,
-                f"{both[c]['parents']} parent(s), {both[c]['replies']} replies, "
-                f"posted by {winners.get(c, '?')}",
-            )
-        )
-        checks.append(
-            (
-                f"{c}: no reply posted twice",
-                both[c]["duplicate_replies"] == 0,
-                f"{both[c]['duplicate_replies']} duplicate(s)",
-            )
-        )
+    checks += once_per_channel(
+        both,
+        "with two instances",
+        {
+            c: f"{both[c]['parents']} parent(s), {both[c]['replies']} replies, "
+            f"posted by {winners.get(c, '?')}"
+            for c in CHANNELS
+        },
+    )
     checks.append(
         (
             "state: every digest marked posted",
@@ -289,7 +297,7 @@ def crash(args: argparse.Namespace, api: FakeSlackAPI, env: dict[str, str], work
 
     Messages in flight at the kill (taken by the fake, answer not yet read by the killed
     process) are part of the fault: Slack, too, may act on a request whose answer is lost."""
-    state_file = work / "data" / "state.sqlite3"
+    state_file = work / "data" / BOT_STORE_FILE
     env = env | {"PAPERBOT_DIGEST_LEASE_SECONDS": str(args.lease)}
     instances = [Instance(n, env, work, api.base_url) for n in ("A", "B")]
     try:
@@ -318,22 +326,15 @@ def crash(args: argparse.Namespace, api: FakeSlackAPI, env: dict[str, str], work
     checks: list[Check] = [
         ("the restarted instance posted the digests", posted_after is not None, f"{posted_after} s")
     ]
-    for c in CHANNELS:
-        checks.append(
-            (
-                f"{c}: one digest parent after the crash and the restart",
-                after[c]["parents"] == 1,
-                f"at the kill {at_kill[c]['parents']} parent(s) / {at_kill[c]['replies']} "
-                f"replies; now {after[c]['parents']} / {after[c]['replies']}",
-            )
-        )
-        checks.append(
-            (
-                f"{c}: no reply posted twice",
-                after[c]["duplicate_replies"] == 0,
-                f"{after[c]['duplicate_replies']} duplicate(s)",
-            )
-        )
+    checks += once_per_channel(
+        after,
+        "after the crash and the restart",
+        {
+            c: f"at the kill {at_kill[c]['parents']} parent(s) / {at_kill[c]['replies']} "
+            f"replies; now {after[c]['parents']} / {after[c]['replies']}"
+            for c in CHANNELS
+        },
+    )
     notes = [
         f"Lease {args.lease:.0f} s (PAPERBOT_DIGEST_LEASE_SECONDS). State at the kill: "
         + ", ".join(f"{r['channel']} {r['status']}" for r in rows_at_kill)

@@ -1,10 +1,13 @@
-"""Run the three benchmarks and print one markdown report (``make bench``).
+"""Run the corpus benchmarks and print one markdown report (``make bench``).
 
 Each benchmark runs in its own process (a clean heap, its own Chroma clients), one after the
 other; the combined report is printed and saved to ``benchmarks/.work/results/report.md``.
+By default: quality, ingest and search. The Slack bot benchmarks (slack_burst, answer_latency,
+serve_memory) run only when named with ``--only``.
 
     python benchmarks/run_all.py           # full: 1,000 papers; 10k and 100k chunks
     python benchmarks/run_all.py --quick   # 200 papers; 10k chunks; dev questions only
+    python benchmarks/run_all.py --quick --only slack_burst answer_latency serve_memory
 """
 
 from __future__ import annotations
@@ -20,9 +23,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import RESULTS, log, machine_info, md_table
 
 HERE = Path(__file__).resolve().parent
+BOT_BENCHMARKS = ["bench_slack_burst.py", "bench_answer_latency.py", "bench_serve_memory.py"]
+
+
+def name_of(script: str) -> str:
+    return script.removeprefix("bench_").removesuffix(".py")
 
 
 def plan(quick: bool) -> list[tuple[str, list[str]]]:
+    """The default benchmarks, with their arguments."""
     if quick:
         return [
             ("bench_quality.py", ["--skip-aclsum"]),
@@ -39,10 +48,15 @@ def plan(quick: bool) -> list[tuple[str, list[str]]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
+    default = [name_of(s) for s, _ in plan(False)]
     parser.add_argument(
-        "--only", choices=["quality", "ingest", "search"], nargs="+", help="run only these"
+        "--only",
+        choices=default + [name_of(s) for s in BOT_BENCHMARKS],
+        nargs="+",
+        help="run only these (the Slack bot benchmarks run only when named)",
     )
     args = parser.parse_args(argv)
+    chosen = args.only or default
 
     machine = machine_info()
     sections = [
@@ -52,8 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     failed = 0
-    for script, script_args in plan(args.quick):
-        if args.only and script.removeprefix("bench_").removesuffix(".py") not in args.only:
+    scripts = plan(args.quick) + [(s, ["--quick"] if args.quick else []) for s in BOT_BENCHMARKS]
+    for script, script_args in scripts:
+        if name_of(script) not in chosen:
             continue
         command = [sys.executable, str(HERE / script), *script_args]
         log("running " + " ".join(command[1:]))

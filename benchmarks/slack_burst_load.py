@@ -90,6 +90,23 @@ class Sent:
     response: str = ""
 
 
+def mixed_burst(questions: Sequence[str], response_url: Callable[[str], str]) -> list[Sent]:
+    """Alternating signed requests: `/papers ask` slash commands (their replies go to
+    `response_url(tag)`) and app_mentions (each in its own thread), one per question."""
+    sent: list[Sent] = []
+    for i, question in enumerate(questions):
+        if i % 2 == 0:
+            tag = f"cmd-{i:04d}"
+            body = slash_command(f"ask {question}", response_url=response_url(tag))
+            sent.append(Sent("slash", tag, question, body))
+        else:
+            ts = new_ts()
+            sent.append(
+                Sent("mention", ts, question, event_callback(app_mention_event(question, ts=ts)))
+            )
+    return sent
+
+
 def client_process(url: str, items: list[tuple[str, str]], conn: Connection) -> None:
     """Child process: send every (key, body) at once; report a `Fired` per request."""
     conn.send(asyncio.run(fire(url, items)))
@@ -241,20 +258,3 @@ def tcp_counters() -> dict[str, int]:
 
 def tcp_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     return {k: after.get(k, 0) - v for k, v in before.items()}
-
-
-def mixed_burst(questions: Sequence[str], response_url: Callable[[str], str]) -> list[Sent]:
-    """Alternating signed requests: `/papers ask` slash commands (their replies go to
-    `response_url(tag)`) and app_mentions (each in its own thread), one per question."""
-    sent: list[Sent] = []
-    for i, question in enumerate(questions):
-        if i % 2 == 0:
-            tag = f"cmd-{i:04d}"
-            body = slash_command(f"ask {question}", response_url=response_url(tag))
-            sent.append(Sent("slash", tag, question, body))
-        else:
-            ts = new_ts()
-            sent.append(
-                Sent("mention", ts, question, event_callback(app_mention_event(question, ts=ts)))
-            )
-    return sent

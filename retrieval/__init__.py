@@ -2,47 +2,114 @@
 
 This module is the corpus's public API: `answers/` and `bot/` import from `retrieval` only,
 never its submodules (tests/test_architecture.py enforces it). Nothing here imports the
-answering layer or Slack, and importing this package loads no model and opens no connection.
+answering layer or Slack. Names load lazily (PEP 562): ``from retrieval import PaperbotError``
+imports only the errors module, so the CLI stays fast, and importing the package loads no
+model and opens no connection.
 """
 
-from retrieval import feeds
-from retrieval.corpus import Corpus
-from retrieval.errors import (
-    ConfigError,
-    EmbeddingError,
-    NotFoundError,
-    PaperbotError,
-    SourceError,
-    StoreUnavailableError,
-)
-from retrieval.lexical import STOPWORDS, tokenize
-from retrieval.models import Chunk, Hit, IngestReport, Paper, RecordError
-from retrieval.normalize import clean_text, split_sentences, title_key
-from retrieval.search import MODES, Mode, Relevance, SearchFilters
-from retrieval.settings import RetrievalSettings
+from __future__ import annotations
 
-__all__ = [
-    "MODES",
-    "STOPWORDS",
-    "Chunk",
-    "ConfigError",
-    "Corpus",
-    "EmbeddingError",
-    "Hit",
-    "IngestReport",
-    "Mode",
-    "NotFoundError",
-    "Paper",
-    "PaperbotError",
-    "RecordError",
-    "Relevance",
-    "RetrievalSettings",
-    "SearchFilters",
-    "SourceError",
-    "StoreUnavailableError",
-    "clean_text",
-    "feeds",
-    "split_sentences",
-    "title_key",
-    "tokenize",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# name -> the module that defines it (a module's own name: the module itself)
+_EXPORTS = {
+    "Chunk": "retrieval.models",
+    "ConfigError": "retrieval.errors",
+    "Corpus": "retrieval.corpus",
+    "EmbeddingError": "retrieval.errors",
+    "Hit": "retrieval.models",
+    "IngestReport": "retrieval.models",
+    "MODES": "retrieval.search",
+    "Mode": "retrieval.search",
+    "NotFoundError": "retrieval.errors",
+    "Paper": "retrieval.models",
+    "PaperbotError": "retrieval.errors",
+    "RecordError": "retrieval.models",
+    "Relevance": "retrieval.search",
+    "RetrievalSettings": "retrieval.settings",
+    "STOPWORDS": "retrieval.lexical",
+    "SearchFilters": "retrieval.search",
+    "SourceError": "retrieval.errors",
+    "StoreUnavailableError": "retrieval.errors",
+    "clean_text": "retrieval.normalize",
+    "feeds": "retrieval.feeds",
+    "migrations": "retrieval.migrations",
+    "split_sentences": "retrieval.normalize",
+    "title_key": "retrieval.normalize",
+    "tokenize": "retrieval.lexical",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'retrieval' has no attribute {name!r}")
+    loaded = importlib.import_module(module)
+    value = loaded if module.rsplit(".", 1)[-1] == name else getattr(loaded, name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from retrieval import feeds as feeds
+    from retrieval import migrations as migrations
+    from retrieval.corpus import Corpus as Corpus
+    from retrieval.errors import (
+        ConfigError as ConfigError,
+    )
+    from retrieval.errors import (
+        EmbeddingError as EmbeddingError,
+    )
+    from retrieval.errors import (
+        NotFoundError as NotFoundError,
+    )
+    from retrieval.errors import (
+        PaperbotError as PaperbotError,
+    )
+    from retrieval.errors import (
+        SourceError as SourceError,
+    )
+    from retrieval.errors import (
+        StoreUnavailableError as StoreUnavailableError,
+    )
+    from retrieval.lexical import STOPWORDS as STOPWORDS
+    from retrieval.lexical import tokenize as tokenize
+    from retrieval.models import (
+        Chunk as Chunk,
+    )
+    from retrieval.models import (
+        Hit as Hit,
+    )
+    from retrieval.models import (
+        IngestReport as IngestReport,
+    )
+    from retrieval.models import (
+        Paper as Paper,
+    )
+    from retrieval.models import (
+        RecordError as RecordError,
+    )
+    from retrieval.normalize import (
+        clean_text as clean_text,
+    )
+    from retrieval.normalize import (
+        split_sentences as split_sentences,
+    )
+    from retrieval.normalize import (
+        title_key as title_key,
+    )
+    from retrieval.search import (
+        MODES as MODES,
+    )
+    from retrieval.search import (
+        Mode as Mode,
+    )
+    from retrieval.search import (
+        Relevance as Relevance,
+    )
+    from retrieval.search import (
+        SearchFilters as SearchFilters,
+    )
+    from retrieval.settings import RetrievalSettings as RetrievalSettings

@@ -2,6 +2,12 @@
 
 Built from settings; every dependency (state, vector store, embedder, tokenizer) may be
 injected instead, which is how tests swap in local servers.
+
+The answering layer (answers/) uses only the public methods: `search`, `relevance`,
+`papers_about`, `papers`, `chunks_of`, `vectors` (every embedding it needs, through the
+embedding cache), `embed_query`, `embedding_model`, `count_tokens`, and `cached` / `cache`
+for recomputable results. `state`, `embedder`, `codec` and `store` are for ingest, the CLI's
+diagnostics and tests.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from retrieval.embeddings import Embedder
 from retrieval.errors import NotFoundError, PaperbotError
 from retrieval.ingest import Ingester, ProgressFn, embed_with_cache, reconcile, text_hash
 from retrieval.lexical import BM25Index, LexicalDoc
-from retrieval.models import Hit, IngestReport, Paper, RecordError
+from retrieval.models import Chunk, Hit, IngestReport, Paper, RecordError
 from retrieval.normalize import parse_arxiv_id, title_hash_id
 from retrieval.search import HybridSearcher, Mode, Relevance, SearchFilters
 from retrieval.settings import RetrievalSettings
@@ -73,7 +79,7 @@ class Corpus:
     def store(self) -> VectorStore:
         with self._lock:
             if self._store is None:
-                from retrieval.embeddings import ChromaEmbeddingFunction
+                from retrieval.store import ChromaEmbeddingFunction
 
                 self._store = VectorStore.from_settings(
                     self.settings, self.embedder.model_id, ChromaEmbeddingFunction(self.embedder)
@@ -183,24 +189,16 @@ class Corpus:
             self.store,
             self.lexical_index,
             self.embedder.embed_query,
-            vectors_for=self.chunk_vectors,
+            vectors_for=self._chunk_vectors,
             candidates=self.settings.candidates,
             rrf_k=self.settings.rrf_k,
             fusion=self.settings.fusion,
             dense_weight=self.settings.dense_weight,
         )
 
-    def embed_cached(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed texts through the embedding cache (abstract sentences are asked about often)."""
-        vectors, fresh = embed_with_cache(self.state, self.embedder, texts)
-        if fresh:
-            self.state.put_vectors(fresh, self.embedder.model_id)
-        if not texts:
-            return np.zeros((0, self.embedder.dim), dtype=np.float32)
-        return np.stack([vectors[text_hash(t)] for t in texts])
-
-    def chunk_vectors(self, chunk_ids: Sequence[str]) -> dict[str, np.ndarray]:
-        """Stored vectors of chunks, from the embedding cache (no model call)."""
+    def _chunk_vectors(self, chunk_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored vectors of chunks, from the embedding cache only: no model call at query
+        time (a chunk without a cached vector is simply left out)."""
         chunks = self.state.get_chunks(chunk_ids)
         hashes = {cid: text_hash(c.embed_text) for cid, c in chunks.items()}
         cached = self.state.cached_vectors(self.embedder.model_id, list(hashes.values()))
@@ -237,7 +235,7 @@ class Corpus:
         index = self.lexical_index()
         ceiling = index.query_ceiling(topic)
         lexical = index.score_ids(topic, all_ids)
-        vectors = self.chunk_vectors(all_ids)
+        vectors = self._chunk_vectors(all_ids)
         query = self.embedder.embed_query(topic)
 
         def relevant(paper_id: str) -> bool:
@@ -279,6 +277,14 @@ class Corpus:
     def count_papers(self) -> int:
         return self.state.count_papers()
 
+    def chunks_of(self, paper_ids: Iterable[str]) -> dict[str, list[Chunk]]:
+        """Each paper's chunks in reading order (papers without chunks are left out)."""
+        chunk_ids = self.state.chunk_ids_for(paper_ids)
+        found = self.state.get_chunks([c for ids in chunk_ids.values() for c in ids])
+        return {
+            paper_id: [found[c] for c in ids if c in found] for paper_id, ids in chunk_ids.items()
+        }
+
     # --- text and vectors (for the answering layer) ---
     def count_tokens(self, text: str) -> int:
         return len(self.codec.encode(text))
@@ -286,9 +292,39 @@ class Corpus:
     def embed_query(self, text: str) -> np.ndarray:
         return self.embedder.embed_query(text)
 
+    def vectors(self, texts: Sequence[str], *, cache: bool = True) -> np.ndarray:
+        """Embeddings of ``texts``, one L2-normalised row per text, in order.
+
+        With ``cache`` (the default) through the embedding cache: rows cached for this model
+        are read from the state, the missing texts are embedded in one batch and stored, so
+        chunk texts and abstract sentences are embedded once. ``cache=False`` embeds every
+        text now and neither reads nor writes the cache: for one-off texts (an answer's
+        sentences), which would only grow it.
+        """
+        if not texts or not cache:
+            return self.embedder.embed(list(texts))  # no rows: no model call, no probe
+        vectors, fresh = embed_with_cache(self.state, self.embedder, texts)
+        if fresh:
+            self.state.put_vectors(fresh, self.embedder.model_id)
+        return np.stack([vectors[text_hash(t)] for t in texts])
+
     @property
     def embedding_model(self) -> str:
         return self.embedder.model_id
+
+    # --- recomputable results (TL;DRs, topic names) ---
+    def cached(self, namespace: str, key: str) -> Any | None:
+        """A value stored with `cache`, or None. Keys should name everything the value
+        depends on (content hash, prompt version, model), so a stale value is never found."""
+        return self.state.cache_get(namespace, key)
+
+    def cache(self, namespace: str, key: str, value: Any) -> None:
+        """Store a JSON-serialisable value that can always be recomputed (replaces any)."""
+        self.state.cache_put(namespace, key, value)
+
+    def store_status(self) -> tuple[str, str, int]:
+        """Where the vector store is, its collection and how many vectors it holds (opens it)."""
+        return self.store.where, self.store.name, self.store.count()
 
     def stats(self) -> dict[str, Any]:
         stats = self.state.stats()

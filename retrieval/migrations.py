@@ -28,6 +28,7 @@ class Migration:
     version: int
     description: str
     apply: Callable[[sqlite3.Connection], None]
+    compact: bool = False  # the step frees many pages: VACUUM afterwards (best effort)
 
 
 def schema_version(db: sqlite3.Connection) -> int:
@@ -52,7 +53,9 @@ def migrate(db: sqlite3.Connection, steps: Sequence[Migration], path: Path | str
             _check_not_newer(current, latest, path)
             if current < latest:
                 step = steps[current]
-                log.info("%s: schema v%d -> v%d (%s)", path, current, step.version, step.description)
+                log.info(
+                    "%s: schema v%d -> v%d (%s)", path, current, step.version, step.description
+                )
                 step.apply(db)
                 db.execute(f"PRAGMA main.user_version = {int(step.version)}")
                 applied.append(step.version)
@@ -60,6 +63,8 @@ def migrate(db: sqlite3.Connection, steps: Sequence[Migration], path: Path | str
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+    if any(steps[v - 1].compact for v in applied):
+        _compact(db, path)
     return applied
 
 
@@ -67,6 +72,15 @@ def execute_all(db: sqlite3.Connection, statements: Sequence[str]) -> None:
     """Run DDL statements one by one (executescript would commit the open transaction)."""
     for statement in statements:
         db.execute(statement)
+
+
+def _compact(db: sqlite3.Connection, path: Path | str) -> None:
+    """Give the pages a migration freed back to the file system (else only reused later)."""
+    try:
+        db.execute("VACUUM")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.OperationalError as exc:  # busy: the file stays correct, only larger
+        log.warning("%s: could not compact after the migration (%s); VACUUM it later", path, exc)
 
 
 def _check_not_newer(version: int, latest: int, path: Path | str) -> None:

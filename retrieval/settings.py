@@ -1,29 +1,107 @@
-"""RetrievalSettings: every knob of the corpus, from environment variables or `.env`.
+"""Settings: where paperbot finds its `.env` and data dir, and every knob of the corpus.
 
-Each field maps to ``PAPERBOT_<FIELD>`` (e.g. ``PAPERBOT_DATA_DIR``); all are listed in
-`.env.example`.
+Every settings class (this module's `RetrievalSettings`, the answering layer's
+`AnswerSettings`, the Slack app's `SlackSettings`) derives from `PaperbotSettings`: each field
+maps to ``PAPERBOT_<FIELD>`` (e.g. ``PAPERBOT_DATA_DIR``), all are listed in `.env.example`,
+and all read the same environment and the same `.env`, found the same way wherever the command
+is run from:
+
+- `.env`: ``PAPERBOT_ENV_FILE``; else ``./.env`` when there is one; else
+  ``$PAPERBOT_HOME/.env``; else ``$XDG_CONFIG_HOME/paperbot/.env`` (``~/.config/paperbot/.env``).
+- data dir: ``PAPERBOT_DATA_DIR`` (a relative path in a `.env` file is relative to that file);
+  else ``$PAPERBOT_HOME/data``; else ``./paperbot-data`` when it exists (the old default);
+  else ``$XDG_DATA_HOME/paperbot`` (``~/.local/share/paperbot``).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+AUTO_ENV_FILE = "<paperbot .env lookup>"  # model_config marker: find the .env as documented
+_PATH_FIELDS = ("data_dir", "tiktoken_cache_dir")
 
 
-class RetrievalSettings(BaseSettings):
+def env_file_path(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Path | None:
+    """The `.env` paperbot reads, or None when there is none (see the module docstring)."""
+    environ = os.environ if environ is None else environ
+    cwd = cwd or Path.cwd()
+    if explicit := environ.get("PAPERBOT_ENV_FILE"):
+        return Path(explicit).expanduser()
+    candidates = [cwd / ".env"]
+    if home := environ.get("PAPERBOT_HOME"):
+        candidates.append(Path(home).expanduser() / ".env")
+    config_home = environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    candidates.append(Path(config_home) / "paperbot" / ".env")
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def default_data_dir(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Path:
+    """The data dir when PAPERBOT_DATA_DIR is not set (see the module docstring)."""
+    environ = os.environ if environ is None else environ
+    cwd = cwd or Path.cwd()
+    if home := environ.get("PAPERBOT_HOME"):
+        return Path(home).expanduser() / "data"
+    if (cwd / "paperbot-data").is_dir():
+        return cwd / "paperbot-data"
+    data_home = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "paperbot"
+
+
+class _DotEnvRelativePaths(DotEnvSettingsSource):
+    """A `.env` source whose relative paths are relative to the `.env` file, not the cwd."""
+
+    def __call__(self) -> dict[str, Any]:
+        values = super().__call__()
+        base = Path(str(self.env_file)).parent if self.env_file else None
+        for name in _PATH_FIELDS:
+            value = values.get(name)
+            if base is not None and value and not Path(str(value)).expanduser().is_absolute():
+                values[name] = str(base / str(value))
+        return values
+
+
+class PaperbotSettings(BaseSettings):
+    """Base of every settings class: the PAPERBOT_ prefix and the documented `.env` lookup."""
+
     model_config = SettingsConfigDict(
         env_prefix="PAPERBOT_",
-        env_file=".env",
+        env_file=AUTO_ENV_FILE,
         env_file_encoding="utf-8",
-        extra="ignore",  # .env is shared with the Slack settings
+        extra="ignore",  # one .env serves every settings class
+        populate_by_name=True,
         validate_default=True,
     )
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        env_file = getattr(dotenv_settings, "env_file", None)
+        dotenv_settings = _DotEnvRelativePaths(
+            settings_cls, env_file=env_file_path() if env_file == AUTO_ENV_FILE else env_file
+        )
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
+
+
+class RetrievalSettings(PaperbotSettings):
     data_dir: Path = Field(
-        default=Path("paperbot-data"),
+        default_factory=default_data_dir,
         description="Where the state database, the embedded Chroma index and caches live.",
     )
     # --- vector store ---

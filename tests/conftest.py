@@ -21,12 +21,14 @@ SAMPLE_DIR = ROOT / "data" / "sample"
 def _isolated_env(
     monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """No test reads the developer's .env or PAPERBOT_* variables."""
+    """No test reads the developer's .env, PAPERBOT_* variables or ~/.config, ~/.local."""
     import os
 
     for key in list(os.environ):
         if key.startswith("PAPERBOT_"):
             monkeypatch.delenv(key)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data")))
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 
 

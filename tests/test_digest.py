@@ -11,15 +11,8 @@ from typing import Any
 
 import pytest
 
-from answers.digest import (
-    OTHER_NAME,
-    TOPIC_NAMESPACE,
-    Digest,
-    DigestService,
-    clean_topic_name,
-    pack_blocks,
-    rank_papers,
-)
+from answers.digest import OTHER_NAME, TOPIC_NAMESPACE, Digest, DigestService, rank_papers
+from answers.digest_data import clean_topic_name, pack_blocks
 from answers.llm import build_chat_model
 from answers.settings import AnswerSettings
 from answers.summarize import Summarizer
@@ -304,3 +297,9 @@ def test_helpers_clean_names_and_pack_blocks() -> None:
         ["## A\n- three four"],
         ["## B\n- five"],
     ]
+
+
+def test_services_share_one_runner(fake_corpus: Corpus) -> None:
+    service = DigestService(fake_corpus, None)
+    assert service.summarizer.runner is service.runner and not service.runner.available
+    assert Summarizer(fake_corpus, None, runner=service.runner).runner is service.runner

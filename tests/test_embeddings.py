@@ -15,7 +15,6 @@ import pytest
 from retrieval.embeddings import (
     LOCAL_MODEL_ID,
     MAX_BATCH_TOKENS,
-    ChromaEmbeddingFunction,
     Embedder,
     LocalMiniLMEmbedder,
     Matrix,
@@ -25,6 +24,7 @@ from retrieval.embeddings import (
 )
 from retrieval.errors import ConfigError, EmbeddingError
 from retrieval.settings import RetrievalSettings
+from retrieval.store import ChromaEmbeddingFunction
 from tests.support.openai_server import EMBEDDINGS_PATH, FakeOpenAIServer
 
 

@@ -347,7 +347,7 @@ def test_a_reply_failing_past_the_retries_does_not_duplicate_the_digest(
     extractive_services: Services,
 ) -> None:
     channel = "C0HALFWAY"
-    extractive_services.state.set_schedule(channel, "00:00", "UTC", None, None)
+    extractive_services.store.set_schedule(channel, "00:00", "UTC", None, None)
     with FakeSlackAPI(ts_start=1700000000.0) as api:
         settings = slack_settings(api)
 
@@ -364,6 +364,6 @@ def test_a_reply_failing_past_the_retries_does_not_duplicate_the_digest(
             parents = digest_parents(api, channel)
             replies = [r for p in parents for r in api.messages(channel, thread_ts=p.ts)]
         finally:
-            extractive_services.state.remove_schedule(channel)
+            extractive_services.store.remove_schedule(channel)
         assert len(replies) == expected_replies(extractive_services, SAMPLE_DAY)
         assert len(parents) == 1, f"{len(parents)} digest parents in {channel}"

@@ -13,16 +13,20 @@ from langchain_core.messages import AIMessage
 
 from answers.errors import LLMError
 from answers.llm import (
+    LLMRunner,
+    Reply,
     Usage,
     build_chat_model,
     describe,
     estimate_cost,
     llm_errors,
     model_name,
+    to_messages,
     usage_of,
 )
 from answers.settings import AnswerSettings
-from retrieval.errors import ConfigError
+from prompts import PromptError
+from retrieval import ConfigError
 from tests.support.openai_server import CHAT_PATH, FakeOpenAIServer
 
 pytestmark = pytest.mark.integration
@@ -272,3 +276,93 @@ def test_usage_of_and_addition() -> None:
     assert usage_of(AIMessage(content="x")) == Usage()
     assert usage_of(object()) == Usage()
     assert Usage(1, 2) + Usage(10, 20) == Usage(11, 22)
+
+
+# ---------------------------------------------------------------------- the runner
+def test_to_messages_maps_roles() -> None:
+    messages = to_messages([("system", "S"), ("user", "U"), ("assistant", "A")])
+    assert [(m.type, m.content) for m in messages] == [("system", "S"), ("human", "U"), ("ai", "A")]
+
+
+def test_runner_without_a_model_is_unavailable(make_settings: Make) -> None:
+    runner = LLMRunner(None, make_settings(llm_provider="extractive"))
+    assert not runner.available and runner.model == "extractive"
+    with pytest.raises(LLMError, match="extractively"):
+        runner.invoke("topic", titles="- A")
+
+
+def test_runner_invoke_renders_the_prompt_and_reports_usage(
+    make_settings: Make, server: FakeOpenAIServer
+) -> None:
+    settings = _openai(make_settings, server, llm_prices={"gpt-test": (1.0, 2.0)})
+    runner = LLMRunner(_chat(settings), settings)
+    assert runner.available and runner.model == "gpt-test"
+    reply = runner.invoke("topic", titles="- GVGEN\n- SweetDreamer")
+    assert reply.text == "GVGEN generates 3D Gaussians from text."
+    assert reply.usage.tokens_in > 0 and reply.usage.tokens_out == 6
+    assert runner.cost(reply.usage) == estimate_cost(settings, "gpt-test", reply.usage) > 0
+    messages = server.requests_to(CHAT_PATH)[-1].body["messages"]
+    assert messages[0]["role"] == "system" and "- SweetDreamer" in messages[-1]["content"]
+
+
+def test_runner_maps_errors_to_llm_error(make_settings: Make, server: FakeOpenAIServer) -> None:
+    server.enqueue_error(400)
+    runner = LLMRunner(_chat(_openai(make_settings, server)))
+    with pytest.raises(LLMError, match="HTTP 400") as info:
+        runner.invoke("topic", titles="- A")
+    assert isinstance(info.value.__cause__, openai.BadRequestError)
+
+
+def test_runner_batch_keeps_order_and_returns_per_item_errors(
+    make_settings: Make, server: FakeOpenAIServer
+) -> None:
+    server.default_reply = lambda body: "About " + body["messages"][-1]["content"].split()[-3]
+    server.enqueue_error(400)  # the first request fails, without a retry
+    runner = LLMRunner(_chat(_openai(make_settings, server)), max_concurrency=1)
+    replies = runner.batch("topic", [{"titles": f"- Paper{i}"} for i in range(4)])
+    first, *rest = replies
+    assert isinstance(first, LLMError) and "HTTP 400" in str(first)
+    assert rest == [Reply(f"About Paper{i}", r.usage) for i, r in enumerate(rest, 1)]
+    assert all(isinstance(r, Reply) and r.usage.tokens_out == 2 for r in rest)
+    assert runner.batch("topic", []) == []
+
+
+def test_runner_batch_raises_what_is_not_an_api_error(
+    make_settings: Make, server: FakeOpenAIServer
+) -> None:
+    runner = LLMRunner(_chat(_openai(make_settings, server)))
+    with pytest.raises(PromptError, match="missing values"):
+        runner.batch("topic", [{"names": "- A"}])  # a bug is raised, not hidden as a fallback
+    assert not server.requests_to(CHAT_PATH)
+
+
+def test_runner_streams_pieces_then_the_reply(
+    make_settings: Make, server: FakeOpenAIServer
+) -> None:
+    runner = LLMRunner(_chat(_openai(make_settings, server)))
+
+    async def collect() -> list[str | Reply]:
+        return [p async for p in runner.astream("topic", titles="- A")]
+
+    *pieces, last = asyncio.run(collect())
+    assert len(pieces) > 1 and all(isinstance(p, str) for p in pieces)
+    assert isinstance(last, Reply) and last.text == "".join(str(p) for p in pieces)
+    assert last.text == "GVGEN generates 3D Gaussians from text." and last.usage.tokens_out == 6
+
+
+def test_runner_stream_dropped_midway_is_an_llm_error(
+    make_settings: Make, server: FakeOpenAIServer
+) -> None:
+    server.default_reply = "one two three four five six seven eight nine ten"
+    server.enqueue_drop_midstream()
+    server.enqueue_drop_midstream()
+    runner = LLMRunner(_chat(_openai(make_settings, server)))
+    pieces: list[str | Reply] = []
+
+    async def collect() -> None:
+        async for piece in runner.astream("topic", titles="- A"):
+            pieces.append(piece)
+
+    with pytest.raises(LLMError, match="gpt-test"):
+        asyncio.run(collect())
+    assert not any(isinstance(p, Reply) for p in pieces)

@@ -286,8 +286,10 @@ def test_feedback_click_is_stored(slack: SlackHarness) -> None:
     )
     _ack_ok(_send(slack, body))
     slack.api.wait_for("response_url")
-    rows = [r for r in slack.services.state.feedback_rows() if r["message_ts"] == answer.ts]
+    rows = [r for r in slack.services.store.feedback_rows() if r["message_ts"] == answer.ts]
     assert rows and rows[0]["vote"] == "down" and rows[0]["question"] == "What is GPipe?"
+    stored = slack.services.store.get_answer(rows[0]["answer_id"])
+    assert stored is not None and stored["answer"] == rows[0]["answer"] and stored["mode"]
 
 
 def test_tokens_and_secrets_never_reach_the_logs(
@@ -313,14 +315,15 @@ def test_feedback_export_writes_csv(
 
     from bot.cli.main import app as cli_app
 
-    slack.services.state.add_feedback(
-        question="Q?", answer="A.", user_id="U0CSV", vote="up", channel="C1", message_ts="1.2"
+    store = slack.services.store
+    answer_id = store.save_answer(question="Q?", answer="A.", mode="extractive")
+    store.add_feedback(
+        answer_id=answer_id, user_id="U0CSV", vote="up", channel="C1", message_ts="1.2"
     )
     monkeypatch.setenv("PAPERBOT_DATA_DIR", str(slack.services.settings.data_dir))
     out = tmp_path / "votes.csv"
     result = CliRunner().invoke(cli_app, ["feedback", "export", "-o", str(out)])
     assert result.exit_code == 0, result.output
     lines = out.read_text().splitlines()
-    assert lines[0].startswith("created_at,user_id,vote") and any(
-        "U0CSV,up" in line for line in lines
-    )
+    assert lines[0] == "created_at,user_id,vote,channel,message_ts,question,answer"
+    assert any(line.endswith(",U0CSV,up,C1,1.2,Q?,A.") for line in lines), lines

@@ -47,7 +47,7 @@ def _scheduler(services: Services, api: FakeSlackAPI) -> DigestScheduler:
 
 def _schedule(services: Services, channel: str) -> None:
     s = parse_schedule(channel, "09:00", "Europe/Berlin")
-    services.state.set_schedule(channel, "09:00", s.timezone, None, None)
+    services.store.set_schedule(channel, "09:00", s.timezone, None, None)
 
 
 def test_socket_mode_end_to_end(services: Services) -> None:
@@ -115,15 +115,15 @@ def test_a_failed_post_is_retried_on_the_next_tick(services: Services, api: Fake
 
 
 def test_subscribers_are_notified_once(services: Services, api: FakeSlackAPI) -> None:
-    services.state.subscribe("U0SUB", "text-to-3D generation", created_by="U0SUB")
-    services.state.set_meta("notify_watermark", "0")
+    services.store.subscribe("U0SUB", "text-to-3D generation", created_by="U0SUB")
+    services.store.set_meta("notify_watermark", "0")
     scheduler = _scheduler(services, api)
     scheduler.tick(BEFORE)
     [note] = [c for c in api.calls_to("chat.postMessage") if c.params["channel"] == "U0SUB"]
     assert "GVGEN" in note.params["text"]
     scheduler.tick(BEFORE)
     assert len([c for c in api.calls_to("chat.postMessage") if c.params["channel"] == "U0SUB"]) == 1
-    services.state.unsubscribe("U0SUB", "text-to-3D generation")
+    services.store.unsubscribe("U0SUB", "text-to-3D generation")
 
 
 def test_bad_schedules_are_refused() -> None:

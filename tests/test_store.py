@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from retrieval import Corpus, RetrievalSettings, StoreUnavailableError
-from retrieval.embeddings import ChromaEmbeddingFunction
 from retrieval.sources import page_text
-from retrieval.store import ChunkMeta, VectorStore, collection_name
+from retrieval.store import ChromaEmbeddingFunction, ChunkMeta, VectorStore, collection_name
 from tests.support.chroma_server import ChromaServer, free_port
 from tests.support.fakes import FakeEmbedder
 

@@ -136,6 +136,17 @@ def test_extractive_summarizer_caches_without_llm(fake_corpus: Corpus) -> None:
     assert fake_corpus.state.cache_count(CACHE_NAMESPACE) == 1
 
 
+def test_a_tldr_cached_before_is_still_found(fake_corpus: Corpus) -> None:
+    """The cache key's format is a contract with every TL;DR already stored."""
+    paper = _paper()
+    key = f"{paper.paper_id}|{paper.content_hash}|extractive@1|fake-bow-64"
+    fake_corpus.state.cache_put(
+        CACHE_NAMESPACE, key, {"text": "Stored earlier.", "mode": "extractive", "model": "x"}
+    )
+    summary = Summarizer(fake_corpus, None).tldr(paper)
+    assert summary.cached and summary.text == "Stored earlier."
+
+
 def test_llm_tldr_is_cleaned_and_cached(
     llm_settings: AnswerSettings, llm_corpus: Corpus, server: FakeOpenAIServer
 ) -> None:

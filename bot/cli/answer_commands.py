@@ -35,6 +35,7 @@ def ask(
     """Answer from the indexed papers, with numbered, verified citations."""
 
     qa = options.services().qa
+    options.require_papers(qa.corpus)
     answer = stream_answer(qa, question) if stream and not as_json else qa.answer(question)
     if as_json:
         typer.echo(json.dumps(jsonout.answer_json(answer), indent=2))
@@ -115,6 +116,7 @@ def digest(
     from bot.slack.papers_command import latest_day
 
     services = options.services()
+    options.require_papers(services.corpus)
     start = (
         options.parse_date(since, "--since")
         or options.parse_date(day, "--date")
@@ -136,7 +138,7 @@ def _post_digest(
 ) -> None:
     from bot.slack.app import make_client
     from bot.slack.digest_posting import post_digest
-    from retrieval.errors import ConfigError
+    from retrieval import ConfigError
 
     slack = options.slack_settings()
     if not slack.bot_token:

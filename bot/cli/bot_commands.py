@@ -15,6 +15,7 @@ from bot.cli import options, render
 if TYPE_CHECKING:
     from bot.services import Services
     from bot.slack.settings import SlackSettings
+    from bot.slack.store import BotStore
 
 log = logging.getLogger(__name__)
 schedule_app = typer.Typer(help="Daily digest schedules per channel.", no_args_is_help=True)
@@ -64,7 +65,9 @@ def serve(
 
 
 def _warm_up(services: Services) -> None:
-    """Load the model and the indexes now, so the first question is not the slow one."""
+    """Open the bot's store and load the model and the indexes now, so a newer data dir is
+    refused at startup and the first question is not the slow one."""
+    services.store.open()
     log.info("loading the embedding model and the indexes")
     services.corpus.repair_if_needed()
     services.corpus.search("warm up", 1)
@@ -129,6 +132,12 @@ def doctor() -> None:
 
 
 # ---------------------------------------------------------------- schedules
+def _store() -> BotStore:
+    from bot.slack.store import BotStore
+
+    return BotStore.in_data_dir(options.settings().data_dir)
+
+
 @schedule_app.command("add")
 def schedule_add(
     channel: Annotated[str, typer.Argument(help="Slack channel id, e.g. C0123456789.")],
@@ -139,16 +148,16 @@ def schedule_add(
 ) -> None:
     """Post the daily digest to CHANNEL at a local time (set again to change it)."""
     from bot.slack.scheduler import parse_schedule
-    from retrieval.state import StateStore
 
     schedule = parse_schedule(channel, at, tz, topic, max_papers)
-    StateStore(options.settings().state_path).set_schedule(
-        channel,
-        schedule.at.strftime("%H:%M"),
-        schedule.timezone,
-        schedule.topic,
-        schedule.max_papers,
-    )
+    with _store() as store:
+        store.set_schedule(
+            channel,
+            schedule.at.strftime("%H:%M"),
+            schedule.timezone,
+            schedule.topic,
+            schedule.max_papers,
+        )
     typer.echo(
         f"Digest for {channel} at {schedule.at:%H:%M} {schedule.timezone}"
         + (f", topic {topic!r}" if topic else "")
@@ -158,9 +167,8 @@ def schedule_add(
 @schedule_app.command("list")
 def schedule_list() -> None:
     """The configured digest schedules."""
-    from retrieval.state import StateStore
-
-    rows = StateStore(options.settings().state_path).schedules()
+    with _store() as store:
+        rows = store.schedules()
     if not rows:
         typer.echo(
             "No digest schedules. Add one: paperbot schedule add C0123456789 --time 09:00 --tz Europe/Berlin"
@@ -173,9 +181,8 @@ def schedule_list() -> None:
 @schedule_app.command("remove")
 def schedule_remove(channel: Annotated[str, typer.Argument(help="Slack channel id.")]) -> None:
     """Stop posting the digest to CHANNEL."""
-    from retrieval.state import StateStore
-
-    removed = StateStore(options.settings().state_path).remove_schedule(channel)
+    with _store() as store:
+        removed = store.remove_schedule(channel)
     typer.echo(f"Removed the schedule of {channel}." if removed else f"{channel} had no schedule.")
 
 
@@ -187,9 +194,8 @@ def feedback_export(
     ] = None,
 ) -> None:
     """Write every 👍/👎 vote (question, answer, user, vote, time) as CSV."""
-    from retrieval.state import StateStore
-
-    rows = StateStore(options.settings().state_path).feedback_rows()
+    with _store() as store:
+        rows = store.feedback_rows()
     fields = ["created_at", "user_id", "vote", "channel", "message_ts", "question", "answer"]
     handle = open(out, "w", newline="", encoding="utf-8") if out else sys.stdout  # noqa: SIM115
     try:

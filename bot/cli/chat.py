@@ -9,7 +9,7 @@ from bot.services import Services
 from bot.slack import blocks
 from bot.slack.papers_command import run_command
 from bot.slack.slash import parse
-from retrieval.errors import PaperbotError
+from retrieval import PaperbotError
 
 LOCAL_USER = "U_LOCAL"
 LOCAL_CHANNEL = "D_LOCAL"

@@ -126,7 +126,7 @@ def collect_records(feeds: Sequence[Feed]) -> tuple[list[Paper | RecordError], l
     Returns the records and the feeds that failed as a whole (missing file, dead URL,
     malformed document): those are reported, and the other feeds still land.
     """
-    from retrieval.errors import SourceError
+    from retrieval import SourceError
 
     records: list[Paper | RecordError] = []
     failed_feeds: list[str] = []
@@ -176,7 +176,7 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Hybrid search over the indexed papers, one line per paper."""
-    from retrieval.search import MODES, SearchFilters
+    from retrieval import MODES, SearchFilters
 
     if mode not in MODES:
         raise typer.BadParameter(f"choose one of {', '.join(MODES)}", param_hint="--mode")
@@ -189,7 +189,7 @@ def search(
     hits = corpus.search(query, k, mode=mode, filters=filters)
     if as_json:
         typer.echo(json.dumps([jsonout.hit_json(h) for h in hits], indent=2))
-    elif not hits and not corpus.state.count_papers():
+    elif not hits and not corpus.count_papers():
         render.print_papers([])  # explains how to ingest
     else:
         render.print_hits(query, hits)

@@ -80,17 +80,18 @@ def _data_dir(settings: RetrievalSettings) -> str:
 
 
 def _tokenizer(corpus: Corpus) -> str:
-    tokens = corpus.codec.encode("paperbot checks its tokenizer")
-    return f"{corpus.settings.tiktoken_encoding} ({len(tokens)} tokens in a test sentence; cache {os.environ.get('TIKTOKEN_CACHE_DIR', '?')})"
+    tokens = corpus.count_tokens("paperbot checks its tokenizer")
+    return f"{corpus.settings.tiktoken_encoding} ({tokens} tokens in a test sentence; cache {os.environ.get('TIKTOKEN_CACHE_DIR', '?')})"
 
 
 def _embedder(corpus: Corpus) -> str:
-    vector = corpus.embedder.embed_query("a test sentence")
-    return f"{corpus.embedder.model_id}, {len(vector)} dimensions"
+    vector = corpus.embed_query("a test sentence")
+    return f"{corpus.embedding_model}, {len(vector)} dimensions"
 
 
 def _store(corpus: Corpus) -> str:
-    return f"{corpus.store.where}: {corpus.store.count()} vectors in {corpus.store.name}"
+    where, collection, vectors = corpus.store_status()
+    return f"{where}: {vectors} vectors in {collection}"
 
 
 def _index(corpus: Corpus) -> str:

@@ -7,7 +7,9 @@ itself here. Heavy libraries are imported inside commands so `--help` is fast.
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -27,8 +29,18 @@ _state: dict[str, Any] = {"debug": False}
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="The data dir (default: PAPERBOT_DATA_DIR, $PAPERBOT_HOME/data, "
+            "./paperbot-data if it exists, else ~/.local/share/paperbot).",
+        ),
+    ] = None,
 ) -> None:
     _state["debug"] = debug
+    if data_dir is not None:  # the settings of every command read it from here
+        os.environ["PAPERBOT_DATA_DIR"] = str(data_dir.expanduser().resolve())
     level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
     _configure_logging(level)
 
@@ -54,7 +66,7 @@ def main() -> None:
     try:
         app()
     except Exception as exc:  # the last line of defence; PaperbotError is the usual case
-        from retrieval.errors import PaperbotError
+        from retrieval import PaperbotError
 
         if _state["debug"] or not isinstance(exc, PaperbotError | ValueError):
             raise

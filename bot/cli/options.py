@@ -23,7 +23,7 @@ def load(cls: type[S], what: str) -> S:
     """Settings from the environment and `.env`; a bad value is a one-line ConfigError."""
     from pydantic import ValidationError
 
-    from retrieval.errors import ConfigError
+    from retrieval import ConfigError
 
     try:
         return cls()
@@ -38,7 +38,7 @@ def _variable(loc: tuple[Any, ...]) -> str:
 
 
 def settings() -> RetrievalSettings:
-    from retrieval.settings import RetrievalSettings
+    from retrieval import RetrievalSettings
 
     return load(RetrievalSettings, "settings")
 
@@ -69,10 +69,16 @@ def services() -> Services:
 
 
 def require_papers(corpus: Corpus) -> None:
-    from retrieval.errors import PaperbotError
+    """Commands that need papers fail with the data dir's path instead of answering from an
+    empty index (e.g. when run from another directory than usual)."""
+    from retrieval import PaperbotError
 
-    if not corpus.state.count_papers():
-        raise PaperbotError("The index is empty: ingest the papers the questions are about first.")
+    if not corpus.count_papers():
+        raise PaperbotError(
+            f"The index at {corpus.settings.data_dir} is empty. Ingest papers first "
+            "(`paperbot ingest …`), or point paperbot at your data dir with --data-dir, "
+            "PAPERBOT_DATA_DIR or PAPERBOT_HOME (`paperbot doctor` shows which one is used)."
+        )
 
 
 def out() -> Any:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from answers.digest import Digest, TopicGroup
     from answers.models import Answer
     from answers.summarize import Summary
-    from retrieval.models import Hit, Paper
+    from retrieval import Hit, Paper
 
 Block = dict[str, Any]
 Message = tuple[str, list[Block]]

@@ -8,7 +8,7 @@ from typing import Any
 
 from bot.services import Services
 from bot.slack import blocks
-from retrieval.models import Paper
+from retrieval import Paper
 
 log = logging.getLogger(__name__)
 WATERMARK = "notify_watermark"

@@ -11,8 +11,7 @@ from datetime import date
 from bot.services import Services
 from bot.slack import blocks
 from bot.slack.slash import Command
-from retrieval.errors import NotFoundError, PaperbotError
-from retrieval.models import Paper
+from retrieval import NotFoundError, Paper, PaperbotError
 
 log = logging.getLogger(__name__)
 

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import re
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,7 +20,7 @@ from answers.models import Answer, Turn
 from answers.qa import AnswerDelta
 from bot.services import Services
 from bot.slack import blocks
-from retrieval.errors import PaperbotError
+from retrieval import PaperbotError
 
 log = logging.getLogger(__name__)
 _MENTION = re.compile(r"<@[A-Z0-9]+>")

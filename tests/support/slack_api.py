@@ -90,7 +90,7 @@ class _Script:
     delay: float = 0.0
 
 
-def ts_key(ts: str) -> tuple[int, int]:
+def _ts_key(ts: str) -> tuple[int, int]:
     """Sort key for Slack timestamps ("1700000000.000100")."""
     sec, _, frac = ts.partition(".")
     return int(sec or 0), int((frac + "000000")[:6] or 0)
@@ -291,7 +291,7 @@ class FakeSlackAPI(HTTPFake[SlackCall]):
     def _store(self, msg: StoredMessage) -> None:
         msgs = self._messages.setdefault(msg.channel, [])
         msgs.append(msg)
-        msgs.sort(key=lambda m: ts_key(m.ts))
+        msgs.sort(key=lambda m: _ts_key(m.ts))
 
     def _find(self, channel: str, ts: str) -> StoredMessage | None:
         return next((m for m in self._messages.get(channel, []) if m.ts == ts), None)
@@ -351,13 +351,21 @@ class FakeSlackAPI(HTTPFake[SlackCall]):
         self._store(msg)
         return {"ok": True, "channel": channel, "ts": msg.ts, "message": self._message_json(msg)}
 
-    def _chat_update(self, p: dict[str, Any]) -> dict[str, Any]:
-        channel, ts = str(p.get("channel") or ""), str(p.get("ts") or "")
-        msg = self._find(channel, ts)
+    def _bots_message(
+        self, p: dict[str, Any], verb: str
+    ) -> tuple[StoredMessage | None, dict[str, Any]]:
+        """The bot's message at p's channel and ts, and the answer; or None and the error."""
+        msg = self._find(str(p.get("channel") or ""), str(p.get("ts") or ""))
         if msg is None:
-            return {"ok": False, "error": "message_not_found"}
+            return None, {"ok": False, "error": "message_not_found"}
         if msg.user != self.bot_user_id:
-            return {"ok": False, "error": "cant_update_message"}
+            return None, {"ok": False, "error": f"cant_{verb}_message"}
+        return msg, {"ok": True, "channel": msg.channel, "ts": msg.ts}
+
+    def _chat_update(self, p: dict[str, Any]) -> dict[str, Any]:
+        msg, answer = self._bots_message(p, "update")
+        if msg is None:
+            return answer
         if "text" not in p and "blocks" not in p:
             return {"ok": False, "error": "no_text"}
         msg.history.append(msg.text)
@@ -365,18 +373,13 @@ class FakeSlackAPI(HTTPFake[SlackCall]):
             msg.text = str(p.get("text") or "")
         if "blocks" in p:
             msg.blocks = p.get("blocks") or None
-        message = self._message_json(msg)
-        return {"ok": True, "channel": channel, "ts": ts, "text": msg.text, "message": message}
+        return answer | {"text": msg.text, "message": self._message_json(msg)}
 
     def _chat_delete(self, p: dict[str, Any]) -> dict[str, Any]:
-        channel, ts = str(p.get("channel") or ""), str(p.get("ts") or "")
-        msg = self._find(channel, ts)
-        if msg is None:
-            return {"ok": False, "error": "message_not_found"}
-        if msg.user != self.bot_user_id:
-            return {"ok": False, "error": "cant_delete_message"}
-        self._messages[channel].remove(msg)
-        return {"ok": True, "channel": channel, "ts": ts}
+        msg, answer = self._bots_message(p, "delete")
+        if msg is not None:
+            self._messages[msg.channel].remove(msg)
+        return answer
 
     def _conversations_replies(self, p: dict[str, Any]) -> dict[str, Any]:
         """The parent, then its replies, oldest first; `limit` honoured (default 1000), no

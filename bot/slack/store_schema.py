@@ -1,0 +1,193 @@
+"""The bot store's schema versions (`PRAGMA user_version`), oldest first.
+
+`BotStore` applies the steps above its file's version on first use (see
+retrieval/migrations.py). A released step is never edited: a schema change is a new step.
+
+Version 2 imports, once, what the bot kept in the corpus state file (state.sqlite3) before
+it had a file of its own: the six bookkeeping tables, the answers behind the feedback
+buttons and the digest progress (rows of the corpus's generic `cache` table) and the
+notification watermark (its `meta` table). `BotStore` attaches that file read-only as
+`legacy` for the migration; the corpus keeps its copy (it never drops data it does not own).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Iterator
+from typing import Any
+
+from retrieval import migrations
+
+log = logging.getLogger(__name__)
+LEGACY = "legacy"  # schema name of the attached legacy file during the v2 import
+
+_V1 = (
+    """CREATE TABLE digest_posts (
+        channel TEXT NOT NULL,
+        day TEXT NOT NULL,  -- YYYY-MM-DD
+        status TEXT NOT NULL,  -- claimed | posted | failed | empty
+        owner TEXT NOT NULL,  -- host:pid of the poster holding the claim
+        claimed_at REAL NOT NULL,
+        ts TEXT,  -- the digest's parent message, once posted
+        error TEXT,
+        PRIMARY KEY (channel, day)
+    ) WITHOUT ROWID""",
+    # what of a digest was already posted: a retry goes on in the same thread, same digest
+    """CREATE TABLE digest_progress (
+        channel TEXT NOT NULL,
+        day TEXT NOT NULL,
+        digest TEXT NOT NULL,  -- the Digest as JSON (Digest.to_json)
+        ts TEXT NOT NULL,  -- the parent message
+        replies INTEGER NOT NULL,  -- threaded replies posted so far
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (channel, day)
+    )""",
+    "CREATE TABLE seen_keys (key TEXT PRIMARY KEY, seen_at REAL NOT NULL) WITHOUT ROWID",
+    # the answers behind the feedback buttons (the buttons carry the id)
+    """CREATE TABLE answers (
+        id TEXT PRIMARY KEY,
+        question TEXT NOT NULL,
+        answer TEXT NOT NULL,
+        mode TEXT NOT NULL,  -- llm | extractive | refused
+        model TEXT,
+        citations TEXT NOT NULL DEFAULT '[]',  -- JSON: [{number, paper_id, title, url}]
+        created_at REAL NOT NULL
+    )""",
+    # question and answer are copied from the answer at vote time (what the export shows)
+    """CREATE TABLE feedback (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        answer_id TEXT REFERENCES answers(id),
+        question TEXT NOT NULL,
+        answer TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        vote TEXT NOT NULL,  -- up | down
+        channel TEXT,
+        message_ts TEXT,
+        created_at REAL NOT NULL,
+        UNIQUE (user_id, channel, message_ts)
+    )""",
+    """CREATE TABLE subscriptions (
+        subscriber TEXT NOT NULL,  -- a Slack user id (DM) or channel id
+        topic TEXT NOT NULL,
+        created_by TEXT,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (subscriber, topic)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE notified (
+        subscriber TEXT NOT NULL,
+        paper_id TEXT NOT NULL,
+        notified_at REAL NOT NULL,
+        PRIMARY KEY (subscriber, paper_id)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE schedules (
+        channel TEXT PRIMARY KEY,
+        at_time TEXT NOT NULL,  -- HH:MM local time
+        timezone TEXT NOT NULL,
+        topic TEXT,
+        max_papers INTEGER,
+        created_at REAL NOT NULL
+    )""",
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",  # notify_watermark
+)
+
+# legacy table -> the columns copied as they are
+_LEGACY_TABLES = {
+    "digest_posts": "channel, day, status, owner, claimed_at, ts, error",
+    "seen_keys": "key, seen_at",
+    "subscriptions": "subscriber, topic, created_by, created_at",
+    "notified": "subscriber, paper_id, notified_at",
+    "schedules": "channel, at_time, timezone, topic, max_papers, created_at",
+}
+_LEGACY_META_KEYS = ("notify_watermark",)
+
+
+def _import_legacy(db: sqlite3.Connection) -> None:
+    """Copy the bot's data out of a pre-v2 corpus file attached as `legacy`, if any.
+
+    Idempotent (INSERT OR IGNORE), and it runs in the migration's transaction: a crash
+    leaves this file at v1 and the import runs again from the start.
+    """
+    attached = {row[1] for row in db.execute("PRAGMA database_list")}
+    if LEGACY not in attached:
+        return
+    tables = {
+        row[0]
+        for row in db.execute(f"SELECT name FROM {LEGACY}.sqlite_master WHERE type = 'table'")
+    }
+    counts: dict[str, int] = {}
+    for table, columns in _LEGACY_TABLES.items():
+        if table in tables:
+            cur = db.execute(
+                f"INSERT OR IGNORE INTO main.{table}({columns}) "
+                f"SELECT {columns} FROM {LEGACY}.{table}"
+            )
+            counts[table] = cur.rowcount
+    if "feedback" in tables:
+        columns = "id, question, answer, user_id, vote, channel, message_ts, created_at"
+        cur = db.execute(
+            f"INSERT OR IGNORE INTO main.feedback({columns}) "
+            f"SELECT {columns} FROM {LEGACY}.feedback"
+        )
+        counts["feedback"] = cur.rowcount
+    if "cache" in tables:
+        counts["answers"] = _import_legacy_answers(db)
+        counts["digest_progress"] = _import_legacy_progress(db)
+    if "meta" in tables:
+        marks = ",".join("?" * len(_LEGACY_META_KEYS))
+        cur = db.execute(
+            f"INSERT OR IGNORE INTO main.meta(key, value) "
+            f"SELECT key, value FROM {LEGACY}.meta WHERE key IN ({marks})",
+            _LEGACY_META_KEYS,
+        )
+        counts["meta"] = cur.rowcount
+    log.info("imported the bot's data from the corpus state file: %s", counts)
+
+
+def _legacy_cache(db: sqlite3.Connection, namespace: str) -> Iterator[tuple[str, Any, float]]:
+    rows = db.execute(
+        f"SELECT key, value, created_at FROM {LEGACY}.cache WHERE namespace = ?", (namespace,)
+    )
+    for key, value, created_at in rows.fetchall():
+        try:
+            yield key, json.loads(value), created_at
+        except json.JSONDecodeError:
+            log.warning("skipping a damaged %s cache entry %r", namespace, key)
+
+
+def _import_legacy_answers(db: sqlite3.Connection) -> int:
+    """Cache namespace "answer": {question, answer, mode} under the feedback buttons' id."""
+    rows = [
+        (key, str(v.get("question", "")), str(v.get("answer", "")), str(v.get("mode", "")), at)
+        for key, v, at in _legacy_cache(db, "answer")
+        if isinstance(v, dict)
+    ]
+    cur = db.executemany(
+        "INSERT OR IGNORE INTO answers(id, question, answer, mode, created_at) "
+        "VALUES (?, ?, ?, ?, ?)",
+        rows,
+    )
+    return cur.rowcount
+
+
+def _import_legacy_progress(db: sqlite3.Connection) -> int:
+    """Cache namespace "digest_progress": {digest, ts, replies} under "channel:day"."""
+    rows = []
+    for key, v, at in _legacy_cache(db, "digest_progress"):
+        channel, _, day = key.rpartition(":")
+        if channel and isinstance(v, dict) and v.get("digest") and v.get("ts") is not None:
+            rows.append((channel, day, v["digest"], str(v["ts"]), int(v.get("replies", 0)), at))
+    cur = db.executemany(
+        "INSERT OR IGNORE INTO digest_progress(channel, day, digest, ts, replies, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+    return cur.rowcount
+
+
+MIGRATIONS = (
+    migrations.Migration(1, "the bot's tables", lambda db: migrations.execute_all(db, _V1)),
+    migrations.Migration(2, "import the bot's data from the corpus state file", _import_legacy),
+)
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,112 @@
+"""The bot's bookkeeping store: exactly-once claims, votes, subscriptions, schedules."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.slack.store import BotStore
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[BotStore]:
+    with BotStore.in_data_dir(tmp_path / "data") as opened:
+        yield opened
+
+
+def test_building_opens_nothing_until_first_use(tmp_path: Path) -> None:
+    store = BotStore.in_data_dir(tmp_path / "data")
+    assert not (tmp_path / "data").exists()
+    assert store.first_time("k")
+    assert (tmp_path / "data" / "bot.sqlite3").is_file()
+    store.close()
+
+
+def test_a_key_is_new_once(store: BotStore) -> None:
+    assert store.first_time("msg:C1:1.1")
+    assert not store.first_time("msg:C1:1.1")
+    assert store.first_time("msg:C1:1.2")
+
+
+def test_digest_claims_are_exclusive_until_settled_or_expired(store: BotStore) -> None:
+    assert store.claim_digest("C1", "2025-05-16", "a", lease_seconds=600)
+    assert not store.claim_digest("C1", "2025-05-16", "b", lease_seconds=600), "live claim"
+    assert store.claim_digest("C1", "2025-05-16", "b", lease_seconds=0), "expired claim"
+    store.finish_digest("C1", "2025-05-16", "failed", error="boom")
+    assert store.claim_digest("C1", "2025-05-16", "c", lease_seconds=600), "failed: retry"
+    status = store.digest_status("C1", "2025-05-16")
+    assert status is not None and status["owner"] == "c" and status["error"] is None
+    store.finish_digest("C1", "2025-05-16", "posted", ts="1.5")
+    assert not store.claim_digest("C1", "2025-05-16", "d", lease_seconds=0), "posted"
+    assert store.claim_digest("C2", "2025-05-16", "d", lease_seconds=600), "other channel"
+    store.finish_digest("C2", "2025-05-16", "empty")
+    assert not store.claim_digest("C2", "2025-05-16", "e", lease_seconds=0), "empty"
+    assert store.digest_status("C3", "2025-05-16") is None
+
+
+def test_digest_progress_is_kept_per_channel_and_day(store: BotStore) -> None:
+    assert store.digest_progress("C1", "2025-05-16") is None
+    store.save_digest_progress("C1", "2025-05-16", digest="{}", ts="1.0", replies=0)
+    store.save_digest_progress("C1", "2025-05-16", digest="{}", ts="1.0", replies=2)
+    assert store.digest_progress("C1", "2025-05-16") == {"digest": "{}", "ts": "1.0", "replies": 2}
+    assert store.digest_progress("C1", "2025-05-17") is None
+
+
+def test_one_vote_per_user_and_message_with_its_answer(store: BotStore) -> None:
+    answer_id = store.save_answer(
+        question="Q?",
+        answer="A [1].",
+        mode="llm",
+        model="gpt-test",
+        citations=[{"number": 1, "paper_id": "2401.1", "title": "T", "url": None}],
+    )
+    stored = store.get_answer(answer_id)
+    assert stored is not None and stored["model"] == "gpt-test"
+    assert stored["citations"] == [{"number": 1, "paper_id": "2401.1", "title": "T", "url": None}]
+
+    store.add_feedback(answer_id=answer_id, user_id="U1", vote="up", channel="C1", message_ts="2")
+    store.add_feedback(answer_id=answer_id, user_id="U1", vote="down", channel="C1", message_ts="2")
+    store.add_feedback(answer_id=answer_id, user_id="U2", vote="up", channel="C1", message_ts="2")
+    rows = store.feedback_rows()
+    assert [(r["user_id"], r["vote"]) for r in rows] == [("U1", "down"), ("U2", "up")]
+    assert rows[0]["question"] == "Q?" and rows[0]["answer"] == "A [1]."
+    assert rows[0]["answer_id"] == answer_id
+
+
+def test_a_vote_on_an_unknown_answer_is_kept_without_it(store: BotStore) -> None:
+    store.add_feedback(answer_id="gone", user_id="U1", vote="up", channel="C1", message_ts="3")
+    store.add_feedback(answer_id=None, user_id="U2", vote="down", channel="C1", message_ts="3")
+    rows = store.feedback_rows()
+    assert [(r["answer_id"], r["question"], r["answer"]) for r in rows] == [(None, "", "")] * 2
+
+
+def test_subscriptions(store: BotStore) -> None:
+    assert store.subscribe("U1", "Diffusion Models", created_by="U1")
+    assert not store.subscribe("U1", "Diffusion Models", created_by="U1")
+    assert store.subscribe("C1", "RAG", created_by="U1")
+    assert store.subscriptions() == [("C1", "RAG"), ("U1", "Diffusion Models")]
+    assert store.subscriptions("U1") == [("U1", "Diffusion Models")]
+    assert store.unsubscribe("U1", "diffusion models"), "case-insensitive"
+    assert not store.unsubscribe("U1", "diffusion models")
+    assert store.claim_notification("U1", "p1") and not store.claim_notification("U1", "p1")
+    assert store.claim_notification("U2", "p1")
+
+
+def test_schedules_and_meta(store: BotStore) -> None:
+    store.set_schedule("C1", "09:00", "UTC", None, None)
+    store.set_schedule("C1", "10:30", "Europe/Berlin", "rag", 5)
+    [row] = store.schedules()
+    assert (row["at_time"], row["timezone"], row["topic"], row["max_papers"]) == (
+        "10:30",
+        "Europe/Berlin",
+        "rag",
+        5,
+    )
+    assert row["created_at"] <= time.time()
+    assert store.remove_schedule("C1") and not store.remove_schedule("C1")
+    assert store.get_meta("notify_watermark", "0") == "0"
+    store.set_meta("notify_watermark", "12.5")
+    assert store.get_meta("notify_watermark") == "12.5"
