@@ -1,8 +1,8 @@
 """AnswerSettings: the language model and how answers, TL;DRs and digests are written.
 
 Each field maps to ``PAPERBOT_<FIELD>`` (e.g. ``PAPERBOT_LLM_MODEL``), like the corpus's
-`RetrievalSettings`; both read the same environment and `.env`, and every variable is listed in
-`.env.example`. The chat key and server fall back to the OpenAI-compatible endpoint the corpus
+`RetrievalSettings`; both read the same environment and `.env` (found as `PaperbotSettings`
+documents), and every variable is listed in `.env.example`. The chat key and server fall back to the OpenAI-compatible endpoint the corpus
 uses for embeddings (``PAPERBOT_OPENAI_API_KEY`` / ``PAPERBOT_OPENAI_BASE_URL``), so one key
 serves both. Which papers are relevant enough to answer from is the corpus's rule
 (`retrieval.search.Relevance`), not a setting of this class.
@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from retrieval import PaperbotSettings
 
 DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "gpt-4o-mini": (0.15, 0.60),
@@ -24,16 +25,7 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
 }
 
 
-class AnswerSettings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="PAPERBOT_",
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",  # .env is shared with the corpus and Slack settings
-        populate_by_name=True,
-        validate_default=True,
-    )
-
+class AnswerSettings(PaperbotSettings):
     llm_provider: Literal["auto", "openai", "extractive"] = Field(
         default="auto",
         description="auto = openai when an API key or base URL is set, else extractive (offline).",

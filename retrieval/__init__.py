@@ -24,6 +24,7 @@ _EXPORTS = {
     "Mode": "retrieval.search",
     "NotFoundError": "retrieval.errors",
     "Paper": "retrieval.models",
+    "PaperbotSettings": "retrieval.settings",
     "PaperbotError": "retrieval.errors",
     "RecordError": "retrieval.models",
     "Relevance": "retrieval.search",
@@ -112,4 +113,5 @@ if TYPE_CHECKING:
     from retrieval.search import (
         SearchFilters as SearchFilters,
     )
+    from retrieval.settings import PaperbotSettings as PaperbotSettings
     from retrieval.settings import RetrievalSettings as RetrievalSettings

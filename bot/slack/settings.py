@@ -5,18 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode
+
+from retrieval import PaperbotSettings
 
 
-class SlackSettings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="PAPERBOT_",
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        populate_by_name=True,
-    )
-
+class SlackSettings(PaperbotSettings):
     bot_token: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("SLACK_BOT_TOKEN", "PAPERBOT_SLACK_BOT_TOKEN"),
