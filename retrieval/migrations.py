@@ -53,8 +53,14 @@ def migrate(db: sqlite3.Connection, steps: Sequence[Migration], path: Path | str
             _check_not_newer(current, latest, path)
             if current < latest:
                 step = steps[current]
-                log.info(
-                    "%s: schema v%d -> v%d (%s)", path, current, step.version, step.description
+                # a new file climbs the whole ladder: only upgrades of existing data are news
+                log.log(
+                    logging.INFO if current else logging.DEBUG,
+                    "%s: schema v%d -> v%d (%s)",
+                    path,
+                    current,
+                    step.version,
+                    step.description,
                 )
                 step.apply(db)
                 db.execute(f"PRAGMA main.user_version = {int(step.version)}")
