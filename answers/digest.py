@@ -38,7 +38,7 @@ from answers.llm import LLMRunner, LLMService, Usage
 from answers.settings import AnswerSettings
 from answers.summarize import Summarizer, SummaryMode, total_usage
 from prompts import load
-from retrieval import Paper
+from retrieval import DateField, Paper
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -61,6 +61,7 @@ TOPIC_MIN_COVERAGE = 0.8
 class _Run:
     """What one build spends and notices along the way."""
 
+    by: DateField = "listed"  # which day the papers were picked by, for the overview's words
     usage: Usage = field(default_factory=Usage)
     notes: list[str] = field(default_factory=list)
     llm_calls: int = 0
@@ -114,16 +115,23 @@ class DigestService(LLMService):
         *,
         topic: str | None = None,
         max_papers: int | None = None,
+        by: DateField = "listed",
     ) -> Digest:
+        """The digest of the papers of [start, end] (one day when ``end`` is None).
+
+        ``by="listed"`` (the default) takes the papers a feed first listed on those days (a
+        paper no feed listed: by its publication date), so a day's digest holds what the
+        feeds brought that day; ``by="published"`` takes them by publication date.
+        """
         end = end or start
         _validate(start, end, max_papers)
-        papers = self.corpus.papers(since=start, until=end)
+        papers = self.corpus.papers(since=start, until=end, by=by)
         total = len(papers)
         topic = (topic or "").strip() or None
         if topic:
             papers = self.about(topic, papers)
         ranked = rank_papers(papers)
-        run = _Run()
+        run = _Run(by=by)
         if max_papers is not None and len(ranked) > max_papers:
             run.note(f"Showing the top {max_papers} of {len(ranked)} papers.")
             ranked = ranked[:max_papers]
@@ -269,16 +277,16 @@ class DigestService(LLMService):
     ) -> tuple[str, SummaryMode, bool]:
         """(paragraph, how it was made, whether map-reduce ran)."""
         if not self.runner.available:
-            return extractive_overview(start, end, groups), "extractive", False
+            return extractive_overview(start, end, groups, run.by), "extractive", False
         try:
             text, reduced = self._llm_overview(period(start, end), groups, run)
         except LLMError as exc:
             log.warning("digest overview by %s failed: %s", self.model, exc)
             run.note(f"{exc} The overview is assembled from the papers instead.")
-            return extractive_overview(start, end, groups), "extractive", False
+            return extractive_overview(start, end, groups, run.by), "extractive", False
         if not text:
             run.note(f"The language model ({self.model}) returned an empty overview.")
-            return extractive_overview(start, end, groups), "extractive", False
+            return extractive_overview(start, end, groups, run.by), "extractive", False
         return text, "llm", reduced
 
     def _llm_overview(self, when: str, groups: list[TopicGroup], run: _Run) -> tuple[str, bool]:

@@ -217,12 +217,15 @@ def dedupe_names(groups: Sequence[TopicGroup]) -> None:
             group.name = f"{group.name} ({seen[key]})"
 
 
-def extractive_overview(start: date, end: date, groups: Sequence[TopicGroup]) -> str:
-    """A paragraph of facts: how many papers, the topics with counts, the lead paper."""
+def extractive_overview(
+    start: date, end: date, groups: Sequence[TopicGroup], by: str = "listed"
+) -> str:
+    """A paragraph of facts: how many papers (listed or published in the period, as the
+    digest picked them), the topics with counts, the lead paper."""
     papers = sorted((p for g in groups for p in g.papers), key=lambda p: p.rank)
     when = f"on {start.isoformat()}" if start == end else f"from {start} to {end}"
     verb = "was" if len(papers) == 1 else "were"
-    first = f"{_plural(len(papers), 'paper')} {verb} published {when}"
+    first = f"{_plural(len(papers), 'paper')} {verb} {by} {when}"
     topics = [g for g in groups if not g.other]
     others = sum(len(g.papers) for g in groups if g.other)
     if topics:

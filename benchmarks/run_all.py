@@ -23,7 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import RESULTS, log, machine_info, md_table
 
 HERE = Path(__file__).resolve().parent
-BOT_BENCHMARKS = ["bench_slack_burst.py", "bench_answer_latency.py", "bench_serve_memory.py"]
+BOT_BENCHMARKS = [
+    "bench_slack_burst.py",
+    "bench_answer_latency.py",
+    "bench_serve_memory.py",
+    "bench_live_index.py",
+    "bench_feeds.py",
+]
 
 
 def name_of(script: str) -> str:

@@ -15,11 +15,16 @@ from typing import TYPE_CHECKING, Any
 # name -> the module that defines it (a module's own name: the module itself)
 _EXPORTS = {
     "Chunk": "retrieval.models",
+    "CollectionOwnedError": "retrieval.store",
     "ConfigError": "retrieval.errors",
     "Corpus": "retrieval.corpus",
+    "DATE_FIELDS": "retrieval.search",
+    "DateField": "retrieval.models",
     "EmbeddingError": "retrieval.errors",
     "Hit": "retrieval.models",
     "IngestReport": "retrieval.models",
+    "Listing": "retrieval.models",
+    "MANUAL_FEED": "retrieval.models",
     "MODES": "retrieval.search",
     "Mode": "retrieval.search",
     "NotFoundError": "retrieval.errors",
@@ -34,6 +39,7 @@ _EXPORTS = {
     "SourceError": "retrieval.errors",
     "StoreUnavailableError": "retrieval.errors",
     "clean_text": "retrieval.normalize",
+    "env_file_path": "retrieval.settings",
     "feeds": "retrieval.feeds",
     "migrations": "retrieval.migrations",
     "split_sentences": "retrieval.normalize",
@@ -78,13 +84,22 @@ if TYPE_CHECKING:
     from retrieval.lexical import STOPWORDS as STOPWORDS
     from retrieval.lexical import tokenize as tokenize
     from retrieval.models import (
+        MANUAL_FEED as MANUAL_FEED,
+    )
+    from retrieval.models import (
         Chunk as Chunk,
+    )
+    from retrieval.models import (
+        DateField as DateField,
     )
     from retrieval.models import (
         Hit as Hit,
     )
     from retrieval.models import (
         IngestReport as IngestReport,
+    )
+    from retrieval.models import (
+        Listing as Listing,
     )
     from retrieval.models import (
         Paper as Paper,
@@ -102,6 +117,9 @@ if TYPE_CHECKING:
         title_key as title_key,
     )
     from retrieval.search import (
+        DATE_FIELDS as DATE_FIELDS,
+    )
+    from retrieval.search import (
         MODES as MODES,
     )
     from retrieval.search import (
@@ -115,3 +133,5 @@ if TYPE_CHECKING:
     )
     from retrieval.settings import PaperbotSettings as PaperbotSettings
     from retrieval.settings import RetrievalSettings as RetrievalSettings
+    from retrieval.settings import env_file_path as env_file_path
+    from retrieval.store import CollectionOwnedError as CollectionOwnedError

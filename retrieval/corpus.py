@@ -8,16 +8,18 @@ The answering layer (answers/) uses only the public methods: `search`, `relevanc
 embedding cache), `embed_query`, `embedding_model`, `count_tokens`, and `cached` / `cache`
 for recomputable results. `state`, `embedder`, `codec` and `store` are for ingest, the CLI's
 diagnostics and tests.
+
+`search` first calls `refresh`: the vector store is reopened when another process wrote the
+index (retrieval/freshness.py). Writes first claim the collection for this state, refusing one
+another state owns (retrieval/ownership.py).
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import date
 from typing import Any
 
@@ -26,14 +28,16 @@ import numpy as np
 from retrieval.chunking import TokenCodec
 from retrieval.embeddings import Embedder
 from retrieval.errors import NotFoundError, PaperbotError
+from retrieval.freshness import Freshness
 from retrieval.ingest import Ingester, ProgressFn, embed_with_cache, reconcile, text_hash
 from retrieval.lexical import BM25Index, LexicalDoc
-from retrieval.models import Chunk, Hit, IngestReport, Paper, RecordError
+from retrieval.models import Chunk, DateField, Hit, IngestReport, Listing, Paper, RecordError
 from retrieval.normalize import parse_arxiv_id, title_hash_id
+from retrieval.ownership import Ownership, claim, inspect, state_owner, warn_if_foreign
 from retrieval.search import HybridSearcher, Mode, Relevance, SearchFilters
 from retrieval.settings import RetrievalSettings
 from retrieval.state import StateStore
-from retrieval.store import VectorStore
+from retrieval.store import Owner, VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,9 @@ class Corpus:
         self._lexical: BM25Index | None = None
         self._searcher: HybridSearcher | None = None
         self._lock = threading.RLock()
+        self._freshness = Freshness()
+        self._owner: Owner | None = None
+        self._foreign_noted = False
         self.relevance = Relevance.from_settings(settings)
 
     # --- lazily built dependencies (nothing heavy at construction) ---
@@ -81,10 +88,19 @@ class Corpus:
             if self._store is None:
                 from retrieval.store import ChromaEmbeddingFunction
 
+                self._freshness.opening(self.state)  # the store shows at least this version
                 self._store = VectorStore.from_settings(
                     self.settings, self.embedder.model_id, ChromaEmbeddingFunction(self.embedder)
                 )
             return self._store
+
+    @property
+    def owner(self) -> Owner:
+        """This data dir's state as a collection owner (its id and where it lives)."""
+        with self._lock:
+            if self._owner is None:
+                self._owner = state_owner(self.state, self.settings.data_dir)
+            return self._owner
 
     @property
     def codec(self) -> TokenCodec:
@@ -98,15 +114,30 @@ class Corpus:
             return self._codec
 
     def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
         if self._state is not None:
             self._state.close()
 
     # --- ingest ---
     def ingest(
-        self, records: Iterable[Paper | RecordError], progress: ProgressFn | None = None
+        self,
+        records: Iterable[Paper | RecordError],
+        progress: ProgressFn | None = None,
+        *,
+        feed: str | None = None,
+        listed: date | None = None,
     ) -> IngestReport:
-        with self._writer_lock():
-            self.repair_if_needed()
+        """Ingest records under the data dir's writer lock.
+
+        Every paper seen (new, updated or unchanged) gets a listing: the day `feed` listed it.
+        The day is the record's own (`Paper.listed`, e.g. the HF entry date) when its source
+        carries one, else `listed`, else none is recorded. `feed=None` is a manual ingest,
+        recorded under the feed name "manual".
+        """
+        with self._writing():
+            self._claim()  # before any write: another state's collection refuses here
+            self._repair_if_needed()
             ingester = Ingester(
                 self.state,
                 self.store,
@@ -115,14 +146,15 @@ class Corpus:
                 chunk_tokens=self.settings.chunk_tokens,
                 chunk_overlap=self.settings.chunk_overlap,
             )
-            report = ingester.run(records, progress)
+            report = ingester.run(records, progress, feed=feed, listed=listed)
             self.lexical_index()  # rebuild and save now, not on the first search
             return report
 
     def delete(self, refs: Sequence[str]) -> list[str]:
         """Delete papers (ids, arXiv ids or titles); returns the ids deleted."""
         ids = [self.paper(ref).paper_id for ref in refs]
-        with self._writer_lock():
+        with self._writing():
+            self._claim()
             chunk_ids = [c for cs in self.state.chunk_ids_for(ids).values() for c in cs]
             self.state.delete_papers(ids)
             self.store.delete(chunk_ids)
@@ -131,25 +163,50 @@ class Corpus:
         return ids
 
     def repair_if_needed(self) -> tuple[int, int]:
-        """After a crash the vector store may lag the state: bring it back in step."""
-        if self.state.index_dirty or self.store.count() != self.state.count_chunks():
-            return reconcile(self.state, self.store, self.embedder)
-        return (0, 0)
+        """After a crash the vector store may lag the state: bring it back in step. Returns
+        (vectors added, removed); (0, 0) at once when another process is writing (an ingest,
+        which repairs first). Refuses on a collection another state owns."""
+        if not self._needs_repair():
+            return (0, 0)
+        with self._writing(wait=False) as locked:
+            if not locked:
+                log.info("another process is writing the index; it repairs it first")
+                return (0, 0)
+            return self._repair_if_needed()
 
-    @contextmanager
-    def _writer_lock(self) -> Iterator[None]:
-        """One writer at a time per data dir (a second `paperbot ingest` waits for the first)."""
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        path = self.settings.data_dir / "ingest.lock"
-        with open(path, "w") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                log.info("another ingest holds %s; waiting", path)
-                fcntl.flock(handle, fcntl.LOCK_EX)
-            handle.write(str(os.getpid()))
-            handle.flush()
-            yield
+    def _needs_repair(self) -> bool:
+        return self.state.index_dirty or self.store.count() != self.state.count_chunks()
+
+    def _repair_if_needed(self) -> tuple[int, int]:
+        if not self._needs_repair():
+            return (0, 0)
+        self._claim()
+        return reconcile(self.state, self.store, self.embedder)
+
+    def _claim(self) -> None:
+        """Make sure this data dir may write the collection (see retrieval/ownership.py)."""
+        claim(self.store, self.owner, self.state.chunk_ids, self.settings.chroma_collection)
+
+    def ownership(self) -> Ownership:
+        """Who owns the vector store's collection, as seen from this data dir."""
+        return inspect(self.store, self.owner)
+
+    def _writing(self, *, wait: bool = True) -> AbstractContextManager[bool]:
+        """Write the index under the writer lock, from a fresh view (retrieval/freshness.py)."""
+        return self._freshness.writing(self.settings.data_dir, self.state, self.store, wait=wait)
+
+    # --- freshness: the next query sees what anyone wrote ---
+    def refresh(self) -> bool:
+        """Reopen the vector store if the index changed since this process opened it (an
+        ingest in another process or on another host sharing this data dir). Called before
+        every search; cheap when nothing changed. True when it reopened."""
+        if self._store is None:
+            return False  # opened on first use, as it is then
+        if not self._freshness.refresh(self.state, self._store):
+            return False
+        with self._lock:
+            self._searcher = None  # its per-generation caches start afresh
+        return True
 
     # --- search ---
     def lexical_index(self) -> BM25Index:
@@ -177,10 +234,15 @@ class Corpus:
             )
 
     def searcher(self) -> HybridSearcher:
-        """One searcher per corpus, so its per-generation caches survive between queries."""
+        """One searcher per corpus, so its per-generation caches survive between queries;
+        first brought up to date with whatever anyone wrote (`refresh`)."""
+        self.refresh()
         with self._lock:
             if self._searcher is None:
                 self._searcher = self._new_searcher()
+                if self.settings.uses_chroma_server and not self._foreign_noted:
+                    self._foreign_noted = True
+                    warn_if_foreign(self.store, self.owner)
             return self._searcher
 
     def _new_searcher(self) -> HybridSearcher:
@@ -263,9 +325,45 @@ class Corpus:
             "or `paperbot papers list` / `paperbot search` to find one."
         )
 
-    def papers(self, **filters: Any) -> list[Paper]:
-        """Papers newest first; filters: since, until, source, limit, offset."""
-        return self.state.list_papers(**filters)
+    def papers(
+        self,
+        *,
+        since: date | None = None,
+        until: date | None = None,
+        source: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        by: DateField = "listed",
+    ) -> list[Paper]:
+        """Papers of a day range, newest day first.
+
+        ``by="listed"`` (the default) dates a paper by the first day a feed listed it, and a
+        paper no feed ever listed by its publication date; ``by="published"`` by its
+        publication date only.
+        """
+        return self.state.list_papers(
+            since=since, until=until, source=source, limit=limit, offset=offset, by=by
+        )
+
+    def latest_day(self, by: DateField = "listed") -> date | None:
+        """The most recent day of any paper (as `papers` dates them); None when empty."""
+        return self.state.latest_day(by)
+
+    def listings(
+        self,
+        *,
+        paper_ids: Sequence[str] | None = None,
+        feed: str | None = None,
+        since: date | None = None,
+        until: date | None = None,
+    ) -> list[Listing]:
+        """When which feed listed which paper: filtered by papers, feed and day range."""
+        return self.state.listings(paper_ids=paper_ids, feed=feed, since=since, until=until)
+
+    def papers_arrived_since(self, since: float) -> list[Paper]:
+        """Papers that arrived after a UNIX time, oldest first: first listed by a feed then
+        (or, never listed, first ingested then). What subscriptions notify about."""
+        return self.state.papers_arrived_since(since)
 
     def papers_by_id(self, paper_ids: Sequence[str]) -> dict[str, Paper]:
         return self.state.get_papers(paper_ids)
@@ -324,13 +422,18 @@ class Corpus:
 
     def store_status(self) -> tuple[str, str, int]:
         """Where the vector store is, its collection and how many vectors it holds (opens it)."""
+        self.refresh()
         return self.store.where, self.store.name, self.store.count()
 
     def stats(self) -> dict[str, Any]:
+        self.refresh()
         stats = self.state.stats()
         stats["vectors"] = self.store.count()
         stats["vector_store"] = self.store.where
         stats["collection"] = self.store.name
         stats["embedding_model"] = self.embedder.model_id
         stats["in_step"] = stats["vectors"] == stats["chunks"] and not self.state.index_dirty
+        owned = self.ownership()
+        stats["collection_owner"] = owned.owner_label
+        stats["collection_writable"] = not owned.foreign
         return stats

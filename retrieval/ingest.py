@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 
 from retrieval.chunking import TokenCodec, chunk_paper
 from retrieval.embeddings import Embedder
-from retrieval.models import Chunk, IngestReport, Paper, RecordError
+from retrieval.models import MANUAL_FEED, Chunk, IngestReport, Paper, RecordError
 from retrieval.normalize import title_hash_id
 from retrieval.state import Change, StateStore, StoredVersion
 from retrieval.store import ChunkMeta, VectorStore
@@ -71,33 +72,57 @@ class Ingester:
         self.batch_papers = batch_papers
 
     def run(
-        self, records: Iterable[Paper | RecordError], progress: ProgressFn | None = None
+        self,
+        records: Iterable[Paper | RecordError],
+        progress: ProgressFn | None = None,
+        *,
+        feed: str | None = None,
+        listed: date | None = None,
     ) -> IngestReport:
+        """Ingest the records; every paper seen gets a listing under ``feed`` (default
+        "manual") on the record's own listing day, else ``listed``, else none."""
         report = IngestReport()
-        papers = _dedupe(records, report)
+        days: dict[str, set[date]] = {}
+        papers = _dedupe(_note_days(records, days, listed), report)
+        redirects: dict[str, str] = {}  # a title-only record's id -> the stored arXiv twin
         # Similar lengths in one batch: the embedder pads each call to its longest text, so
         # length-sorted batches feed the model ~12% fewer tokens than arrival order.
-        plan = sorted(self._plan(papers, report), key=lambda i: len(i.paper.abstract))
+        plan = sorted(self._plan(papers, report, redirects), key=lambda i: len(i.paper.abstract))
+        listings: dict[str, list[tuple[str, str, date]]] = {}
+        for paper_id, seen_days in days.items():
+            target = redirects.get(paper_id, paper_id)
+            rows = listings.setdefault(target, [])
+            rows.extend((target, feed or MANUAL_FEED, day) for day in sorted(seen_days))
         done = 0
         for start in range(0, len(plan), self.batch_papers):
             batch = plan[start : start + self.batch_papers]
-            self._apply(batch, report)
+            batch_listings = [
+                row for item in batch for row in listings.pop(item.paper.paper_id, [])
+            ]
+            self._apply(batch, report, batch_listings)
             done += len(batch)
             if progress:
                 progress("indexing", done, len(plan))
+        # Papers seen but not changed (unchanged, an older version, a title-only twin): only
+        # their listings are new, which changes no chunk (the generation stays).
+        report.listings_added += self.state.add_listings(
+            row for rows in listings.values() for row in rows
+        )
         for item in plan:
             getattr(report, item.outcome).append(item.paper.paper_id)
         return report
 
     # --- planning: what changes, without touching any store ---
-    def _plan(self, papers: list[Paper], report: IngestReport) -> list[_Planned]:
+    def _plan(
+        self, papers: list[Paper], report: IngestReport, redirects: dict[str, str]
+    ) -> list[_Planned]:
         stored = self.state.stored_versions(p.paper_id for p in papers)
         title_twins = self.state.stored_versions(
             title_hash_id(p.title) for p in papers if p.arxiv_id
         )
         plan: list[_Planned] = []
         for paper in papers:
-            item = self._plan_one(paper, stored.get(paper.paper_id), title_twins, report)
+            item = self._plan_one(paper, stored.get(paper.paper_id), title_twins, report, redirects)
             if item:
                 plan.append(item)
         return plan
@@ -108,9 +133,11 @@ class Ingester:
         old: StoredVersion | None,
         title_twins: dict[str, StoredVersion],
         report: IngestReport,
+        redirects: dict[str, str],
     ) -> _Planned | None:
         if old is None:
             if not paper.arxiv_id and (twin := self._arxiv_twin(paper)):
+                redirects[paper.paper_id] = twin  # its listing is the twin's
                 report.skipped.append(
                     RecordError(paper.source, paper.title, f"already stored as arXiv {twin}")
                 )
@@ -127,7 +154,8 @@ class Ingester:
                 )
             )
             return None
-        merged = _merge(old.paper, paper)
+        # The stored first listing day is the listings' business, not the record's.
+        merged = _merge(old.paper, paper).model_copy(update={"listed": old.paper.listed})
         if merged.content_hash != old.content_hash:
             return _Planned(merged, "updated")
         if merged != old.paper:
@@ -141,7 +169,12 @@ class Ingester:
         return ids[0] if ids else None
 
     # --- applying one batch: state first, then the vector store ---
-    def _apply(self, batch: Sequence[_Planned], report: IngestReport) -> None:
+    def _apply(
+        self,
+        batch: Sequence[_Planned],
+        report: IngestReport,
+        listings: Sequence[tuple[str, str, date]] = (),
+    ) -> None:
         chunks_by_paper = {item.paper.paper_id: self._chunks_for(item) for item in batch}
         all_chunks = [c for chunks in chunks_by_paper.values() for c in chunks]
         vectors, new_vectors = self._vectors(all_chunks)
@@ -152,7 +185,9 @@ class Ingester:
             Change(item.paper, chunks_by_paper[item.paper.paper_id], item.replaces)
             for item in batch
         ]
-        self.state.apply(changes, new_vectors, self.embedder.model_id)
+        report.listings_added += self.state.apply(
+            changes, new_vectors, self.embedder.model_id, listings
+        )
         keep = {c.chunk_id for c in all_chunks}
         stale = [cid for ids in (*old_ids.values(), *replaced_ids.values()) for cid in ids]
         stale = [cid for cid in stale if cid not in keep]
@@ -201,12 +236,30 @@ def embed_with_cache(
 
 
 def reconcile(state: StateStore, store: VectorStore, embedder: Embedder) -> tuple[int, int]:
-    """Make the vector store hold exactly the state's chunks. Returns (added, removed)."""
+    """Make the vector store hold the state's chunks. Returns (added, removed).
+
+    Repair never deletes vectors it did not write: a vector whose id the state does not know
+    is removed only when it carries this state's stamp (`store.writer`) or none at all (it
+    predates stamps, in a collection this state owns: see retrieval/ownership.py). A vector
+    another state wrote is left where it is, and logged.
+    """
     wanted = state.chunk_ids()
     present = store.ids()
     extra = sorted(present - wanted)
     missing = sorted(wanted - present)
     if extra:
+        mine = store.writer.state_id if store.writer else None
+        stamps = store.stamps(extra)
+        foreign = [i for i in extra if stamps.get(i) not in (None, mine)]
+        if foreign:
+            log.warning(
+                "vector index repair left %d vectors written by other states alone "
+                "(e.g. %s, stamped %s)",
+                len(foreign),
+                foreign[0],
+                stamps[foreign[0]],
+            )
+        extra = [i for i in extra if stamps.get(i) in (None, mine)]
         store.delete(extra)
     if missing:
         chunks = list(state.get_chunks(missing).values())
@@ -235,6 +288,16 @@ def _merge(old: Paper, new: Paper) -> Paper:
     if old.version and not new.version:
         update.update(title=old.title, abstract=old.abstract, version=old.version)
     return new.model_copy(update=update)
+
+
+def _note_days(
+    records: Iterable[Paper | RecordError], days: dict[str, set[date]], default: date | None
+) -> Iterator[Paper | RecordError]:
+    """Pass the records through, noting each paper's listing days (duplicates included)."""
+    for record in records:
+        if isinstance(record, Paper) and (day := record.listed or default) is not None:
+            days.setdefault(record.paper_id, set()).add(day)
+        yield record
 
 
 def _dedupe(records: Iterable[Paper | RecordError], report: IngestReport) -> list[Paper]:

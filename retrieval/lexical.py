@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 import unicodedata
+import zipfile
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -127,8 +129,13 @@ class BM25Index:
         since: date | None = None,
         until: date | None = None,
         sources: Sequence[str] | None = None,
+        only: Collection[str] | None = None,
     ) -> LexicalScores:
-        """Score every chunk once; the result answers top-N and per-chunk lookups."""
+        """Score every chunk once; the result answers top-N and per-chunk lookups.
+
+        ``since``/``until`` filter on the publication date stored in the index; ``only``
+        keeps just these chunk ids (how a filter the index does not store is applied).
+        """
         terms = [self.vocab[t] for t in tokenize(query) if t in self.vocab]
         if not terms or not len(self):
             return LexicalScores(self, None)
@@ -136,7 +143,7 @@ class BM25Index:
         cols = list(counts)
         qtf = np.array([counts[c] for c in cols], dtype=np.float32)
         scores = np.asarray(self.weights[:, cols] @ qtf).ravel()
-        mask = self._mask(since, until, sources)
+        mask = self._mask(since, until, sources, only)
         if mask is not None:
             scores = np.where(mask, scores, 0.0)
         return LexicalScores(self, scores)
@@ -180,11 +187,20 @@ class BM25Index:
         return total
 
     def _mask(
-        self, since: date | None, until: date | None, sources: Sequence[str] | None
+        self,
+        since: date | None,
+        until: date | None,
+        sources: Sequence[str] | None,
+        only: Collection[str] | None = None,
     ) -> np.ndarray | None:
-        if not (since or until or sources):
+        if not (since or until or sources or only is not None):
             return None
         mask = np.ones(len(self), dtype=bool)
+        if only is not None:
+            rows = self._row_of()
+            keep = np.zeros(len(self), dtype=bool)
+            keep[[rows[c] for c in only if c in rows]] = True
+            mask &= keep
         if since:
             mask &= self.published >= int(since.strftime("%Y%m%d"))
         if until:
@@ -194,8 +210,10 @@ class BM25Index:
         return mask
 
     def save(self, path: Path) -> None:
-        """Atomic: a reader sees the old file or the new one, never half of one."""
-        tmp = path.with_suffix(".tmp.npz")
+        """Atomic: a reader sees the old file or the new one, never half of one. Several
+        processes may save one generation at once (a query in `serve`, a CLI ingest): each
+        writes a temporary file of its own, then renames it into place."""
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}-{threading.get_ident()}.tmp.npz")
         vocab_terms = np.array(sorted(self.vocab, key=self.vocab.__getitem__), dtype=str)
         np.savez(
             tmp,
@@ -229,7 +247,7 @@ class BM25Index:
                     f["sources"].astype(object),
                     int(f["generation"][0]),
                 )
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
             log.warning("BM25 index at %s is unreadable (%s); it will be rebuilt", path, exc)
             return None
 

@@ -31,6 +31,14 @@ class Paper(BaseModel):
     upvotes: int | None = None
     comments: int | None = None
     categories: tuple[str, ...] = ()
+    listed: date | None = Field(
+        default=None,
+        description=(
+            "The day a feed listed the paper. From a source: the day this source listed it, "
+            "when it says (HF entry date, HF page date, a `listed` column), else None. From "
+            "the corpus: the first day any feed listed it (None when never listed)."
+        ),
+    )
 
     @property
     def content_hash(self) -> str:
@@ -46,6 +54,22 @@ class Paper(BaseModel):
         if self.arxiv_id:
             return f"https://arxiv.org/abs/{self.arxiv_id}"
         return None
+
+
+DateField = Literal["listed", "published"]
+"""Which date picks papers by day: the day a feed listed them (the default everywhere), or
+their own publication date."""
+MANUAL_FEED = "manual"  # the feed name of an ingest no feed made (`paperbot ingest FILE`)
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """One feed listing one paper on one day (an HF Daily Papers date, an arXiv announcement)."""
+
+    paper_id: str
+    feed: str
+    day: date
+    first_seen_at: float  # UNIX time this listing was first recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +127,7 @@ class IngestReport:
     failed: list[RecordError] = field(default_factory=list)
     chunks_embedded: int = 0
     chunks_deleted: int = 0
+    listings_added: int = 0  # (paper, feed, day) listings recorded for the first time
 
     @property
     def seen(self) -> int:

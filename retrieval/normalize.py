@@ -105,6 +105,7 @@ def make_paper(
     pdf_url: str | None = None,
     upvotes: int | None = None,
     comments: int | None = None,
+    listed: date | None = None,
 ) -> Paper:
     """Validate and normalise one record into a Paper, or raise InvalidRecord with the reason."""
     clean_title = clean_text(title or "")
@@ -127,6 +128,7 @@ def make_paper(
         "pdf_url": pdf_url or None,
         "upvotes": upvotes,
         "comments": comments,
+        "listed": listed,
     }
     if parsed:
         fields.update(paper_id=parsed[0], arxiv_id=parsed[0], version=parsed[1])

@@ -1,4 +1,11 @@
-"""Hybrid retrieval: dense (Chroma) and BM25 candidates fused, then grouped by paper."""
+"""Hybrid retrieval: dense (Chroma) and BM25 candidates fused, then grouped by paper.
+
+Date filters pick papers by their listing day by default (`SearchFilters.by`). That day lives
+in the state only (a listing changes no chunk, so neither index is rewritten for it): the
+searcher asks the state which chunks are in the window, masks BM25 to them and scores them
+exactly from the embedding cache (or, for a very large window, filters Chroma's nearest
+neighbours). Filters by publication date are applied inside both indexes.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,7 @@ from typing import Literal
 import numpy as np
 
 from retrieval.lexical import BM25Index, LexicalScores
-from retrieval.models import Hit
+from retrieval.models import DateField, Hit
 from retrieval.settings import RetrievalSettings
 from retrieval.state import StateStore
 from retrieval.store import VectorStore
@@ -21,17 +28,35 @@ log = logging.getLogger(__name__)
 Mode = Literal["hybrid", "dense", "lexical"]
 Fusion = Literal["convex", "minmax", "rrf"]
 MODES: tuple[Mode, ...] = ("lexical", "dense", "hybrid")
+DATE_FIELDS: tuple[DateField, ...] = ("listed", "published")
+# A listing-day window of at most this many chunks is scored exactly from the embedding
+# cache; a larger one filters an over-fetched Chroma result.
+EXACT_DENSE_LIMIT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
 class SearchFilters:
+    """Which papers a search may return: a day range, sources.
+
+    ``by="listed"`` (the default) dates a paper by the first day a feed listed it (a paper
+    never listed: by its publication date), ``by="published"`` by its publication date.
+    """
+
     since: date | None = None
     until: date | None = None
     sources: tuple[str, ...] = ()
+    by: DateField = "listed"
 
     def __post_init__(self) -> None:
         if self.since and self.until and self.since > self.until:
             raise ValueError(f"--since {self.since} is after --until {self.until}")
+        if self.by not in DATE_FIELDS:
+            raise ValueError(f"by must be one of {', '.join(DATE_FIELDS)}, not {self.by!r}")
+
+    @property
+    def by_listing(self) -> bool:
+        """A day range on listing days: resolved through the state, not the indexes."""
+        return self.by == "listed" and bool(self.since or self.until)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,11 +157,16 @@ class HybridSearcher:
         if not query:
             return []
         flt = filters or SearchFilters()
+        allowed = self._window(flt)
+        if allowed is not None and not allowed:
+            return []
         query_vec = self._embed_query(query) if mode in ("hybrid", "dense") else None
-        dense = self._dense(query_vec, flt) if query_vec is not None else []
+        dense = self._dense(query_vec, flt, allowed) if query_vec is not None else []
         index = self._lexical() if mode != "dense" else None
         scored = None
-        if index is not None:
+        if index is not None and allowed is not None:
+            scored = index.query(query, only=allowed)
+        elif index is not None:
             srcs = flt.sources or None
             scored = index.query(query, since=flt.since, until=flt.until, sources=srcs)
         lexical = scored.top(self.candidates) if scored is not None else []
@@ -147,11 +177,33 @@ class HybridSearcher:
         hits = self._group_by_paper(candidates, k)
         return [_with_coverage(h, ceiling) for h in hits] if lexical else hits
 
-    def _dense(self, vector: np.ndarray, flt: SearchFilters) -> list[tuple[str, float]]:
-        n = min(self.candidates, max(self._vector_count(), 1))
-        return self._store.query(
-            vector, n, since=flt.since, until=flt.until, sources=flt.sources or None
-        )
+    def _window(self, flt: SearchFilters) -> set[str] | None:
+        """The chunk ids a listing-day filter allows, read from the state now (so a listing
+        recorded a moment ago counts); None when no such filter is set."""
+        if not flt.by_listing:
+            return None
+        paper_ids = self._state.paper_ids_between(flt.since, flt.until, flt.sources, "listed")
+        return {cid for ids in self._state.chunk_ids_for(paper_ids).values() for cid in ids}
+
+    def _dense(
+        self, vector: np.ndarray, flt: SearchFilters, allowed: set[str] | None = None
+    ) -> list[tuple[str, float]]:
+        total = max(self._vector_count(), 1)
+        if allowed is None:
+            n = min(self.candidates, total)
+            return self._store.query(
+                vector, n, since=flt.since, until=flt.until, sources=flt.sources or None
+            )
+        if self._vectors_for is not None and len(allowed) <= EXACT_DENSE_LIMIT:
+            vectors = self._vectors_for(sorted(allowed))
+            exact = [(cid, float(np.dot(v, vector))) for cid, v in vectors.items()]
+            exact.sort(key=lambda kv: (-kv[1], kv[0]))
+            return exact[: self.candidates]
+        # A large window: over-fetch nearest neighbours in proportion to what it leaves out.
+        share = len(allowed) / total
+        n = min(total, max(self.candidates, int(2 * self.candidates / max(share, 1e-6))))
+        near = self._store.query(vector, n, sources=flt.sources or None)
+        return [(cid, score) for cid, score in near if cid in allowed][: self.candidates]
 
     def _vector_count(self) -> int:
         """Chunks in the index, re-read from the state only when its generation changes
@@ -207,10 +259,11 @@ class HybridSearcher:
         best: dict[str, _Candidate] = {}
         dense_max: dict[str, float] = {}
         lexical_max: dict[str, float] = {}
+        unknown = 0
         for cand in candidates:  # best first: the first chunk seen per paper represents it
             chunk = chunks.get(cand.chunk_id)
-            if chunk is None:
-                log.warning("chunk %s is in an index but not in the state; skipping", cand.chunk_id)
+            if chunk is None:  # a crash mid-ingest, or another state's vectors
+                unknown += 1
                 continue
             pid = chunk.paper_id
             if pid not in best and len(best) < k:
@@ -219,6 +272,8 @@ class HybridSearcher:
                 dense_max[pid] = max(dense_max.get(pid, -1.0), cand.dense)
             if cand.lexical is not None:
                 lexical_max[pid] = max(lexical_max.get(pid, 0.0), cand.lexical)
+        if unknown:
+            log.debug("%d candidate chunk(s) are in an index but not in the state", unknown)
         papers = self._state.get_papers(list(best))
         hits: list[Hit] = []
         for pid, cand in best.items():

@@ -12,7 +12,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -22,14 +22,18 @@ from typing import Any
 import numpy as np
 
 from retrieval.migrations import migrate
-from retrieval.models import Chunk, Paper
+from retrieval.models import Chunk, DateField, Listing, Paper
 from retrieval.normalize import title_key
-from retrieval.state_schema import MIGRATIONS
-
-_PAPER_COLUMNS = (
-    "paper_id, title, title_key, abstract, authors, published, updated, source, arxiv_id, "
-    "version, url, pdf_url, upvotes, comments, categories, content_hash"
+from retrieval.state_rows import (
+    DAY_SQL,
+    READ_COLUMNS,
+    insert_listings,
+    paper_filters,
+    row_to_chunk,
+    row_to_paper,
+    upsert_paper,
 )
+from retrieval.state_schema import MIGRATIONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +57,10 @@ class Change:
 class StateStore:
     """Thread-safe wrapper over one SQLite connection (WAL, so readers never block writers)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self._clock = clock  # when papers are ingested and listings first seen
         self._lock = threading.RLock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.row_factory = sqlite3.Row
@@ -124,9 +129,9 @@ class StateStore:
         for start in range(0, len(ids), 500):
             batch = ids[start : start + 500]
             marks = ",".join("?" * len(batch))
-            sql = f"SELECT {_PAPER_COLUMNS} FROM papers WHERE paper_id IN ({marks})"
+            sql = f"SELECT {READ_COLUMNS} FROM papers WHERE paper_id IN ({marks})"
             for row in self._query(sql, batch):
-                paper = _row_to_paper(row)
+                paper = row_to_paper(row)
                 found[paper.paper_id] = StoredVersion(row["content_hash"], row["version"], paper)
         return found
 
@@ -135,8 +140,8 @@ class StateStore:
         return [r["paper_id"] for r in rows]
 
     def get_paper(self, paper_id: str) -> Paper | None:
-        rows = self._query(f"SELECT {_PAPER_COLUMNS} FROM papers WHERE paper_id = ?", (paper_id,))
-        return _row_to_paper(rows[0]) if rows else None
+        rows = self._query(f"SELECT {READ_COLUMNS} FROM papers WHERE paper_id = ?", (paper_id,))
+        return row_to_paper(rows[0]) if rows else None
 
     def get_papers(self, paper_ids: Sequence[str]) -> dict[str, Paper]:
         return {pid: v.paper for pid, v in self.stored_versions(paper_ids).items()}
@@ -149,21 +154,109 @@ class StateStore:
         source: str | None = None,
         limit: int | None = None,
         offset: int = 0,
+        by: DateField = "listed",
     ) -> list[Paper]:
-        where, params = _paper_filters(since, until, source)
+        """Papers whose day (see `state_rows.DAY_SQL`) is in [since, until], newest day first."""
+        where, params = paper_filters(since, until, source, by)
+        day = DAY_SQL[by]
         sql = (
-            f"SELECT {_PAPER_COLUMNS} FROM papers {where} "
-            "ORDER BY published IS NULL, published DESC, upvotes DESC, title LIMIT ? OFFSET ?"
+            f"SELECT {READ_COLUMNS} FROM papers {where} "
+            # SQLite sorts NULL lowest: papers without a day come last, and the day index
+            # serves the order
+            f"ORDER BY {day} DESC, upvotes DESC, title LIMIT ? OFFSET ?"
         )
         rows = self._query(sql, [*params, -1 if limit is None else limit, offset])
-        return [_row_to_paper(r) for r in rows]
+        return [row_to_paper(r) for r in rows]
+
+    def paper_ids_between(
+        self,
+        since: date | None,
+        until: date | None,
+        sources: Sequence[str] = (),
+        by: DateField = "listed",
+    ) -> list[str]:
+        """Ids of the papers whose day is in [since, until] (and of one of these sources)."""
+        where, params = paper_filters(since, until, None, by)
+        if sources:
+            clause = f"source IN ({','.join('?' * len(sources))})"
+            where = f"{where} AND {clause}" if where else f"WHERE {clause}"
+            params = [*params, *sources]
+        return [r["paper_id"] for r in self._query(f"SELECT paper_id FROM papers {where}", params)]
+
+    def latest_day(self, by: DateField = "listed") -> date | None:
+        """The most recent day any paper has (its first listing day, else publication)."""
+        value = self._query(f"SELECT MAX({DAY_SQL[by]}) AS day FROM papers")[0]["day"]
+        return date.fromisoformat(value) if value else None
 
     def papers_ingested_since(self, since: float) -> list[Paper]:
         rows = self._query(
-            f"SELECT {_PAPER_COLUMNS} FROM papers WHERE ingested_at > ? ORDER BY ingested_at",
+            f"SELECT {READ_COLUMNS} FROM papers WHERE ingested_at > ? ORDER BY ingested_at",
             (since,),
         )
-        return [_row_to_paper(r) for r in rows]
+        return [row_to_paper(r) for r in rows]
+
+    def papers_arrived_since(self, since: float) -> list[Paper]:
+        """Papers that arrived after a UNIX time, oldest first. A paper arrives when a feed
+        first lists it (else, never listed, when it is first ingested): an old paper a feed
+        lists today is new today; one a second feed lists again is not."""
+        arrived = (
+            "COALESCE((SELECT MIN(l.first_seen_at) FROM listings l "
+            "WHERE l.paper_id = papers.paper_id), ingested_at)"
+        )
+        rows = self._query(
+            f"SELECT {READ_COLUMNS}, {arrived} AS arrived FROM papers "
+            "WHERE (ingested_at > ? OR paper_id IN "
+            "(SELECT paper_id FROM listings WHERE first_seen_at > ?)) "
+            f"AND {arrived} > ? ORDER BY arrived, paper_id",
+            (since, since, since),
+        )
+        return [row_to_paper(r) for r in rows]
+
+    # --- listings ---
+    def listings(
+        self,
+        *,
+        paper_ids: Sequence[str] | None = None,
+        feed: str | None = None,
+        since: date | None = None,
+        until: date | None = None,
+    ) -> list[Listing]:
+        """Listings by paper, feed and/or day range, oldest day first."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if paper_ids is not None:
+            if not paper_ids:
+                return []
+            clauses.append(f"paper_id IN ({','.join('?' * len(paper_ids))})")
+            params.extend(paper_ids)
+        if feed is not None:
+            clauses.append("feed = ?")
+            params.append(feed)
+        if since:
+            clauses.append("day >= ?")
+            params.append(since.isoformat())
+        if until:
+            clauses.append("day <= ?")
+            params.append(until.isoformat())
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = self._query(
+            f"SELECT paper_id, feed, day, first_seen_at FROM listings {where} "
+            "ORDER BY day, feed, paper_id",
+            params,
+        )
+        return [
+            Listing(r["paper_id"], r["feed"], date.fromisoformat(r["day"]), r["first_seen_at"])
+            for r in rows
+        ]
+
+    def add_listings(self, listings: Iterable[tuple[str, str, date]]) -> int:
+        """Record (paper id, feed, day) listings of stored papers; returns how many were new.
+        A listing changes no chunk: the generation stays, readers see it at once."""
+        rows = list(listings)
+        if not rows:
+            return 0
+        with self.transaction() as db:
+            return insert_listings(db, rows, self._clock())
 
     def count_papers(self) -> int:
         return int(self._query("SELECT COUNT(*) AS n FROM papers")[0]["n"])
@@ -174,12 +267,18 @@ class StateStore:
             for r in self._query("SELECT source, COUNT(*) AS n FROM papers GROUP BY source")
         }
         span = self._query("SELECT MIN(published) AS lo, MAX(published) AS hi FROM papers")[0]
+        listed = self._query("SELECT COUNT(*) AS n, MIN(day) AS lo, MAX(day) AS hi FROM listings")[
+            0
+        ]
         return {
             "papers": self.count_papers(),
             "chunks": self.count_chunks(),
             "by_source": by_source,
             "earliest": span["lo"],
             "latest": span["hi"],
+            "listings": int(listed["n"]),
+            "earliest_listed": listed["lo"],
+            "latest_listed": listed["hi"],
             "cached_embeddings": int(
                 self._query("SELECT COUNT(*) AS n FROM embedding_cache")[0]["n"]
             ),
@@ -215,7 +314,7 @@ class StateStore:
                 f"JOIN papers p USING (paper_id) WHERE c.chunk_id IN ({marks})"
             )
             for row in self._query(sql, batch):
-                found[row["chunk_id"]] = _row_to_chunk(row)
+                found[row["chunk_id"]] = row_to_chunk(row)
         return found
 
     def iter_chunks(self) -> Iterator[tuple[Chunk, str | None, str]]:
@@ -225,21 +324,34 @@ class StateStore:
             "p.source FROM chunks c JOIN papers p USING (paper_id) ORDER BY c.chunk_id"
         )
         for row in self._query(sql):
-            yield _row_to_chunk(row), row["published"], row["source"]
+            yield row_to_chunk(row), row["published"], row["source"]
 
     # --- writes ---
-    def apply(self, changes: Sequence[Change], vectors: dict[str, np.ndarray], model: str) -> None:
-        """Write papers, their chunks and new embeddings in one transaction.
+    def apply(
+        self,
+        changes: Sequence[Change],
+        vectors: dict[str, np.ndarray],
+        model: str,
+        listings: Iterable[tuple[str, str, date]] = (),
+    ) -> int:
+        """Write papers, their chunks, new embeddings and listings in one transaction.
 
         Marks the vector index dirty in the same transaction, so a crash before the vector
-        store has caught up is repaired by the next reconcile.
+        store has caught up is repaired by the next reconcile. A paper that replaces another
+        (a title-hash duplicate) takes over its listings. Returns the new listings' count.
         """
-        now = time.time()
+        now = self._clock()
         with self.transaction() as db:
             for change in changes:
+                new_id = change.paper.paper_id
+                upsert_paper(db, change.paper, now, content_changed=change.chunks is not None)
                 for old_id in change.replaces:
+                    db.execute(
+                        "INSERT OR IGNORE INTO listings(paper_id, feed, day, first_seen_at) "
+                        "SELECT ?, feed, day, first_seen_at FROM listings WHERE paper_id = ?",
+                        (new_id, old_id),
+                    )
                     db.execute("DELETE FROM papers WHERE paper_id = ?", (old_id,))
-                _upsert_paper(db, change.paper, now, content_changed=change.chunks is not None)
                 if change.chunks is not None:
                     db.execute("DELETE FROM chunks WHERE paper_id = ?", (change.paper.paper_id,))
                     db.executemany(
@@ -251,8 +363,10 @@ class StateStore:
                         ],
                     )
             self._put_vectors(db, vectors, model)
+            added = insert_listings(db, list(listings), now)
             if any(c.chunks is not None or c.replaces for c in changes):
                 self._bump(db)
+        return added
 
     def delete_papers(self, paper_ids: Sequence[str]) -> int:
         with self.transaction() as db:
@@ -310,78 +424,3 @@ class StateStore:
             "INSERT OR IGNORE INTO embedding_cache(model, text_hash, vector) VALUES (?, ?, ?)",
             [(model, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in vectors.items()],
         )
-
-
-def _upsert_paper(db: sqlite3.Connection, paper: Paper, now: float, content_changed: bool) -> None:
-    values = _paper_to_row(paper)
-    db.execute(
-        f"INSERT INTO papers({_PAPER_COLUMNS}, ingested_at, changed_at) "
-        f"VALUES ({','.join('?' * (len(values) + 2))}) "
-        "ON CONFLICT(paper_id) DO UPDATE SET "
-        + ", ".join(f"{c.strip()}=excluded.{c.strip()}" for c in _PAPER_COLUMNS.split(",")[1:])
-        + (", changed_at=excluded.changed_at" if content_changed else ""),
-        (*values, now, now),
-    )
-
-
-def _paper_to_row(p: Paper) -> tuple[Any, ...]:
-    return (
-        p.paper_id,
-        p.title,
-        title_key(p.title),
-        p.abstract,
-        json.dumps(list(p.authors)),
-        p.published.isoformat() if p.published else None,
-        p.updated.isoformat() if p.updated else None,
-        p.source,
-        p.arxiv_id,
-        p.version,
-        p.url,
-        p.pdf_url,
-        p.upvotes,
-        p.comments,
-        json.dumps(list(p.categories)),
-        p.content_hash,
-    )
-
-
-def _row_to_paper(row: sqlite3.Row) -> Paper:
-    return Paper(
-        paper_id=row["paper_id"],
-        title=row["title"],
-        abstract=row["abstract"],
-        authors=tuple(json.loads(row["authors"])),
-        published=date.fromisoformat(row["published"]) if row["published"] else None,
-        updated=date.fromisoformat(row["updated"]) if row["updated"] else None,
-        source=row["source"],
-        arxiv_id=row["arxiv_id"],
-        version=row["version"],
-        url=row["url"],
-        pdf_url=row["pdf_url"],
-        upvotes=row["upvotes"],
-        comments=row["comments"],
-        categories=tuple(json.loads(row["categories"])),
-    )
-
-
-def _row_to_chunk(row: sqlite3.Row) -> Chunk:
-    return Chunk(
-        row["chunk_id"], row["paper_id"], row["idx"], row["text"], row["n_tokens"], row["title"]
-    )
-
-
-def _paper_filters(
-    since: date | None, until: date | None, source: str | None
-) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    if since:
-        clauses.append("published >= ?")
-        params.append(since.isoformat())
-    if until:
-        clauses.append("published <= ?")
-        params.append(until.isoformat())
-    if source:
-        clauses.append("source = ?")
-        params.append(source)
-    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params

@@ -77,6 +77,34 @@ _V2 = (
     "ALTER TABLE embedding_cache_v2 RENAME TO embedding_cache",
 )
 
+# Version 3: when each feed listed each paper, apart from its publication date. A paper's
+# first listing day is kept in papers.listed by a trigger (an index serves digests and date
+# filters: a paper never listed is picked by its publication date). Papers of the HF page
+# source were dated by their page, so that date is their listing day ("manual": no feed
+# named it); other sources' dates are publication dates: those papers get a listing when a
+# feed lists them, and until then are picked by publication date as before.
+_V3 = (
+    """CREATE TABLE listings (
+        paper_id TEXT NOT NULL REFERENCES papers(paper_id) ON DELETE CASCADE,
+        feed TEXT NOT NULL,
+        day TEXT NOT NULL,
+        first_seen_at REAL NOT NULL,
+        PRIMARY KEY (paper_id, feed, day)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX listings_day ON listings(day, feed)",
+    "CREATE INDEX listings_seen ON listings(first_seen_at)",
+    "ALTER TABLE papers ADD COLUMN listed TEXT",
+    "CREATE INDEX papers_day ON papers(COALESCE(listed, published))",
+    "CREATE INDEX papers_ingested ON papers(ingested_at)",  # what arrived since (notify)
+    """CREATE TRIGGER listings_first_day AFTER INSERT ON listings BEGIN
+        UPDATE papers SET listed = NEW.day
+        WHERE paper_id = NEW.paper_id AND (listed IS NULL OR listed > NEW.day);
+    END""",
+    "INSERT INTO listings(paper_id, feed, day, first_seen_at) "
+    "SELECT paper_id, 'manual', published, ingested_at FROM papers "
+    "WHERE source = 'hf_page' AND published IS NOT NULL",
+)
+
 MIGRATIONS = (
     Migration(1, "the corpus tables", lambda db: execute_all(db, _V1)),
     Migration(
@@ -84,6 +112,9 @@ MIGRATIONS = (
         "the embedding cache as a rowid table",
         lambda db: execute_all(db, _V2),
         compact=True,
+    ),
+    Migration(
+        3, "feed listings: the day each feed listed each paper", lambda db: execute_all(db, _V3)
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

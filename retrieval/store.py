@@ -1,10 +1,14 @@
 """The vector store: Chroma, embedded (PersistentClient) or a server (`chroma run`).
 
-The only module that imports chromadb, and the home of everything Chroma-specific: the
-collection wrapper and `ChromaEmbeddingFunction`, the adapter that lets Chroma call our
-embedder. Vectors are computed by our embedder (with its cache) and passed in; the embedding
-function is still attached to the collection so that anyone who opens it through Chroma's own
-API embeds queries with the same model.
+The only module that imports chromadb at run time: the collection wrapper, with
+`ChromaEmbeddingFunction` (retrieval/chroma_function.py) attached to the collection so that
+anyone who opens it through Chroma's own API embeds queries with the same model. Vectors are
+computed by our embedder (with its cache) and passed in.
+
+Freshness: `VectorStore.reopen` gives a running process a view of vectors another process
+wrote (the corpus calls it when the state says the index changed). Ownership: the store
+stamps vectors with the state that wrote them and refuses writes when told to be read-only;
+the policy (who may write a collection) is `retrieval/ownership.py`'s.
 """
 
 from __future__ import annotations
@@ -12,23 +16,49 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 import numpy as np
 
-from retrieval.embeddings import LOCAL_MODEL_ID, Embedder, LocalMiniLMEmbedder, Matrix
-from retrieval.errors import EmbeddingError, StoreUnavailableError
+from retrieval.chroma_client import (
+    SPACE,
+    Handle,
+    connect_embedded,
+    connect_server,
+    create_collection,
+    get_collection,
+    is_connection_error,
+)
+from retrieval.chroma_function import ChromaEmbeddingFunction
+from retrieval.errors import PaperbotError, StoreUnavailableError
 from retrieval.settings import RetrievalSettings
 
-if TYPE_CHECKING:
-    from chromadb.api.types import Embeddable, Embeddings
+__all__ = ["ChromaEmbeddingFunction", "ChunkMeta", "Owner", "VectorStore", "collection_name"]
 
 log = logging.getLogger(__name__)
 
 _ID_PAGE = 5000
+_NO_ROWS: dict[str, list[Any]] = {"ids": [], "metadatas": []}  # `get` on a missing collection
+# In the collection's metadata: the id of the corpus state that owns the collection, and a
+# label saying where that state lives; in each vector's metadata: the state that wrote it.
+OWNER_KEY = "paperbot_owner"
+OWNER_LABEL_KEY = "paperbot_owner_label"
+
+
+class CollectionOwnedError(PaperbotError):
+    """A write to a Chroma collection that belongs to another corpus state was refused."""
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """A corpus state as a collection owner: its random id and, for messages, where it is."""
+
+    state_id: str
+    label: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,38 +81,146 @@ def collection_name(prefix: str, model_id: str) -> str:
 
 
 class VectorStore:
-    """A Chroma collection of chunk vectors with paper metadata."""
+    """A Chroma collection of chunk vectors with paper metadata.
 
-    def __init__(self, client: Any, name: str, embedding_function: Any, where: str) -> None:
-        self._client = client
+    Thread-safe, and reopenable while in use: every call runs on the current *handle* (a
+    client and its collection); `reopen` retires the handle and the next call connects afresh.
+    A call already running on a retired handle finishes on it; the handle is closed (in
+    embedded mode, its chroma System is stopped, freeing the in-memory index) when its last
+    call returns.
+
+    Ownership (see `retrieval/ownership.py`): `writer` stamps every vector written with the
+    owning state's id; `read_only` (a message) makes every write refuse.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], tuple[Any, Any | None]],
+        name: str,
+        embedding_function: Any,
+        where: str,
+        *,
+        embedded: bool = False,
+    ) -> None:
+        self._connect = connect  # -> (client, the chroma System it alone holds, or None)
         self.name = name
         self.where = where  # human-readable location, for messages
+        self.embedded = embedded
         self._ef = embedding_function
-        self._collection: Any | None = None
+        self._lock = threading.Lock()
+        self._handle: Handle | None = None
+        self.writer: Owner | None = None
+        self.read_only: str | None = None
+        self.writes = 0  # write calls so far (the corpus tells readers the index changed)
+        self.reopens = 0
 
     @classmethod
     def from_settings(
         cls, settings: RetrievalSettings, model_id: str, embedding_function: Any
     ) -> VectorStore:
-        client, where = _make_client(settings)
-        return cls(
-            client, collection_name(settings.chroma_collection, model_id), embedding_function, where
-        )
+        if settings.chroma_host:
+            scheme = "https" if settings.chroma_ssl else "http"
+            where = f"{scheme}://{settings.chroma_host}:{settings.chroma_port}"
+            connect = functools.partial(connect_server, settings, where)
+        else:
+            where = str(settings.chroma_path)
+            connect = functools.partial(connect_embedded, settings.chroma_path)
+        name = collection_name(settings.chroma_collection, model_id)
+        return cls(connect, name, embedding_function, where, embedded=not settings.chroma_host)
 
+    # --- handles: open lazily, reopen safely under concurrent calls ---
     @property
     def collection(self) -> Any:
-        if self._collection is None:
-            self._collection = self._call(
+        """The current chroma collection (for tests and Chroma's own API)."""
+        handle = self._acquire()
+        try:
+            return self._open(handle)
+        finally:
+            self._release(handle)
+
+    def reopen(self) -> None:
+        """See the index as it is now.
+
+        Embedded Chroma keeps its index in memory per client, so another process's writes
+        stay invisible to a client opened before them: the next call opens a fresh client.
+        A server holds the index itself: the client stays, and the next call only fetches
+        the collection again (which picks up a collection dropped and recreated meanwhile).
+        """
+        with self._lock:
+            self.reopens += 1
+            old = self._handle
+            if old is None:
+                return
+            if not self.embedded:
+                old.collection = None  # calls in flight keep the collection they hold
+                return
+            self._handle = None
+        self._retire(old)
+
+    def close(self) -> None:
+        """Release the connection (a later call reconnects)."""
+        with self._lock:
+            old, self._handle = self._handle, None
+        if old is not None:
+            self._retire(old)
+
+    def _acquire(self) -> Handle:
+        with self._lock:
+            if self._handle is None:
+                self._handle = Handle(*self._call("connect", self._connect))
+            handle = self._handle
+            handle.users += 1
+            return handle
+
+    def _release(self, handle: Handle) -> None:
+        with self._lock:
+            handle.users -= 1
+            close = handle.retired and handle.users == 0 and not handle.closed
+            handle.closed = handle.closed or close
+        if close:
+            handle.close()
+
+    def _retire(self, handle: Handle) -> None:
+        with self._lock:
+            handle.retired = True
+            close = handle.users == 0 and not handle.closed
+            handle.closed = handle.closed or close
+        if close:
+            handle.close()
+
+    def _run(self, what: str, method: str, *, missing: Any = None, **kwargs: Any) -> Any:
+        """Call a method of the collection on the current handle. Reads (``missing`` given:
+        what to return when the collection does not exist) never create the collection;
+        writes create it (a corpus has claimed it first, creating it with its stamp)."""
+        handle = self._acquire()
+        try:
+            collection = self._open(handle, create=missing is None)
+            if collection is None:
+                return missing
+            try:
+                return self._call(what, getattr(collection, method), **kwargs)
+            except StoreUnavailableError:
+                handle.collection = None  # reopen after the server comes back
+                raise
+        finally:
+            self._release(handle)
+
+    def _open(self, handle: Handle, *, create: bool = True) -> Any | None:
+        if handle.collection is None and not create:
+            handle.collection = self._call("open the collection", self._get, handle.client)
+        elif handle.collection is None:
+            handle.collection = self._call(
                 "open the collection",
-                self._client.get_or_create_collection,
+                handle.client.get_or_create_collection,
                 name=self.name,
                 embedding_function=self._ef,
-                configuration={"hnsw": {"space": "cosine"}},
+                configuration=SPACE,
             )
-        return self._collection
+        return handle.collection
 
+    # --- vectors ---
     def count(self) -> int:
-        return int(self._call("count vectors", self.collection.count))
+        return int(self._run("count vectors", "count", missing=0))
 
     def ids(self) -> set[str]:
         return set(self.iter_ids())
@@ -90,8 +228,8 @@ class VectorStore:
     def iter_ids(self) -> Iterator[str]:
         offset = 0
         while True:
-            page = self._call(
-                "list ids", self.collection.get, include=[], limit=_ID_PAGE, offset=offset
+            page = self._run(
+                "list ids", "get", missing=_NO_ROWS, include=[], limit=_ID_PAGE, offset=offset
             )
             yield from page["ids"]
             if len(page["ids"]) < _ID_PAGE:
@@ -99,25 +237,45 @@ class VectorStore:
             offset += _ID_PAGE
 
     def upsert(self, ids: Sequence[str], vectors: np.ndarray, metas: Sequence[ChunkMeta]) -> None:
+        """Write vectors, each stamped with the writer's state id (when the store has one)."""
         if not ids:
             return
+        self._check_writable()
+        stamp: dict[str, str | int] = {OWNER_KEY: self.writer.state_id} if self.writer else {}
         step = self._batch_size()
         for start in range(0, len(ids), step):
             end = start + step
-            self._call(
+            self.writes += 1
+            self._run(
                 "write vectors",
-                self.collection.upsert,
+                "upsert",
                 ids=list(ids[start:end]),
                 embeddings=vectors[start:end],
-                metadatas=[m.as_metadata() for m in metas[start:end]],
+                metadatas=[m.as_metadata() | stamp for m in metas[start:end]],
             )
 
     def delete(self, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        self._check_writable()
         step = self._batch_size()
         for start in range(0, len(ids), step):
-            self._call(
-                "delete vectors", self.collection.delete, ids=list(ids[start : start + step])
+            self.writes += 1
+            self._run("delete vectors", "delete", ids=list(ids[start : start + step]))
+
+    def stamps(self, ids: Sequence[str]) -> dict[str, str | None]:
+        """Which state wrote each of these vectors (None: no stamp, written before stamps
+        existed); ids not in the collection are left out."""
+        found: dict[str, str | None] = {}
+        for start in range(0, len(ids), _ID_PAGE):
+            batch = list(ids[start : start + _ID_PAGE])
+            page = self._run(
+                "read vector owners", "get", missing=_NO_ROWS, ids=batch, include=["metadatas"]
             )
+            for vid, meta in zip(page["ids"], page["metadatas"] or [], strict=False):
+                owner = (meta or {}).get(OWNER_KEY)
+                found[vid] = str(owner) if owner is not None else None
+        return found
 
     def query(
         self,
@@ -129,9 +287,10 @@ class VectorStore:
         sources: Sequence[str] | None = None,
     ) -> list[tuple[str, float]]:
         """Nearest chunks as (chunk id, cosine similarity), best first."""
-        result = self._call(
+        result = self._run(
             "search vectors",
-            self.collection.query,
+            "query",
+            missing={"ids": [[]], "distances": [[]]},
             query_embeddings=[np.asarray(vector, dtype=np.float32)],
             n_results=n,
             where=_where(since, until, sources),
@@ -142,60 +301,81 @@ class VectorStore:
         return [(i, 1.0 - float(d)) for i, d in zip(ids, distances, strict=True)]
 
     def drop(self) -> None:
-        self._call("drop the collection", self._client.delete_collection, self.name)
-        self._collection = None
+        self._check_writable()
+        self.writes += 1
+        self._use_client("drop the collection", lambda client: client.delete_collection(self.name))
+        self._forget_collection()
+
+    # --- the collection's own metadata (who owns it) ---
+    def metadata(self) -> dict[str, Any] | None:
+        """The collection's metadata as Chroma has it now ({} when it has none), or None
+        when the collection does not exist yet. Reading never creates it."""
+        found = self._use_client("read the collection", self._get)
+        return None if found is None else dict(found.metadata or {})
+
+    def create_with_metadata(self, metadata: dict[str, str]) -> bool:
+        """Create the collection with this metadata, atomically: False when it exists
+        already (someone created it first), whatever its metadata."""
+        made = self._use_client(
+            "create the collection",
+            lambda client: create_collection(client, self.name, self._ef, metadata),
+        )
+        return made is not None
+
+    def update_metadata(self, updates: dict[str, str]) -> None:
+        """Merge keys into the collection's metadata as Chroma has it now (Chroma's `modify`
+        replaces the metadata whole)."""
+
+        def merge(client: Any) -> None:
+            fresh = self._get(client)
+            if fresh is not None:
+                fresh.modify(metadata={**(fresh.metadata or {}), **updates})
+
+        self._use_client("stamp the collection", merge)
+        self._forget_collection()  # the cached collection model has the old metadata
+
+    def _get(self, client: Any) -> Any | None:
+        return get_collection(client, self.name, self._ef)
+
+    def _use_client(self, what: str, fn: Callable[[Any], Any]) -> Any:
+        """Run ``fn(client)`` on the current handle without opening the collection."""
+        handle = self._acquire()
+        try:
+            return self._call(what, fn, handle.client)
+        finally:
+            self._release(handle)
+
+    def _forget_collection(self) -> None:
+        with self._lock:
+            if self._handle is not None:
+                self._handle.collection = None
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise CollectionOwnedError(self.read_only)
 
     def _batch_size(self) -> int:
         try:
-            return max(1, min(int(self._client.get_max_batch_size()), 4000))
+            size = self._use_client("read the batch size", lambda c: c.get_max_batch_size())
+            return max(1, min(int(size), 4000))
+        except StoreUnavailableError:
+            raise
         except Exception:  # older servers do not report it
             return 1000
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except StoreUnavailableError:
+        except (StoreUnavailableError, CollectionOwnedError):
             raise
         except Exception as exc:
-            if _is_connection_error(exc):
-                self._collection = None  # reopen after the server comes back
+            if is_connection_error(exc):
                 raise StoreUnavailableError(
                     f"Could not {what}: the Chroma server at {self.where} is not reachable "
                     f"({exc}). "
                     "Start it (`chroma run`) or check PAPERBOT_CHROMA_HOST/PAPERBOT_CHROMA_PORT."
                 ) from exc
             raise
-
-
-def _make_client(settings: RetrievalSettings) -> tuple[Any, str]:
-    import chromadb
-    from chromadb.config import Settings as ChromaSettings
-
-    chroma_settings = ChromaSettings(anonymized_telemetry=False)
-    if settings.chroma_host:
-        where = f"{'https' if settings.chroma_ssl else 'http'}://{settings.chroma_host}:{settings.chroma_port}"
-        try:
-            client = chromadb.HttpClient(
-                host=settings.chroma_host,
-                port=settings.chroma_port,
-                ssl=settings.chroma_ssl,
-                settings=chroma_settings,
-            )
-        except Exception as exc:
-            raise StoreUnavailableError(
-                f"Could not connect to the Chroma server at {where}: {exc}. Start it with "
-                "`chroma run --path DIR --port PORT` or unset PAPERBOT_CHROMA_HOST for "
-                "embedded mode."
-            ) from exc
-        return client, where
-    settings.chroma_path.mkdir(parents=True, exist_ok=True)
-    try:
-        client = chromadb.PersistentClient(path=str(settings.chroma_path), settings=chroma_settings)
-    except Exception as exc:
-        raise StoreUnavailableError(
-            f"Could not open the embedded Chroma index at {settings.chroma_path}: {exc}"
-        ) from exc
-    return client, str(settings.chroma_path)
 
 
 def _where(
@@ -211,146 +391,3 @@ def _where(
     if not clauses:
         return None
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
-
-
-def _is_connection_error(exc: BaseException) -> bool:
-    import httpx
-
-    names = {type(e).__name__ for e in _chain(exc)}
-    return (
-        any(isinstance(e, (httpx.TransportError, ConnectionError)) for e in _chain(exc))
-        or bool(names & {"ConnectError", "ConnectTimeout", "ReadTimeout", "RemoteProtocolError"})
-        or "Could not connect to tenant" in str(exc)
-    )
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: BaseException | None = exc
-    while seen is not None:
-        yield seen
-        seen = seen.__cause__ or seen.__context__
-
-
-# --------------------------------------------------------------------------------------------
-# Chroma adapter
-# --------------------------------------------------------------------------------------------
-
-
-class _UnboundEmbedder:
-    """Stands in for an embedder Chroma rebuilt from a stored config but cannot reconstruct.
-
-    Chroma rebuilds a collection's embedding function from its stored config whenever it
-    reads the collection's configuration; that must not need an API key. Calling it means
-    the collection was opened without paperbot's embedding function.
-    """
-
-    def __init__(self, model_id: str) -> None:
-        self.model_id = model_id
-
-    @property
-    def dim(self) -> int:
-        raise self._error()
-
-    def embed(self, texts: Sequence[str]) -> Matrix:
-        raise self._error()
-
-    def embed_query(self, text: str) -> Matrix:
-        raise self._error()
-
-    def _error(self) -> EmbeddingError:
-        return EmbeddingError(
-            f"the Chroma collection embeds with {self.model_id!r}, which was not given; "
-            "open it with embedding_function=ChromaEmbeddingFunction(build_embedder(settings))"
-        )
-
-
-@functools.lru_cache(maxsize=1)
-def _shared_local_embedder() -> LocalMiniLMEmbedder:
-    return LocalMiniLMEmbedder()
-
-
-def _embedder_from_config(config: dict[str, Any]) -> Embedder:
-    model_id = str(config.get("model_id", ""))
-    if model_id == LOCAL_MODEL_ID:
-        # Chroma rebuilds the function on every configuration read: share one lazy instance
-        # so the model is loaded at most once.
-        return _shared_local_embedder()
-    return _UnboundEmbedder(model_id)
-
-
-Space = Literal["cosine", "l2", "ip"]
-
-
-class ChromaEmbeddingFunction:
-    """An `Embedder` as a chromadb (1.x) EmbeddingFunction.
-
-    Implements chromadb's EmbeddingFunction protocol structurally rather than by subclassing,
-    so importing this module does not import chromadb (~0.8 s). Chroma stores
-    ``{"name": "paperbot", "config": {"model_id": ...}}`` in the collection configuration and
-    only compares the name when a collection is reopened, so one collection per model_id is
-    the caller's job (put ``model_slug(model_id)`` in the collection name).
-    """
-
-    def __init__(self, embedder: Embedder) -> None:
-        self.embedder = embedder
-
-    # Chroma checks that the parameter is literally named `input`. The types are chromadb's
-    # (Embeddable covers images too) so that mypy accepts this class where chroma wants one.
-    def __call__(self, input: Embeddable) -> Embeddings:
-        texts = [t for t in input if isinstance(t, str)]
-        if len(texts) != len(input):
-            raise EmbeddingError("paperbot's embedding function embeds text only")
-        return list(self.embedder.embed(texts))
-
-    def embed_query(self, input: Embeddable) -> Embeddings:
-        return self(input)
-
-    def embed_with_retries(self, input: Embeddable, **_: Any) -> Embeddings:
-        return self(input)  # our embedders retry inside the client already
-
-    @staticmethod
-    def name() -> str:
-        return "paperbot"
-
-    def default_space(self) -> Space:
-        return "cosine"
-
-    def supported_spaces(self) -> list[Space]:
-        # Unit vectors: cosine, inner product and L2 rank identically.
-        return ["cosine", "ip", "l2"]
-
-    def get_config(self) -> dict[str, Any]:
-        return {"model_id": self.embedder.model_id}
-
-    @staticmethod
-    def build_from_config(config: dict[str, Any]) -> ChromaEmbeddingFunction:
-        return ChromaEmbeddingFunction(_embedder_from_config(config))
-
-    @staticmethod
-    def validate_config(config: dict[str, Any]) -> None:
-        if not config.get("model_id"):
-            raise ValueError(f"paperbot embedding config without model_id: {config}")
-
-    def validate_config_update(
-        self, old_config: dict[str, Any], new_config: dict[str, Any]
-    ) -> None:
-        if old_config.get("model_id") != new_config.get("model_id"):
-            raise ValueError(
-                f"cannot switch a collection from {old_config.get('model_id')!r} to "
-                f"{new_config.get('model_id')!r}: vectors of different models do not mix"
-            )
-
-    def is_legacy(self) -> bool:
-        return False
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, ChromaEmbeddingFunction)
-            and other.embedder.model_id == self.embedder.model_id
-        )
-
-    def __hash__(self) -> int:
-        return hash(("paperbot", self.embedder.model_id))
-
-    def __repr__(self) -> str:
-        return f"ChromaEmbeddingFunction({self.embedder.model_id!r})"

@@ -110,3 +110,81 @@ def test_schedules_and_meta(store: BotStore) -> None:
     assert store.get_meta("notify_watermark", "0") == "0"
     store.set_meta("notify_watermark", "12.5")
     assert store.get_meta("notify_watermark") == "12.5"
+
+
+# ---------------------------------------------------------------- feeds (schema v3)
+def _feed(name: str = "hf") -> dict[str, object]:
+    return {"name": name, "kind": "hf", "params": '{"tz": "UTC"}', "every_minutes": None}
+
+
+def test_a_v2_file_gains_the_feed_tables_and_keeps_its_rows(tmp_path: Path) -> None:
+    import sqlite3
+
+    from bot.slack import store_schema
+    from retrieval import migrations
+
+    path = tmp_path / "data" / "bot.sqlite3"
+    path.parent.mkdir()
+    db = sqlite3.connect(path, isolation_level=None)
+    migrations.migrate(db, store_schema.MIGRATIONS[:2], path)  # what the last release wrote
+    db.execute(
+        "INSERT INTO schedules(channel, at_time, timezone, created_at) "
+        "VALUES ('C1', '09:00', 'UTC', 1.0)"
+    )
+    db.close()
+    with BotStore(path) as store:
+        assert store.schema_version == store_schema.SCHEMA_VERSION == 3
+        assert [r["channel"] for r in store.schedules()] == ["C1"]
+        assert store.feeds() == [] and store.feed_days("2025-05-16") == {}
+
+
+def test_feed_definitions(store: BotStore) -> None:
+    assert store.add_feed(_feed())
+    assert not store.add_feed({**_feed(), "params": '{"tz": "Europe/Berlin"}'}), "name taken"
+    assert store.add_feed({**_feed(), "params": '{"tz": "Europe/Berlin"}'}, replace=True)
+    [row] = store.feeds()
+    assert row["params"] == '{"tz": "Europe/Berlin"}' and row["enabled"] == 1
+    assert row["last_attempt"] is None and row["failures"] == 0 and row["origin"] == "cli"
+    assert store.set_feed_enabled("hf", False) and not store.feeds()[0]["enabled"]
+    assert not store.set_feed_enabled("nope", True)
+
+
+def test_feed_polls_are_claimed_recorded_and_backed_off(store: BotStore) -> None:
+    store.add_feed(_feed())
+    assert store.claim_feed("hf", "a", now=100.0, lease_seconds=60)
+    assert not store.claim_feed("hf", "b", now=110.0, lease_seconds=60), "a holds it"
+    failures = store.finish_feed("hf", at=110.0, ok=False, next_due=230.0, error="HTTP 503")
+    assert failures == 1
+    assert not store.claim_feed("hf", "b", now=200.0, lease_seconds=60), "not due before 230"
+    assert store.claim_feed("hf", "b", now=200.0, lease_seconds=60, due_only=False), "forced"
+    assert store.finish_feed("hf", at=200.0, ok=False, next_due=300.0, error="HTTP 503") == 2
+    assert store.claim_feed("hf", "c", now=300.0, lease_seconds=60)
+    store.finish_feed(
+        "hf",
+        at=300.0,
+        ok=True,
+        next_due=2100.0,
+        seen=12,
+        new=3,
+        days={"2025-05-16": (12, 3)},
+    )
+    [row] = store.feeds()
+    assert (row["failures"], row["last_error"], row["last_success"]) == (0, None, 300.0)
+    assert (row["last_seen"], row["last_new"], row["owner"]) == (12, 3, None)
+    store.claim_feed("hf", "c", now=2100.0, lease_seconds=60)
+    store.finish_feed("hf", at=2100.0, ok=True, next_due=3900.0, days={"2025-05-16": (10, 1)})
+    assert store.feed_days("2025-05-16") == {"hf": 12}, "the most seen in one poll"
+    store.claim_feed("hf", "d", now=3900.0, lease_seconds=60)
+    store.release_feed("hf", "d")  # interrupted: free again, nothing recorded
+    assert store.claim_feed("hf", "e", now=3900.0, lease_seconds=60)
+    assert store.remove_feed("hf") and store.feeds() == []
+    assert store.feed_days("2025-05-16") == {}, "its days go with it"
+    assert store.finish_feed("hf", at=4000.0, ok=True, next_due=5000.0) == 0  # removed mid-poll
+
+
+def test_a_scheduled_digest_can_wait(store: BotStore) -> None:
+    assert store.claim_digest("C1", "2025-05-16", "a", lease_seconds=600)
+    store.release_digest("C1", "2025-05-16", "no papers yet")
+    status = store.digest_status("C1", "2025-05-16")
+    assert status is not None and status["status"] == "waiting"
+    assert store.claim_digest("C1", "2025-05-16", "b", lease_seconds=600), "tried again"

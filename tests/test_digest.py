@@ -131,7 +131,7 @@ def test_extractive_digest_of_the_sample_day(real_corpus: Corpus) -> None:
     assert not three_d.other and "3D" in three_d.name
 
     # The overview states real facts.
-    assert digest.overview.startswith("30 papers were published on 2025-05-16")
+    assert digest.overview.startswith("30 papers were listed on 2025-05-16")
     assert all(f"{g.name} ({len(g.papers)})" in digest.overview for g in topics)
 
 
@@ -265,7 +265,7 @@ def test_overview_failure_falls_back_to_extractive_with_a_note(
     server.enqueue_error(500, path=CHAT_PATH)  # the next request is the overview
     digest = _llm_service(llm_corpus, llm_settings).build(DAY)
     assert digest.mode == "extractive" and digest.model == "extractive"
-    assert digest.overview.startswith("30 papers were published on 2025-05-16")
+    assert digest.overview.startswith("30 papers were listed on 2025-05-16")
     assert any("HTTP 500" in n and "overview" in n for n in digest.notes)
     assert all(p.tldr.mode == "llm" for p in digest.papers)
 

@@ -85,13 +85,17 @@ def test_corpus_state_is_stamped_and_keeps_every_row(legacy_settings: RetrievalS
     state = StateStore(path)
     state.close()
 
-    assert version_of(path) == 2
+    assert version_of(path) == 3
     assert "WITHOUT ROWID" not in table_sql(path, "embedding_cache")
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA freelist_count").fetchone()[0] == 0, "compacted"
     db.close()
     for table, old_rows in before.items():  # bot tables too: the corpus drops nothing
-        assert rows(path, table) == old_rows, table
+        # v3 adds papers.listed (the first listing day) after the old columns
+        new_rows = [r[: len(old_rows[0])] for r in rows(path, table)] if old_rows else []
+        assert sorted(new_rows, key=repr) == old_rows, table
+    # the page's date was the day HF listed these papers (tests/test_listings.py)
+    assert [r[-1] for r in rows(path, "papers")] == ["2025-05-16", "2025-05-16"]
     assert len(before["papers"]) == 2 and len(before["chunks"]) == 4
     assert len(before["embedding_cache"]) == 24
 
@@ -118,7 +122,7 @@ def test_bot_store_imports_the_old_bookkeeping(legacy_settings: RetrievalSetting
     old_feedback = rows(legacy, "feedback")
 
     with BotStore.in_data_dir(legacy_settings.data_dir) as store:
-        assert store.schema_version == 2
+        assert store.schema_version == store_schema.SCHEMA_VERSION
         assert store.schedules() == [
             {
                 "channel": "C0DIGEST",
@@ -268,7 +272,7 @@ def test_a_crash_during_the_import_leaves_nothing_half_done(
 
     monkeypatch.undo()
     with BotStore.in_data_dir(legacy_settings.data_dir) as store:
-        assert store.schema_version == 2
+        assert store.schema_version == store_schema.SCHEMA_VERSION
         assert len(store.subscriptions()) == 2 and store.get_answer(OLD_ANSWER_ID) is not None
         assert store.digest_progress("C0DIGEST", "2025-05-16") is not None
 
@@ -291,7 +295,7 @@ def test_two_processes_opening_at_once_import_once(legacy_settings: RetrievalSet
         thread.join()
     assert errors == []
     assert len(rows(bot_path(legacy_settings), "feedback")) == 2
-    assert version_of(bot_path(legacy_settings)) == 2
+    assert version_of(bot_path(legacy_settings)) == store_schema.SCHEMA_VERSION
 
 
 def test_a_fresh_data_dir_gets_both_files_at_the_latest_version(
@@ -299,10 +303,10 @@ def test_a_fresh_data_dir_gets_both_files_at_the_latest_version(
 ) -> None:
     settings = make_settings()
     with BotStore.in_data_dir(settings.data_dir) as store:
-        assert store.schema_version == 2 and store.schedules() == []
+        assert store.schema_version == store_schema.SCHEMA_VERSION and store.schedules() == []
     assert not settings.state_path.exists(), "the bot store never creates the corpus file"
     StateStore(settings.state_path).close()
-    assert version_of(settings.state_path) == 2
+    assert version_of(settings.state_path) == 3
     with sqlite3.connect(settings.state_path) as db:
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     db.close()

@@ -123,3 +123,54 @@ def test_vectors_dimension_mismatch_is_not_silently_mixed(mode_settings: Retriev
     b.upsert(["x"], large.embed(["hello"]), [ChunkMeta("p", None, "file")])
     assert a.name != b.name and a.count() == b.count() == 1
     assert np.isfinite(a.query(small.embed_query("hello"), 1)[0][1])
+
+
+def test_reading_never_creates_the_collection(mode_settings: RetrievalSettings) -> None:
+    embedder = FakeEmbedder()
+    store = _store(mode_settings, embedder)
+    assert store.count() == 0 and store.ids() == set() and store.stamps(["c1"]) == {}
+    assert store.query(embedder.embed_query("anything"), 3) == []
+    assert store.metadata() is None  # still not there: only a write (or a claim) creates it
+    store.upsert(["c1"], embedder.embed(["alpha"]), [ChunkMeta("p1", None, "file")])
+    assert store.metadata() == {} and store.count() == 1
+
+
+def test_collection_metadata_is_created_atomically_and_merged(
+    mode_settings: RetrievalSettings,
+) -> None:
+    embedder = FakeEmbedder()
+    first, second = _store(mode_settings, embedder), _store(mode_settings, embedder)
+    assert first.create_with_metadata({"paperbot_owner": "a", "note": "x"})
+    assert not second.create_with_metadata({"paperbot_owner": "b"})  # exists: not overwritten
+    second.update_metadata({"note": "y"})
+    assert first.metadata() == {"paperbot_owner": "a", "note": "y"}
+
+
+def test_a_read_only_store_refuses_every_write(mode_settings: RetrievalSettings) -> None:
+    from retrieval.store import CollectionOwnedError
+
+    embedder = FakeEmbedder()
+    store = _store(mode_settings, embedder)
+    store.upsert(["c1"], embedder.embed(["alpha"]), [ChunkMeta("p1", None, "file")])
+    store.read_only = "owned by someone else"
+    with pytest.raises(CollectionOwnedError, match="owned by someone else"):
+        store.upsert(["c2"], embedder.embed(["beta"]), [ChunkMeta("p2", None, "file")])
+    with pytest.raises(CollectionOwnedError):
+        store.delete(["c1"])
+    with pytest.raises(CollectionOwnedError):
+        store.drop()
+    assert store.ids() == {"c1"}
+
+
+def test_a_reopened_store_sees_what_another_client_wrote(mode_settings: RetrievalSettings) -> None:
+    """Embedded: a handle opened before another client's write does not see it until it is
+    reopened (a fresh client with a chroma System of its own). Server: always sees it."""
+    embedder = FakeEmbedder()
+    reader, writer = _store(mode_settings, embedder), _store(mode_settings, embedder)
+    writer.upsert(["c1"], embedder.embed(["alpha beta"]), [ChunkMeta("p1", None, "file")])
+    query = embedder.embed_query("gamma delta")
+    assert [i for i, _ in reader.query(query, 5)] == ["c1"]
+    writer.upsert(["c2"], embedder.embed(["gamma delta"]), [ChunkMeta("p2", None, "file")])
+    reader.reopen()
+    assert reader.query(query, 1)[0][0] == "c2"
+    assert reader.reopens == 1 and reader.count() == 2

@@ -98,35 +98,72 @@ def summarize(
 def digest(
     day: Annotated[
         str | None,
-        typer.Option("--date", help="The day (YYYY-MM-DD); default: the latest day in the index."),
+        typer.Option(
+            "--date",
+            help="The day (YYYY-MM-DD): the papers feeds listed that day; default: the latest "
+            "listing day in the index.",
+        ),
     ] = None,
     since: Annotated[
         str | None, typer.Option(help="Start of a window (YYYY-MM-DD), up to --until or today.")
     ] = None,
     until: Annotated[str | None, typer.Option(help="End of the window (YYYY-MM-DD).")] = None,
+    by: Annotated[
+        str,
+        typer.Option(
+            "--by",
+            help="Which day picks the papers: listed (the day a feed first listed them; a "
+            "paper no feed listed counts by its publication date) or published.",
+        ),
+    ] = "listed",
     topic: Annotated[str | None, typer.Option(help="Only papers about this topic.")] = None,
     max_papers: Annotated[int | None, typer.Option(min=1, help="At most this many papers.")] = None,
     post: Annotated[
         str | None,
-        typer.Option(help="Post to this Slack channel id (once per day), e.g. from cron."),
+        typer.Option(
+            help="Post to this Slack channel id (once per day), e.g. from cron; the day "
+            "defaults to today."
+        ),
+    ] = None,
+    final: Annotated[
+        bool | None,
+        typer.Option(
+            "--final/--no-final",
+            help="With --post: settle a day without papers now (posting the 'no new papers' "
+            "note when PAPERBOT_DIGEST_EMPTY_NOTE is on). Default: only for past days, so a "
+            "later cron run still posts today's papers once they arrive.",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Print the digest of a day or window, or post it to Slack with --post CHANNEL."""
     from bot.slack.papers_command import latest_day
 
+    date_by = options.date_field(by)
     services = options.services()
     options.require_papers(services.corpus)
     start = (
         options.parse_date(since, "--since")
         or options.parse_date(day, "--date")
-        or latest_day(services)
+        or (latest_day(services) if date_by == "listed" else services.corpus.latest_day(date_by))
+        or date.today()
     )
     end = options.parse_date(until, "--until") or (date.today() if since else start)
     if post:
-        _post_digest(services, post, start, topic, max_papers)
+        if date_by != "listed":
+            raise typer.BadParameter(
+                "a posted digest holds the papers feeds listed that day; drop --by",
+                param_hint="--by",
+            )
+        day_to_post = (
+            options.parse_date(day, "--date")
+            or options.parse_date(since, "--since")
+            or date.today()
+        )
+        settle = final if final is not None else day_to_post < date.today()
+        _post_digest(services, post, day_to_post, topic, max_papers, settle)
         return
-    result = services.digests.build(start, end, topic=topic, max_papers=max_papers)
+    result = services.digests.build(start, end, topic=topic, max_papers=max_papers, by=date_by)
     if as_json:
         typer.echo(result.to_json(indent=2))
     else:
@@ -134,7 +171,12 @@ def digest(
 
 
 def _post_digest(
-    services: Services, channel: str, day: date, topic: str | None, max_papers: int | None
+    services: Services,
+    channel: str,
+    day: date,
+    topic: str | None,
+    max_papers: int | None,
+    final: bool,
 ) -> None:
     from bot.slack.app import make_client
     from bot.slack.digest_posting import post_digest
@@ -151,6 +193,8 @@ def _post_digest(
         topic=topic,
         max_papers=max_papers,
         lease_seconds=slack.digest_lease_seconds,
+        final=final,
+        empty_note=slack.digest_empty_note,
     )
     typer.echo(
         f"digest {day} → {channel}: {result.status}"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,6 +16,7 @@ from bot.cli import options, render
 
 if TYPE_CHECKING:
     from bot.services import Services
+    from bot.slack.feed_watcher import FeedWatcher
     from bot.slack.settings import SlackSettings
     from bot.slack.store import BotStore
 
@@ -36,7 +39,8 @@ def serve(
         int | None, typer.Option(help="HTTP mode port (default PAPERBOT_HTTP_PORT).")
     ] = None,
 ) -> None:
-    """Run the Slack bot: Socket Mode when SLACK_APP_TOKEN is set, else HTTP mode."""
+    """Run the Slack bot: Socket Mode when SLACK_APP_TOKEN is set, else HTTP mode. It polls
+    the feeds (`paperbot feeds`), posts scheduled digests and notifies subscribers."""
     slack = options.slack_settings()
     missing = slack.missing_for(slack.mode)
     if missing:
@@ -48,20 +52,38 @@ def serve(
         )
         raise typer.Exit(2)
     from bot.slack.app import create_app
+    from bot.slack.feed_watcher import watch_feeds
     from bot.slack.scheduler import DigestScheduler
 
     services = options.services()
     _warm_up(services)
     app = create_app(slack, services)
+    watcher = watch_feeds(services, slack)
     scheduler = DigestScheduler(services, app.client, slack)
+    _stop_on_sigterm()
     scheduler.start()
+    if watcher is not None:
+        watcher.start()
     try:
         if slack.mode == "socket":
             _serve_socket(app, slack)
         else:
-            _serve_http(app, slack, services, port or slack.http_port)
+            _serve_http(app, slack, services, port or slack.http_port, watcher)
     finally:
         scheduler.stop()
+        if watcher is not None:
+            watcher.stop()
+        log.info("stopped")
+
+
+def _stop_on_sigterm() -> None:
+    """`docker stop` and systemd send SIGTERM: stop as cleanly as on Ctrl-C."""
+    if threading.current_thread() is threading.main_thread():
+
+        def interrupt(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, interrupt)
 
 
 def _warm_up(services: Services) -> None:
@@ -81,12 +103,17 @@ def _serve_socket(app: Any, slack: SlackSettings) -> None:
     SocketModeHandler(app, slack.app_token.get_secret_value()).start()
 
 
-def _serve_http(app: Any, slack: SlackSettings, services: Services, port: int) -> None:
+def _serve_http(
+    app: Any, slack: SlackSettings, services: Services, port: int, watcher: FeedWatcher | None
+) -> None:
+    from bot.slack.feed_watcher import health
     from bot.slack.server import make_http_server
 
-    server = make_http_server(
-        app, slack.http_host, port, lambda: {"ok": True, "papers": services.corpus.count_papers()}
-    )
+    def healthz() -> dict[str, Any]:
+        feeds = health(services.store, slack.feed_alert_failures, watcher)
+        return {"ok": True, "papers": services.corpus.count_papers(), **feeds}
+
+    server = make_http_server(app, slack.http_host, port, healthz)
     log.info(
         "paperbot listens on http://%s:%d/slack/events (health: /healthz)", slack.http_host, port
     )

@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from retrieval import Corpus, IngestReport, Paper, RecordError, RetrievalSettings
 
 Feed = tuple[str, Callable[[], Iterator["Paper | RecordError"]]]
+BY_HELP = (
+    "Which day --since/--until mean: listed (the day a feed first listed the paper; a paper "
+    "no feed listed counts by its publication date) or published."
+)
 papers_app = typer.Typer(help="Browse the papers in the index.", no_args_is_help=True)
 
 
@@ -55,11 +59,27 @@ def ingest(
         ),
     ] = None,
     page_date: Annotated[
-        str | None, typer.Option("--date", help="Publication date for page-text feeds without one.")
+        str | None,
+        typer.Option("--date", help="The day of page-text feeds without a date line."),
+    ] = None,
+    listed: Annotated[
+        str | None,
+        typer.Option(
+            help="The day a feed listed these papers (YYYY-MM-DD), for records that do not "
+            "say (HF entries, HF pages and a `listed` column do; --hf-date's day is the "
+            "default for its entries)."
+        ),
+    ] = None,
+    feed: Annotated[
+        str | None,
+        typer.Option(help="Record the listings under this feed name (default: manual)."),
     ] = None,
     strict: Annotated[bool, typer.Option(help="Exit 1 when any record failed.")] = False,
 ) -> None:
-    """Ingest papers from files or live feeds into the index (idempotent)."""
+    """Ingest papers from files or live feeds into the index (idempotent).
+
+    Each paper keeps the day its feed listed it (digests and --since/--until go by it).
+    """
 
     settings = options.settings()
     feeds = _feeds(
@@ -72,6 +92,7 @@ def ingest(
         fmt,
         options.parse_date(page_date, "--date"),
     )
+    listed_day = options.parse_date(listed, "--listed")
     if not feeds:
         raise typer.BadParameter("give a file, --hf-date, --arxiv-query or --arxiv-ids")
     from retrieval import Corpus
@@ -80,7 +101,7 @@ def ingest(
     records, failed_feeds = collect_records(feeds)
     failed_records = False
     if records:
-        report = run_ingest(corpus, records)
+        report = run_ingest(corpus, records, feed=feed or None, listed=listed_day)
         render.print_ingest_report(report)
         failed_records = bool(report.failed)
     for problem in failed_feeds:
@@ -112,12 +133,24 @@ def _feeds(
     if hf_date:
         day = options.parse_date(hf_date, "--hf-date")
         assert day is not None
-        items.append((f"HF Daily Papers {day}", lambda: feeds.from_hf(settings, day)))
+        items.append(
+            (f"HF Daily Papers {day}", lambda: _listed_on(feeds.from_hf(settings, day), day))
+        )
     if arxiv_query or arxiv_ids:
         ids = [i.strip() for i in (arxiv_ids or "").split(",") if i.strip()] or None
         label = f"arXiv {arxiv_query or ','.join(ids or [])}"
         items.append((label, lambda: feeds.from_arxiv(settings, arxiv_query, ids, max_results)))
     return items
+
+
+def _listed_on(records: Iterator[Paper | RecordError], day: date) -> Iterator[Paper | RecordError]:
+    """The day a list was fetched for is the listing day of its entries that carry none."""
+    from retrieval import Paper
+
+    for record in records:
+        if isinstance(record, Paper) and record.listed is None:
+            record = record.model_copy(update={"listed": day})
+        yield record
 
 
 def collect_records(feeds: Sequence[Feed]) -> tuple[list[Paper | RecordError], list[str]]:
@@ -144,14 +177,20 @@ def collect_records(feeds: Sequence[Feed]) -> tuple[list[Paper | RecordError], l
     return records, failed_feeds
 
 
-def run_ingest(corpus: Corpus, records: Sequence[Paper | RecordError]) -> IngestReport:
+def run_ingest(
+    corpus: Corpus,
+    records: Sequence[Paper | RecordError],
+    *,
+    feed: str | None = None,
+    listed: date | None = None,
+) -> IngestReport:
     with render.progress() as progress:
         task = progress.add_task("indexing (chunk, embed, store)", total=None)
 
         def update(phase: str, done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        report = corpus.ingest(records, progress=update)
+        report = corpus.ingest(records, progress=update, feed=feed, listed=listed)
         if progress.tasks[task].total is None:
             progress.update(
                 task, total=0, completed=0, description="indexing: nothing new to index"
@@ -164,11 +203,12 @@ def search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
     k: Annotated[int, typer.Option("-k", min=1, max=100, help="Papers to show.")] = 10,
     since: Annotated[
-        str | None, typer.Option(help="Only papers published on/after (YYYY-MM-DD).")
+        str | None, typer.Option(help="Only papers of this day or later (YYYY-MM-DD).")
     ] = None,
     until: Annotated[
-        str | None, typer.Option(help="Only papers published on/before (YYYY-MM-DD).")
+        str | None, typer.Option(help="Only papers of this day or earlier (YYYY-MM-DD).")
     ] = None,
+    by: Annotated[str, typer.Option("--by", help=BY_HELP)] = "listed",
     source: Annotated[
         list[str] | None, typer.Option(help="Only this source: hf_page, hf_api, arxiv, file.")
     ] = None,
@@ -184,6 +224,7 @@ def search(
         options.parse_date(since, "--since"),
         options.parse_date(until, "--until"),
         tuple(source or ()),
+        by=options.date_field(by),
     )
     corpus = options.corpus()
     hits = corpus.search(query, k, mode=mode, filters=filters)
@@ -198,19 +239,21 @@ def search(
 # ---------------------------------------------------------------- papers
 @papers_app.command("list")
 def papers_list(
-    since: Annotated[str | None, typer.Option(help="Published on/after (YYYY-MM-DD).")] = None,
-    until: Annotated[str | None, typer.Option(help="Published on/before (YYYY-MM-DD).")] = None,
+    since: Annotated[str | None, typer.Option(help="Of this day or later (YYYY-MM-DD).")] = None,
+    until: Annotated[str | None, typer.Option(help="Of this day or earlier (YYYY-MM-DD).")] = None,
+    by: Annotated[str, typer.Option("--by", help=BY_HELP)] = "listed",
     source: Annotated[str | None, typer.Option(help="hf_page, hf_api, arxiv or file.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="Most papers to list.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List papers, newest first."""
+    """List papers, newest day first (by the day a feed listed them, unless --by published)."""
 
     papers = options.corpus().papers(
         since=options.parse_date(since, "--since"),
         until=options.parse_date(until, "--until"),
         source=source,
         limit=limit,
+        by=options.date_field(by),
     )
     if as_json:
         typer.echo(json.dumps([p.model_dump(mode="json") for p in papers], indent=2))
@@ -225,13 +268,19 @@ def papers_show(
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Show one paper with its abstract."""
+    """Show one paper with its abstract and the days feeds listed it."""
 
-    paper = options.corpus().paper(paper_ref)
+    corpus = options.corpus()
+    paper = corpus.paper(paper_ref)
+    listings = corpus.listings(paper_ids=[paper.paper_id])
     if as_json:
-        typer.echo(json.dumps(paper.model_dump(mode="json"), indent=2))
-    else:
-        render.print_paper(paper)
+        data = paper.model_dump(mode="json")
+        data["listings"] = [{"feed": x.feed, "day": x.day.isoformat()} for x in listings]
+        typer.echo(json.dumps(data, indent=2))
+        return
+    render.print_paper(paper)
+    listed = "; ".join(f"{x.day.isoformat()} by {x.feed}" for x in listings)
+    options.out().print(f"[bold]listed[/] {escape(listed) or '— (never listed by a feed)'}")
 
 
 @papers_app.command("delete")

@@ -43,7 +43,8 @@ def run_checks(
         _check(
             "vector store",
             lambda: _store(corpus),
-            "start the Chroma server (`chroma run`) or unset PAPERBOT_CHROMA_HOST",
+            "start the Chroma server (`chroma run`) or unset PAPERBOT_CHROMA_HOST; for a "
+            "collection of another data dir, set PAPERBOT_CHROMA_COLLECTION to one of its own",
         ),
         _check(
             "index",
@@ -60,6 +61,7 @@ def run_checks(
             lambda: _slack(slack),
             "set SLACK_BOT_TOKEN and SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP)",
         ),
+        _feeds(settings, slack),
     ]
     corpus.close()
     return checks
@@ -73,10 +75,13 @@ def _check(name: str, probe: Callable[[], str], fix: str) -> Check:
 
 
 def _data_dir(settings: RetrievalSettings) -> str:
+    from retrieval import env_file_path
+
+    env_file = env_file_path()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=settings.data_dir):
         pass
-    return str(settings.data_dir.resolve())
+    return f"{settings.data_dir.resolve()} (settings from {env_file or 'the environment only'})"
 
 
 def _tokenizer(corpus: Corpus) -> str:
@@ -91,6 +96,12 @@ def _embedder(corpus: Corpus) -> str:
 
 def _store(corpus: Corpus) -> str:
     where, collection, vectors = corpus.store_status()
+    owner = corpus.ownership()
+    if owner.foreign:
+        raise RuntimeError(
+            f"{collection} at {where} ({vectors} vectors) belongs to another data dir "
+            f"({owner.owner_label or owner.owner_id}); this one may only read it"
+        )
     return f"{where}: {vectors} vectors in {collection}"
 
 
@@ -125,3 +136,53 @@ def _slack(slack: SlackSettings) -> str:
 
     identity = make_client(slack).auth_test()
     return f"{slack.mode} mode, bot {identity.get('user')} in team {identity.get('team')}"
+
+
+def _feeds(settings: RetrievalSettings, slack: SlackSettings) -> Check:
+    """FAIL when an enabled feed failed its last PAPERBOT_FEED_ALERT_FAILURES polls or has
+    never succeeded; the detail names each such feed with its last error."""
+    from bot.slack.feeds import Feed, FeedStatus
+    from bot.slack.store import FILENAME, BotStore
+
+    if not (settings.data_dir / FILENAME).is_file() and not slack.feeds:
+        rows: list[dict[str, object]] = []
+    else:
+        try:
+            from bot.slack.feed_watcher import seed_declared
+
+            with BotStore.in_data_dir(settings.data_dir) as store:
+                seed_declared(store, slack.feeds)
+                rows = store.feeds()
+        except Exception as exc:
+            return Check(
+                "feeds", False, f"{type(exc).__name__}: {exc}", "fix PAPERBOT_FEEDS or the data dir"
+            )
+    if not rows:
+        return Check(
+            "feeds",
+            True,
+            "none: `paperbot serve` brings no new papers in by itself (add one: "
+            "`paperbot feeds add hf`; or ingest from cron)",
+        )
+    problems, fine = [], []
+    for row in rows:
+        feed, status = Feed.from_row(row), FeedStatus.from_row(row)
+        state = status.health(slack.feed_alert_failures) if feed.enabled else "disabled"
+        if state == "failing":
+            problems.append(
+                f"{feed.name} failed its last {status.failures} polls: {status.last_error}"
+            )
+        elif state in ("never-succeeded", "pending"):
+            why = f": {status.last_error}" if status.last_error else " (not polled yet)"
+            problems.append(f"{feed.name} has never succeeded{why}")
+        else:
+            fine.append(f"{feed.name} {state}")
+    if problems:
+        return Check(
+            "feeds",
+            False,
+            "; ".join(problems),
+            "`paperbot feeds run NAME` polls it now and prints the error; fix the source "
+            "(network, URL, file, arXiv category) or `paperbot feeds disable NAME`",
+        )
+    return Check("feeds", True, ", ".join(fine))

@@ -1,7 +1,7 @@
 """The `paperbot` command line: the typer app, logging, and the error boundary.
 
-Commands live by area in corpus_commands, answer_commands and bot_commands; each registers
-itself here. Heavy libraries are imported inside commands so `--help` is fast.
+Commands live by area in corpus_commands, answer_commands, bot_commands and feed_commands;
+each registers itself here. Heavy libraries are imported inside commands so `--help` is fast.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bot.cli import answer_commands, bot_commands, corpus_commands, options
+from bot.cli import answer_commands, bot_commands, corpus_commands, feed_commands, options
 
 app = typer.Typer(
     help="paperbot: keep a research team on top of new papers (ingest, search, answers, digests).",
@@ -74,7 +74,7 @@ def main() -> None:
         sys.exit(1)
 
 
-for _module in (corpus_commands, answer_commands, bot_commands):
+for _module in (corpus_commands, answer_commands, bot_commands, feed_commands):
     _module.register(app)
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from answers.settings import AnswerSettings
     from bot.services import Services
     from bot.slack.settings import SlackSettings
-    from retrieval import Corpus, RetrievalSettings
+    from retrieval import Corpus, DateField, RetrievalSettings
 
 S = TypeVar("S", bound="BaseSettings")
 
@@ -102,3 +102,13 @@ def parse_date(value: str | None, flag: str) -> date | None:
         raise typer.BadParameter(
             f"{value!r} is not a date (use YYYY-MM-DD)", param_hint=flag
         ) from None
+
+
+def date_field(value: str) -> DateField:
+    """--by's value, checked: 'listed' or 'published'."""
+    from retrieval import DATE_FIELDS
+
+    for field in DATE_FIELDS:
+        if value == field:
+            return field
+    raise typer.BadParameter(f"choose one of {', '.join(DATE_FIELDS)}", param_hint="--by")

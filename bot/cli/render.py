@@ -124,11 +124,12 @@ def print_papers(papers: Sequence[Paper]) -> None:
         )
         return
     table = Table(title=f"{len(papers)} paper(s)")
-    for col in ("id", "published", "source", "upvotes", "title"):
+    for col in ("id", "listed", "published", "source", "upvotes", "title"):
         table.add_column(col)
     for p in papers:
         table.add_row(
             p.paper_id,
+            p.listed.isoformat() if p.listed else "—",
             p.published.isoformat() if p.published else "—",
             p.source,
             "" if p.upvotes is None else str(p.upvotes),
@@ -141,7 +142,8 @@ def print_paper(paper: Paper) -> None:
     lines = [
         f"[bold]id[/] {paper.paper_id}" + (f" (v{paper.version})" if paper.version else ""),
         f"[bold]authors[/] {escape(', '.join(paper.authors) or '—')}",
-        f"[bold]published[/] {paper.published or '—'}   [bold]source[/] {paper.source}",
+        f"[bold]listed[/] {paper.listed or '—'}   [bold]published[/] {paper.published or '—'}"
+        f"   [bold]source[/] {paper.source}",
     ]
     if paper.categories:
         lines.append(f"[bold]categories[/] {', '.join(paper.categories)}")
@@ -333,3 +335,51 @@ def _versus(value: float | None, baseline: float) -> str:
 
 def _fmt(value: Any, pattern: str = "{:.3f}") -> str:
     return "—" if value is None else pattern.format(value)
+
+
+# ---------------------------------------------------------------- feeds
+_FEED_STATUS_STYLE = {  # feeds list
+    "ok": "green",
+    "erroring": "yellow",
+    "pending": "dim",
+    "disabled": "dim",
+    "never-succeeded": "red",
+    "failing": "red",
+}
+
+
+def print_feeds(reports: Sequence[dict[str, Any]]) -> None:
+    """`paperbot feeds list`: two lines per feed (reports as bot/slack/feeds.py feed_report):
+    what and how often; status, last success, next poll and the last error."""
+    console = _console()
+    for r in reports:
+        style = _FEED_STATUS_STYLE.get(r["status"], "")
+        failed = r["failures"]
+        status = r["status"] + (f" ({failed} failed poll{'s' * (failed > 1)})" if failed else "")
+        waits = "" if r["waited_for"] else " · digests don't wait for it"
+        console.print(
+            f"[bold]{escape(r['name'])}[/]  {escape(r['what'])} · polled {escape(r['every'])}"
+            f"{waits}"
+        )
+        parts = [f"[{style}]{status}[/]" if style else status]
+        if r["last_success"]:
+            seen = (
+                f" ({r['last_seen']} seen, {r['last_new']} new)"
+                if r["last_seen"] is not None
+                else ""
+            )
+            parts.append(f"last success {_local(r['last_success'])}{seen}")
+        if r["enabled"]:
+            parts.append(f"next poll {_local(r['next_due']) if r['next_due'] else 'now'}")
+        console.print("    " + " · ".join(parts))
+        if r["last_error"]:
+            console.print(f"    [red]last error:[/] {escape(r['last_error'])}")
+
+
+def _local(stamp: str | None) -> str:
+    """An ISO time from a report, in the local time zone ('—' when none)."""
+    if not stamp:
+        return "—"
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp).astimezone().strftime("%Y-%m-%d %H:%M")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import date
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -231,7 +232,9 @@ def summary_message(paper: Paper, summary: Summary) -> Message:
 
 
 # ---------------------------------------------------------------- digests
-def digest_parent(digest: Digest) -> Message:
+def digest_parent(digest: Digest, missing: Sequence[str] = ()) -> Message:
+    """The digest's parent message; ``missing``: feeds that had not delivered the day's list
+    when it was posted (their papers of that day are not in it)."""
     when = (
         digest.start.isoformat() if digest.start == digest.end else f"{digest.start} – {digest.end}"
     )
@@ -244,10 +247,28 @@ def digest_parent(digest: Digest) -> Message:
         )
     for note in digest.notes[:3]:
         blocks.append(context(f"ℹ️ {escape(note)}"))
+    if missing:
+        blocks.append(context(escape(_missing_note(missing))))
     blocks.append(
         context(escape(f"{digest.paper_count} papers · topics in the thread below · {digest.mode}"))
     )
     return _fallback(f"Paper digest {when}: {digest.overview}"), _cap(blocks)
+
+
+def no_papers_note(day: date, topic: str | None = None, missing: Sequence[str] = ()) -> Message:
+    """What a scheduled digest posts for a day without papers (PAPERBOT_DIGEST_EMPTY_NOTE)."""
+    about = f" on {topic}" if topic else ""
+    text = f"📭 No new papers{about} today ({day.isoformat()})."
+    blocks = [section(escape(text))]
+    if missing:
+        blocks.append(context(escape(_missing_note(missing))))
+    return _fallback(text), blocks
+
+
+def _missing_note(missing: Sequence[str]) -> str:
+    names = ", ".join(missing)
+    verb, its = ("has", "its") if len(missing) == 1 else ("have", "their")
+    return f"⏳ {names} {verb} not delivered this day's list yet; {its} papers are not included."
 
 
 def digest_group_replies(group: TopicGroup) -> list[Message]:

@@ -3,6 +3,10 @@
 The slot is claimed in the bot's store before anything is posted, so restarts,
 retries and several running instances post each digest once. A failed post releases the
 slot as "failed" (the next attempt may retry); a crashed poster's claim expires after a lease.
+
+A day without papers is final ("empty", optionally with a short note) only when the caller
+says so (`final`): before a scheduled digest's deadline the slot is released as "waiting" and
+tried again on a later tick, so papers that arrive late still make the day's digest.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -24,7 +29,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class DigestResult:
-    status: str  # posted | empty | skipped (already posted or claimed) | failed
+    # posted | empty | skipped (already posted or claimed) | failed | waiting (not yet: the
+    # day has no papers before its deadline, or feeds have not delivered; see scheduler.py)
+    status: str
     ts: str | None = None
     error: str | None = None
 
@@ -42,7 +49,13 @@ def post_digest(
     topic: str | None = None,
     max_papers: int | None = None,
     lease_seconds: float = 600.0,
+    final: bool = True,
+    empty_note: bool = False,
+    missing: Sequence[str] = (),
 ) -> DigestResult:
+    """Post the digest of ``day`` once. A day without papers: with ``final``, settled as
+    "empty" (with a "no new papers" note when ``empty_note``), else left "waiting" to be
+    tried again. ``missing`` names the feeds that have not delivered the day (shown)."""
     store = services.store
     key = day.isoformat()
     if not store.claim_digest(channel, key, owner_id(), lease_seconds):
@@ -54,10 +67,20 @@ def post_digest(
             day, day, topic=topic, max_papers=max_papers
         )
         if not digest.groups:
-            store.finish_digest(channel, key, "empty")
-            log.info("no papers for %s: no digest posted to %s", day, channel)
-            return DigestResult("empty")
-        ts = _post(client, channel, digest, progress)
+            if not final:
+                store.release_digest(channel, key, "no papers yet")
+                log.info("no papers for %s yet: the digest for %s waits", day, channel)
+                return DigestResult("waiting")
+            note_ts = _post_note(client, channel, day, topic, missing) if empty_note else None
+            store.finish_digest(channel, key, "empty", ts=note_ts)
+            log.info(
+                "no papers for %s: %s posted to %s",
+                day,
+                "a note" if note_ts else "nothing",
+                channel,
+            )
+            return DigestResult("empty", note_ts)
+        ts = _post(client, channel, digest, progress, missing)
     except Exception as exc:
         store.finish_digest(channel, key, "failed", error=str(exc)[:500])
         log.exception("posting the %s digest to %s failed; it can be retried", day, channel)
@@ -88,11 +111,20 @@ class _Progress:
         self._store.save_digest_progress(self._channel, self._day, **self.saved)
 
 
-def _post(client: Any, channel: str, digest: Digest, progress: _Progress) -> str:
+def _post_note(
+    client: Any, channel: str, day: date, topic: str | None, missing: Sequence[str]
+) -> str:
+    text, note_blocks = blocks.no_papers_note(day, topic, missing)
+    return str(client.chat_postMessage(channel=channel, text=text, blocks=note_blocks)["ts"])
+
+
+def _post(
+    client: Any, channel: str, digest: Digest, progress: _Progress, missing: Sequence[str] = ()
+) -> str:
     """Parent message with the overview, one threaded reply per topic group."""
     ts = progress.saved.get("ts")
     if ts is None:
-        text, parent_blocks = blocks.digest_parent(digest)
+        text, parent_blocks = blocks.digest_parent(digest, missing)
         parent = client.chat_postMessage(
             channel=channel, text=text, blocks=parent_blocks, unfurl_links=False
         )

@@ -1,4 +1,9 @@
-"""Subscription notifications: newly ingested papers that match a subscriber's topic."""
+"""Subscription notifications: newly arrived papers that match a subscriber's topic.
+
+A paper arrives when a feed first lists it (or, never listed, when it is first ingested):
+an older paper that a feed lists today is news today, the same paper listed again by a
+second feed is not (and `claim_notification` never posts a paper twice to one subscriber).
+"""
 
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ def notify_subscribers(services: Services, client: Any, *, now: float | None = N
     if not subscriptions:  # nothing to match: don't read every new paper into memory
         store.set_meta(WATERMARK, str(now))
         return 0
-    new = {p.paper_id: p for p in services.corpus.papers_ingested_since(since)}
+    new = {p.paper_id: p for p in services.corpus.papers_arrived_since(since)}
     posted = 0
     if new:
         for subscriber, topic in subscriptions:

@@ -77,6 +77,6 @@ def find_paper(services: Services, ref: str) -> Paper:
 
 
 def latest_day(services: Services) -> date:
-    """The most recent publication day in the index (today when the index is empty)."""
-    papers = services.corpus.papers(limit=1)
-    return papers[0].published if papers and papers[0].published else date.today()
+    """The most recent listing day in the index: the last day a feed first listed a paper
+    (a paper no feed listed counts by its publication date); today when the index is empty."""
+    return services.corpus.latest_day() or date.today()

@@ -5,6 +5,12 @@ channel's digest once its local time has passed today. Because `tick(now)` takes
 as an argument, a missed time (paperbot was down at 09:00) is caught up on the next tick
 the same day, and tests drive it with any clock. Exactly-once comes from the bot store's
 (channel, day) claims, so restarts and several instances are safe.
+
+A digest waits for its feeds: while an enabled feed that digests wait for (bot/slack/feeds.py:
+HF and arXiv by default) has not delivered the day's listing, and while the day has no papers
+at all, it is tried again on every tick until PAPERBOT_DIGEST_WAIT_MINUTES after its time.
+At that deadline it posts what exists, or a "No new papers today" note
+(PAPERBOT_DIGEST_EMPTY_NOTE), naming the feeds that never delivered.
 """
 
 from __future__ import annotations
@@ -12,12 +18,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.services import Services
 from bot.slack.digest_posting import DigestResult, post_digest
+from bot.slack.feeds import Feed
 from bot.slack.notify import notify_subscribers
 from bot.slack.settings import SlackSettings
 
@@ -36,6 +43,19 @@ class Schedule:
         """The local day whose digest is due at `now` (an aware datetime), if any."""
         local = now.astimezone(ZoneInfo(self.timezone))
         return local.date() if local.time() >= self.at else None
+
+    def due_days(self, now: datetime, wait: timedelta) -> list[date]:
+        """Today's day once due, and yesterday's while its wait is not over (a 23:00 digest
+        waiting for a late feed goes on after midnight)."""
+        local = now.astimezone(ZoneInfo(self.timezone))
+        yesterday = local.date() - timedelta(days=1)
+        days = [yesterday] if wait and now < self.deadline(yesterday, wait) else []
+        today = self.due_day(now)
+        return days + ([today] if today else [])
+
+    def deadline(self, day: date, wait: timedelta) -> datetime:
+        """When the digest of ``day`` stops waiting for feeds and papers."""
+        return datetime.combine(day, self.at, ZoneInfo(self.timezone)) + wait
 
 
 def parse_schedule(
@@ -75,6 +95,7 @@ class DigestScheduler:
         self.settings = settings
         self.clock = clock or (lambda: datetime.now().astimezone())
         self._scheduler: Any = None
+        self._waiting: set[tuple[str, date]] = set()  # logged once per (channel, day)
 
     def schedules(self) -> list[Schedule]:
         result = []
@@ -94,27 +115,74 @@ class DigestScheduler:
         return result
 
     def tick(self, now: datetime | None = None) -> dict[str, DigestResult]:
-        """Post every due digest that was not posted yet; then notify subscribers."""
+        """Post every due digest that was not posted yet (unless it waits for its feeds);
+        then notify subscribers."""
         now = now or self.clock()
+        wait = timedelta(minutes=self.settings.digest_wait_minutes)
         results: dict[str, DigestResult] = {}
+        feeds: list[Feed] | None = None
         for schedule in self.schedules():
-            day = schedule.due_day(now)
-            if day is None or self._settled(schedule.channel, day):
-                continue
-            results[schedule.channel] = post_digest(
-                self.services,
-                self.client,
-                schedule.channel,
-                day,
-                topic=schedule.topic,
-                max_papers=schedule.max_papers,
-                lease_seconds=self.settings.digest_lease_seconds,
-            )
+            for day in schedule.due_days(now, wait):
+                if self._settled(schedule.channel, day):
+                    continue
+                if feeds is None:
+                    feeds = self._feeds()
+                missing = self._missing(feeds, day)
+                final = now >= schedule.deadline(day, wait)
+                if missing and not final:
+                    self._log_wait(schedule, day, missing, wait)
+                    results[schedule.channel] = DigestResult("waiting")
+                    continue
+                if missing:
+                    log.warning(
+                        "the %s digest for %s goes out without %s: no list by the deadline",
+                        day,
+                        schedule.channel,
+                        ", ".join(missing),
+                    )
+                results[schedule.channel] = post_digest(
+                    self.services,
+                    self.client,
+                    schedule.channel,
+                    day,
+                    topic=schedule.topic,
+                    max_papers=schedule.max_papers,
+                    lease_seconds=self.settings.digest_lease_seconds,
+                    final=final,
+                    empty_note=self.settings.digest_empty_note,
+                    missing=missing,
+                )
         try:
             notify_subscribers(self.services, self.client)
         except Exception:
             log.exception("subscription notifications failed; will retry on the next tick")
         return results
+
+    def _feeds(self) -> list[Feed]:
+        try:
+            return [Feed.from_row(row) for row in self.services.store.feeds()]
+        except Exception:
+            log.exception("cannot read the feeds; digests do not wait for them this tick")
+            return []
+
+    def _missing(self, feeds: list[Feed], day: date) -> list[str]:
+        """The enabled feeds digests wait for that have not delivered ``day``'s listing."""
+        waited = [f for f in feeds if f.enabled and f.waits and f.expects(day)]
+        if not waited:
+            return []
+        delivered = self.services.store.feed_days(day.isoformat())
+        return [f.name for f in waited if f.name not in delivered]
+
+    def _log_wait(self, schedule: Schedule, day: date, missing: list[str], wait: timedelta) -> None:
+        if (schedule.channel, day) not in self._waiting:
+            self._waiting.add((schedule.channel, day))
+            log.info(
+                "the %s digest for %s waits for %s (until %s)",
+                day,
+                schedule.channel,
+                ", ".join(missing),
+                schedule.deadline(day, wait).strftime("%H:%M %Z"),
+            )
 
     def _settled(self, channel: str, day: date) -> bool:
         status = self.services.store.digest_status(channel, day.isoformat())

@@ -55,6 +55,38 @@ class SlackSettings(PaperbotSettings):
     digest_lease_seconds: float = Field(
         default=600.0, ge=10.0, description="A digest claim older than this is presumed dead."
     )
+    digest_wait_minutes: float = Field(
+        default=180.0,
+        ge=0.0,
+        le=1440.0,
+        description="A scheduled digest waits up to this long after its time for feeds that "
+        "have not delivered the day's list yet (and for a day without papers); 0 = never.",
+    )
+    digest_empty_note: bool = Field(
+        default=True,
+        description="Post a short 'No new papers today' note when a scheduled digest's day "
+        "has no papers at its deadline (false: post nothing).",
+    )
+    # --- feeds (bot/slack/feeds.py) ---
+    feeds: str = Field(
+        default="",
+        description="Feeds declared in the environment, added to `paperbot feeds` at start: "
+        "';'-separated hf, hf:<time zone>, arxiv:<categories>, url:<URL>, file:<path>.",
+    )
+    feeds_enabled: bool = Field(
+        default=True,
+        description="`paperbot serve` polls the feeds in the background (false: another host "
+        "or cron ingests).",
+    )
+    feed_max_backoff_minutes: float = Field(
+        default=60.0, ge=1.0, description="Longest wait before retrying a failing feed."
+    )
+    feed_alert_failures: int = Field(
+        default=3,
+        ge=1,
+        description="Consecutive failed polls after which a feed is reported failing "
+        "(`paperbot doctor`, /healthz).",
+    )
 
     @field_validator("allowed_channels", mode="before")
     @classmethod

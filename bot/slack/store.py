@@ -3,7 +3,8 @@
 What lives here cannot be computed again: which digests were posted (and how far a
 half-posted one got), which Slack deliveries were already answered, the answers behind the
 👍/👎 buttons and the votes on them, subscriptions and what was sent to them, digest
-schedules. The corpus state (retrieval/state.py) keeps only papers, chunks and caches.
+schedules, the feeds the bot polls and how each is doing. The corpus state
+(retrieval/state.py) keeps only papers, chunks, listings and caches.
 
 The file carries a schema version (`PRAGMA user_version`) and is migrated in place on
 first use (bot/slack/store_schema.py). Version 2 imports, once, the bot's data of a data dir
@@ -25,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from bot.slack.store_feeds import FeedTables
 from bot.slack.store_schema import LEGACY, MIGRATIONS, SCHEMA_VERSION
 from retrieval import PaperbotError, migrations
 
@@ -32,8 +34,10 @@ FILENAME = "bot.sqlite3"
 LEGACY_FILENAME = "state.sqlite3"  # the corpus file, which held the bot's tables before v2
 
 
-class BotStore:
-    """Thread-safe bookkeeping of the Slack bot. Opens (and migrates) the file on first use."""
+class BotStore(FeedTables):
+    """Thread-safe bookkeeping of the Slack bot. Opens (and migrates) the file on first use.
+
+    The feed tables' methods are in bot/slack/store_feeds.py."""
 
     def __init__(self, path: Path, *, legacy_path: Path | None = None) -> None:
         self.path = path
@@ -157,7 +161,8 @@ class BotStore:
 
     def claim_digest(self, channel: str, day: str, owner: str, lease_seconds: float) -> bool:
         """Claim the (channel, day) digest slot. Fails if it was posted, is empty, or another
-        poster holds a live claim; a failed post or an expired claim can be taken over."""
+        poster holds a live claim; a failed or waiting post, or an expired claim, can be
+        taken over."""
         now = time.time()
         with self._transaction() as db:
             row = db.execute(
@@ -184,6 +189,10 @@ class BotStore:
             "UPDATE digest_posts SET status = ?, ts = ?, error = ? WHERE channel = ? AND day = ?",
             (status, ts, error, channel, day),
         )
+
+    def release_digest(self, channel: str, day: str, reason: str) -> None:
+        """Give a claimed slot back unposted ("waiting"): the digest is tried again later."""
+        self.finish_digest(channel, day, "waiting", error=reason)
 
     def digest_status(self, channel: str, day: str) -> dict[str, Any] | None:
         rows = self._query(

@@ -8,6 +8,10 @@ it had a file of its own: the six bookkeeping tables, the answers behind the fee
 buttons and the digest progress (rows of the corpus's generic `cache` table) and the
 notification watermark (its `meta` table). `BotStore` attaches that file read-only as
 `legacy` for the migration; the corpus keeps its copy (it never drops data it does not own).
+
+Version 3 adds the feeds the bot polls by itself (bot/slack/feeds.py): their definitions, how
+each is doing (for backoff, `paperbot doctor` and /healthz) and which listing days each has
+delivered (scheduled digests wait for them).
 """
 
 from __future__ import annotations
@@ -186,8 +190,47 @@ def _import_legacy_progress(db: sqlite3.Connection) -> int:
     return cur.rowcount
 
 
+_V3 = (
+    """CREATE TABLE feeds (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,  -- hf | arxiv | url | file
+        params TEXT NOT NULL DEFAULT '{}',  -- JSON, per kind (tz, categories, query, url, path…)
+        every_minutes REAL,  -- poll interval; NULL = the kind's default
+        enabled INTEGER NOT NULL DEFAULT 1,
+        wait INTEGER,  -- do scheduled digests wait for it? NULL = the kind's default
+        origin TEXT NOT NULL DEFAULT 'cli',  -- cli | env (declared in PAPERBOT_FEEDS)
+        created_at REAL NOT NULL
+    )""",
+    # one row per feed once it was polled (times are UNIX seconds)
+    """CREATE TABLE feed_status (
+        name TEXT PRIMARY KEY REFERENCES feeds(name) ON DELETE CASCADE,
+        last_attempt REAL,
+        last_success REAL,
+        last_error TEXT,  -- one line, secrets redacted; NULL after a success
+        failures INTEGER NOT NULL DEFAULT 0,  -- consecutive failed polls
+        next_due REAL,  -- NULL = due now
+        last_seen INTEGER,  -- papers the last successful poll saw
+        last_new INTEGER,  -- of them new to the index
+        owner TEXT,  -- host:pid polling it now (several `serve` replicas share this file)
+        lease_until REAL
+    )""",
+    # the listing days a feed delivered (papers seen with that day), for digests to wait on
+    """CREATE TABLE feed_days (
+        name TEXT NOT NULL REFERENCES feeds(name) ON DELETE CASCADE,
+        day TEXT NOT NULL,  -- YYYY-MM-DD, the listing day
+        papers INTEGER NOT NULL,  -- most papers of that day seen in one poll
+        new INTEGER NOT NULL DEFAULT 0,  -- papers of that day new to the index, all polls
+        first_at REAL NOT NULL,
+        last_at REAL NOT NULL,
+        PRIMARY KEY (name, day)
+    ) WITHOUT ROWID""",
+)
+
 MIGRATIONS = (
     migrations.Migration(1, "the bot's tables", lambda db: migrations.execute_all(db, _V1)),
     migrations.Migration(2, "import the bot's data from the corpus state file", _import_legacy),
+    migrations.Migration(
+        3, "feeds, their run status and delivered days", lambda db: migrations.execute_all(db, _V3)
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,8 +1,12 @@
 """Hugging Face Daily Papers API: GET https://huggingface.co/api/daily_papers?date=YYYY-MM-DD.
 
 The answer is a JSON list of entries ``{"paper": {id, title, summary, authors, publishedAt,
-upvotes, ...}, "numComments": ..., ...}``. ``summary`` is hard-wrapped like arXiv abstracts;
-clean_text() collapses the wraps into single spaces.
+upvotes, ...}, "publishedAt": ..., "numComments": ..., ...}``. ``summary`` is hard-wrapped
+like arXiv abstracts; clean_text() collapses the wraps into single spaces.
+
+Two dates: ``paper.publishedAt`` is the paper's own (arXiv) date, which becomes
+``Paper.published``; the entry's ``publishedAt`` is when HF put it on the Daily Papers list,
+the listing day (``Paper.listed``, in UTC, the day the API files it under).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from retrieval.errors import SourceError
 from retrieval.models import Paper, RecordError
 from retrieval.normalize import DEFAULT_MAX_ABSTRACT_CHARS, InvalidRecord, describe, make_paper
 from retrieval.sources.http import get_bytes
-from retrieval.sources.tabular import load_json, parse_iso_date
+from retrieval.sources.tabular import load_json, parse_iso_date, parse_utc_day
 
 PAPER_URL = "https://huggingface.co/papers/{id}"
 
@@ -50,15 +54,24 @@ def parse(
     *,
     origin: str,
     max_abstract_chars: int = DEFAULT_MAX_ABSTRACT_CHARS,
+    day: date | None = None,
 ) -> Iterator[Paper | RecordError]:
-    """Papers from the API's JSON: a list of entries, or one entry object."""
+    """Papers from the API's JSON: a list of entries, or one entry object.
+
+    ``day`` (the date the list was fetched for) is the listing day of entries that carry
+    no date of their own.
+    """
     return parse_entries(
-        load_json(data, origin), origin=origin, max_abstract_chars=max_abstract_chars
+        load_json(data, origin), origin=origin, max_abstract_chars=max_abstract_chars, day=day
     )
 
 
 def parse_entries(
-    document: Any, *, origin: str, max_abstract_chars: int = DEFAULT_MAX_ABSTRACT_CHARS
+    document: Any,
+    *,
+    origin: str,
+    max_abstract_chars: int = DEFAULT_MAX_ABSTRACT_CHARS,
+    day: date | None = None,
 ) -> Iterator[Paper | RecordError]:
     """Papers from an already decoded API document."""
     if isinstance(document, dict) and "paper" in document:
@@ -69,11 +82,11 @@ def parse_entries(
             f"got {type(document).__name__}"
         )
     for number, entry in enumerate(document, start=1):
-        yield _entry_to_paper(entry, origin, number, max_abstract_chars)
+        yield _entry_to_paper(entry, origin, number, max_abstract_chars, day)
 
 
 def _entry_to_paper(
-    entry: Any, origin: str, number: int, max_abstract_chars: int
+    entry: Any, origin: str, number: int, max_abstract_chars: int, day: date | None
 ) -> Paper | RecordError:
     paper = entry.get("paper") if isinstance(entry, dict) else None
     if not isinstance(paper, dict):
@@ -82,6 +95,7 @@ def _entry_to_paper(
     try:
         arxiv_id = _optional(paper, "id", str)
         published = _optional(paper, "publishedAt", str)
+        listed = _optional(entry, "publishedAt", str)
         return make_paper(
             # The entry repeats the title unwrapped; either one will do.
             title=_optional(paper, "title", str) or _optional(entry, "title", str),
@@ -93,6 +107,7 @@ def _entry_to_paper(
             url=PAPER_URL.format(id=arxiv_id) if arxiv_id else None,
             upvotes=_optional(paper, "upvotes", int),
             comments=_optional(entry, "numComments", int),
+            listed=parse_utc_day(listed, "publishedAt") if listed else day,
             max_abstract_chars=max_abstract_chars,
         )
     except InvalidRecord as exc:

@@ -77,9 +77,10 @@ def parse(
 ) -> Iterator[Paper | RecordError]:
     """Yield one Paper (or RecordError) per title + abstract pair on the page.
 
-    ``page_date`` sets ``published`` for every paper; without it a date line on the page
-    ("May 16", "May 16, 2025", "2025-05-16") does, a year-less date taking the most recent such
-    day not after ``today``. Short lines before the first paper are chrome; after it, a short
+    ``page_date`` sets ``published`` and ``listed`` (the page's day is the day HF listed the
+    paper, and the only date the page gives) for every paper; without it a date line on the
+    page ("May 16", "May 16, 2025", "2025-05-16") does, a year-less date taking the most recent
+    such day not after ``today``. Short lines before the first paper are chrome; after it, a short
     line not followed by an abstract is an orphan title and reported as a RecordError.
     """
     # errors="replace" keeps a bad byte local: make_paper rejects only the record holding it.
@@ -164,6 +165,7 @@ def _record(
             abstract=abstract.text,
             source="hf_page",
             published=published,
+            listed=published,
             max_abstract_chars=max_abstract_chars,
         )
     except InvalidRecord as exc:

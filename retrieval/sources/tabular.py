@@ -8,6 +8,8 @@ A record needs a title and an abstract. Recognised fields (case-insensitive name
   without either, an arxiv.org ``url`` gives the id;
 - ``authors``: a list (of names or ``{"name": ...}``), or a string "A; B" or "A, B and C";
 - ``published`` or ``date``, and ``updated``: ISO date or datetime;
+- ``listed``: the day a feed listed the paper (ISO date or datetime), when the file knows it
+  (e.g. an export of a feed); without it, the ingest's own listing day applies, if any;
 - ``url``, ``pdf_url``, ``upvotes``, ``comments``, ``categories`` (list or "cs.CL; cs.AI").
 """
 
@@ -18,7 +20,7 @@ import io
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from retrieval.errors import SourceError
@@ -168,6 +170,7 @@ def record_to_paper(
             pdf_url=_text(fields, "pdf_url"),
             upvotes=_count(fields, "upvotes"),
             comments=_count(fields, "comments"),
+            listed=_date(fields, ("listed",)),
             max_abstract_chars=max_abstract_chars,
         )
     except InvalidRecord as exc:
@@ -266,6 +269,19 @@ def parse_iso_date(value: str, key: str = "date") -> date:
         return datetime.fromisoformat(text).date()
     except ValueError:
         raise InvalidRecord(f"{key} {value!r} is not an ISO date (e.g. 2024-10-22)") from None
+
+
+def parse_utc_day(value: str, key: str = "date") -> date:
+    """The UTC day of a timestamp ('2024-10-25T00:57:09.392Z' -> 2024-10-25); a date or a
+    naive datetime is taken as it is."""
+    text = value.strip()
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return parse_iso_date(value, key)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.date()
 
 
 def _count(fields: Mapping[str, Any], key: str) -> int | None:
