@@ -88,3 +88,18 @@ def test_data_dir_option_is_used_by_every_command(tmp_path: Path, sample_page: P
     assert (data / "state.sqlite3").exists()
     stats = runner.invoke(app, ["--data-dir", str(data), "stats", "--json"])
     assert stats.exit_code == 0 and '"papers": 30' in stats.output
+
+
+def test_serve_refuses_an_empty_index_that_no_feed_will_fill(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.support.slack_api import FakeSlackAPI
+
+    empty = tmp_path / "new-dir"
+    with FakeSlackAPI() as api:
+        monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1-test")
+        monkeypatch.setenv("SLACK_SIGNING_SECRET", "secret")
+        monkeypatch.setenv("PAPERBOT_SLACK_API_URL", api.base_url)
+        result = CliRunner().invoke(app, ["--data-dir", str(empty), "serve"])
+    assert isinstance(result.exception, PaperbotError), result.output
+    assert f"The index at {empty} is empty" in str(result.exception)

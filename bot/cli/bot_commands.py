@@ -59,6 +59,7 @@ def serve(
     _warm_up(services)
     app = create_app(slack, services)
     watcher = watch_feeds(services, slack)
+    _check_not_empty(services, watcher)
     scheduler = DigestScheduler(services, app.client, slack)
     _stop_on_sigterm()
     scheduler.start()
@@ -84,6 +85,18 @@ def _stop_on_sigterm() -> None:
             raise KeyboardInterrupt
 
         signal.signal(signal.SIGTERM, interrupt)
+
+
+def _check_not_empty(services: Services, watcher: FeedWatcher | None) -> None:
+    """An empty index is fine when feeds will fill it; with nothing to fill it, `serve` would
+    only ever answer "not in the indexed papers" — most likely the wrong data dir."""
+    if services.corpus.count_papers():
+        return
+    where = services.settings.data_dir
+    if watcher is not None and any(f.enabled for f, _ in watcher.runner.feeds()):
+        log.warning("the index at %s is empty: the feeds will fill it", where)
+        return
+    options.require_papers(services.corpus)  # raises, naming the data dir and the fixes
 
 
 def _warm_up(services: Services) -> None:
