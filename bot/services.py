@@ -34,6 +34,17 @@ class Services:
     summarizer: Summarizer
     digests: DigestService
     store: BotStore
+    # the durable answer queue (bot/slack/answer_queue.py `AnswerQueue`), made with the Slack
+    # app (typed Any: bot/slack imports this module)
+    answer_queue: Any = None
+
+    def queue_stats(self) -> dict[str, Any] | None:
+        """The answer queue's depth for /readyz: {queued, running, oldest_age_seconds,
+        workers}; None before the Slack app made the queue."""
+        if self.answer_queue is None:
+            return None
+        stats: dict[str, Any] = self.answer_queue.stats()
+        return stats
 
     @classmethod
     def build(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,25 @@ def migrate(db: sqlite3.Connection, steps: Sequence[Migration], path: Path | str
     if any(steps[v - 1].compact for v in applied):
         _compact(db, path)
     return applied
+
+
+def use_wal(db: sqlite3.Connection, timeout: float = 30.0) -> None:
+    """Switch a connection's file to WAL (readers never block the writer).
+
+    Switching a new file needs a moment of exclusive access, and SQLite reports "database is
+    locked" at once, without its busy handler, when several processes open the same new file
+    together (two `serve` replicas starting): retry for up to ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
 
 def execute_all(db: sqlite3.Connection, statements: Sequence[str]) -> None:

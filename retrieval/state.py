@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from retrieval.migrations import migrate
+from retrieval.migrations import migrate, use_wal
 from retrieval.models import Chunk, DateField, Listing, Paper
 from retrieval.normalize import title_key
 from retrieval.state_rows import (
@@ -64,7 +64,7 @@ class StateStore:
         self._lock = threading.RLock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
+        use_wal(self._db)
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA synchronous=NORMAL")
         try:

@@ -133,7 +133,7 @@ def test_a_v2_file_gains_the_feed_tables_and_keeps_its_rows(tmp_path: Path) -> N
     )
     db.close()
     with BotStore(path) as store:
-        assert store.schema_version == store_schema.SCHEMA_VERSION == 3
+        assert store.schema_version == store_schema.SCHEMA_VERSION == 4
         assert [r["channel"] for r in store.schedules()] == ["C1"]
         assert store.feeds() == [] and store.feed_days("2025-05-16") == {}
 

@@ -204,7 +204,13 @@ def test_serve_polls_feeds_in_the_background_and_stops_on_sigterm(
             text=True,
         )
         try:
-            health = _wait_for_health(port, process, lambda h: h.get("papers") == 1)
+            health = _wait_for_health(  # the paper lands a moment before the feed's status
+                port,
+                process,
+                lambda h: (
+                    h.get("papers") == 1 and [f.get("status") for f in h.get("feeds", [])] == ["ok"]
+                ),
+            )
             assert health["ok"] and health["feed_watcher"] == "running"
             [feed] = health["feeds"]
             assert (feed["name"], feed["status"], feed["last_seen"]) == ("picks", "ok", 1)

@@ -61,20 +61,36 @@ def serve(
     watcher = watch_feeds(services, slack)
     _check_not_empty(services, watcher)
     scheduler = DigestScheduler(services, app.client, slack)
+    queue = services.answer_queue  # made with the app's listeners (bot/slack/answer_queue.py)
     _stop_on_sigterm()
+    queue.start()  # resumes the questions a stopped or crashed `serve` left unanswered
     scheduler.start()
     if watcher is not None:
         watcher.start()
     try:
         if slack.mode == "socket":
-            _serve_socket(app, slack)
+            _serve_socket(app, slack, services, watcher, queue.stats)
         else:
-            _serve_http(app, slack, services, port or slack.http_port, watcher)
+            _serve_http(app, slack, services, port or slack.http_port, watcher, queue.stats)
     finally:
+        # the server stopped accepting; now the answers in flight, then the rest
+        _drain(queue, slack.shutdown_grace_seconds)
         scheduler.stop()
         if watcher is not None:
             watcher.stop()
         log.info("stopped")
+
+
+def _drain(queue: Any, grace: float) -> None:
+    """Let the answers in progress finish for up to ``grace`` seconds, then hand the rest back
+    to the queue (the next start resumes them). A second SIGTERM/Ctrl-C hands back at once."""
+    running = queue.stats()["running"]
+    if running:
+        log.info("stopping: finishing %d answer(s) in progress (up to %.0f s)", running, grace)
+    try:
+        queue.stop(grace)
+    except KeyboardInterrupt:
+        queue.stop(0)
 
 
 def _stop_on_sigterm() -> None:
@@ -108,32 +124,106 @@ def _warm_up(services: Services) -> None:
     services.corpus.search("warm up", 1)
 
 
-def _serve_socket(app: Any, slack: SlackSettings) -> None:
+def _serve_socket(
+    app: Any,
+    slack: SlackSettings,
+    services: Services | None = None,
+    watcher: FeedWatcher | None = None,
+    queue: Any = None,
+) -> None:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     assert slack.app_token is not None
+    health = None
+    if services is not None and slack.health_port:
+        health = _health_server(app, slack, services, slack.health_port, watcher, queue)
+        _start_health(health, "health")
+        log.info(
+            "health checks on http://%s:%d/healthz and /readyz",
+            slack.http_host,
+            health.server_address[1],
+        )
     log.info("paperbot is connecting to Slack in Socket Mode")
-    SocketModeHandler(app, slack.app_token.get_secret_value()).start()
+    handler = SocketModeHandler(app, slack.app_token.get_secret_value())
+    try:
+        handler.start()
+    except KeyboardInterrupt:  # SIGTERM or Ctrl-C: a normal stop (exit 0), as in HTTP mode
+        log.info("stopping: closing the Socket Mode connection")
+        handler.close()
+    finally:
+        if health is not None:
+            health.shutdown()
 
 
 def _serve_http(
-    app: Any, slack: SlackSettings, services: Services, port: int, watcher: FeedWatcher | None
+    app: Any,
+    slack: SlackSettings,
+    services: Services,
+    port: int,
+    watcher: FeedWatcher | None,
+    queue: Any = None,
 ) -> None:
-    from bot.slack.feed_watcher import health
-    from bot.slack.server import make_http_server
-
-    def healthz() -> dict[str, Any]:
-        feeds = health(services.store, slack.feed_alert_failures, watcher)
-        return {"ok": True, "papers": services.corpus.count_papers(), **feeds}
-
-    server = make_http_server(app, slack.http_host, port, healthz)
+    """uvicorn in this thread until SIGTERM/SIGINT (it finishes the requests in flight, then
+    re-raises the signal: KeyboardInterrupt here) or `server.stop()`."""
+    server = _health_server(app, slack, services, port, watcher, queue, slack_events=True)
     log.info(
-        "paperbot listens on http://%s:%d/slack/events (health: /healthz)", slack.http_host, port
+        "paperbot listens on http://%s:%d/slack/events (health: /healthz, /readyz)",
+        slack.http_host,
+        server.server_address[1],
     )
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         log.info("stopping")
+    finally:
+        server.server_close()
+
+
+def _health_server(
+    app: Any,
+    slack: SlackSettings,
+    services: Services,
+    port: int,
+    watcher: FeedWatcher | None,
+    queue: Any,
+    *,
+    slack_events: bool = False,
+) -> Any:
+    """uvicorn serving /healthz and /readyz (and /slack/events in HTTP mode). Slack's auth.test
+    result is taken once, now: a bad token already stopped `create_app`."""
+    from bot.slack.asgi import SlackASGI, liveness_check, readiness_check, slack_auth
+    from bot.slack.server import HttpServer, PortInUseError
+    from retrieval import PaperbotError
+
+    auth = slack_auth(app.client)
+    secret = slack.signing_secret.get_secret_value() if slack.signing_secret else None
+    asgi = SlackASGI(
+        app if slack_events else _NoSlack(),
+        signing_secret=secret if slack_events else None,
+        liveness=liveness_check(services, slack, watcher),
+        readiness=readiness_check(services, slack, watcher=watcher, auth=auth, queue=queue),
+        max_body_bytes=slack.http_max_body_bytes,
+        body_timeout=slack.http_body_timeout_seconds,
+    )
+    try:
+        return HttpServer(
+            asgi, slack.http_host, port, header_timeout=slack.http_header_timeout_seconds
+        )
+    except PortInUseError as exc:
+        raise PaperbotError(str(exc)) from None
+
+
+class _NoSlack:
+    """Socket Mode's health port: Slack requests are not served there."""
+
+    def dispatch(self, request: Any) -> Any:
+        from slack_bolt.response import BoltResponse
+
+        return BoltResponse(status=404, body="Not Found")
+
+
+def _start_health(server: Any, name: str) -> None:
+    threading.Thread(target=server.serve_forever, daemon=True, name=f"paperbot-{name}").start()
 
 
 def chat() -> None:

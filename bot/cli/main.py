@@ -46,19 +46,60 @@ def _main(
 
 
 def _configure_logging(level: int) -> None:
-    from rich.console import Console
-    from rich.logging import RichHandler
+    handler: logging.Handler
+    if _log_format() == "json":
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_JsonFormatter(with_traceback=_state["debug"]))
+    else:
+        from rich.console import Console
+        from rich.logging import RichHandler
 
-    handler = RichHandler(
-        console=Console(stderr=True),
-        show_path=False,
-        rich_tracebacks=_state["debug"],
-        markup=False,
-    )
-    logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
+        handler = RichHandler(
+            console=Console(stderr=True),
+            show_path=False,
+            rich_tracebacks=_state["debug"],
+            markup=False,
+        )
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     # Library chatter (HTTP requests, telemetry) only in debug mode.
-    for noisy in ("httpx", "chromadb", "urllib3", "httpcore", "openai", "posthog"):
+    for noisy in ("httpx", "chromadb", "urllib3", "httpcore", "openai", "posthog", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if _state["debug"] else logging.WARNING)
+
+
+def _log_format() -> str:
+    """PAPERBOT_LOG_FORMAT (SlackSettings.log_format) from the environment or the .env;
+    settings errors are reported by the command that needs the settings, not here."""
+    try:
+        return options.slack_settings().log_format
+    except Exception:  # a broken .env must not break logging setup
+        return os.environ.get("PAPERBOT_LOG_FORMAT", "text").strip().lower()
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC, ISO 8601), level, logger, message, and
+    exc_info (the traceback) only with --debug; otherwise the exception's one line."""
+
+    def __init__(self, with_traceback: bool) -> None:
+        super().__init__()
+        self.with_traceback = with_traceback
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+        from datetime import UTC, datetime
+
+        out: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info and record.exc_info[1] is not None:
+            if self.with_traceback:
+                out["exc_info"] = self.formatException(record.exc_info)
+            else:
+                out["error"] = str(record.exc_info[1]).strip().split("\n")[0]
+        return json.dumps(out, ensure_ascii=False, default=str)
 
 
 def main() -> None:

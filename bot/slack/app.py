@@ -42,7 +42,21 @@ def create_app(settings: SlackSettings, services: Services, client: Any = None) 
 
     client = client or make_client(settings)
     secret = settings.signing_secret.get_secret_value() if settings.signing_secret else None
-    app = App(
+    try:
+        app = _bolt_app(App, client, settings, secret)
+    except Exception as exc:  # auth.test at start: a bad token or an unreachable Slack
+        raise _startup_error(exc, settings) from None
+    register_all(app, services, settings)
+    return app
+
+
+def _bolt_app(App: Any, client: Any, settings: SlackSettings, secret: str | None) -> Any:
+    bolt_log = logging.getLogger("slack_bolt.App")
+    for logger in (bolt_log, logging.getLogger("slack_bolt.RequestVerification")):
+        if not any(isinstance(f, _NoBodies) for f in logger.filters):
+            logger.addFilter(_NoBodies())
+    return App(
+        logger=bolt_log,
         client=client,
         # Lazy listeners (the answering work) run here; acks never wait for this pool.
         listener_executor=ThreadPoolExecutor(
@@ -54,5 +68,31 @@ def create_app(settings: SlackSettings, services: Services, client: Any = None) 
         process_before_response=True,
         ignoring_self_events_enabled=True,
     )
-    register_all(app, services, settings)
-    return app
+
+
+def _startup_error(exc: Exception, settings: SlackSettings) -> Exception:
+    """One line naming the fix (main.py prints PaperbotError without a traceback)."""
+    from retrieval import PaperbotError
+
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    for code in ("invalid_auth", "not_authed", "token_revoked", "account_inactive"):
+        if code in text:
+            return PaperbotError(
+                f"Slack refused the bot token ({code}). Set SLACK_BOT_TOKEN to the xoxb-… "
+                "token from the app's OAuth & Permissions page."
+            )
+    return PaperbotError(
+        f"Cannot reach the Slack API at {settings.slack_api_url} ({text}). Check the network "
+        "or proxy, and PAPERBOT_SLACK_API_URL; then start again."
+    )
+
+
+class _NoBodies(logging.Filter):
+    """Bolt logs the full body of a request with a bad signature at INFO; drop the body.
+    (The ASGI layer rejects those first; this covers Socket Mode and direct use.)"""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "body:" in message:
+            record.msg, record.args = message.split("body:", 1)[0] + "body: <redacted>)", None
+        return True

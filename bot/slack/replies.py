@@ -104,10 +104,22 @@ def answer_in_thread(
     history: Sequence[Turn] = (),
     user: str | None = None,
     min_interval: float = 1.2,
+    placeholder_ts: str | None = None,
+    on_placeholder: Callable[[str], None] | None = None,
 ) -> Answer | None:
-    """Post a placeholder in the thread, stream the answer into it, finish with the answer."""
+    """Post a placeholder in the thread, stream the answer into it, finish with the answer.
+
+    A resumed answer passes the ``placeholder_ts`` an earlier attempt posted: that message is
+    updated instead of posting a second one. ``on_placeholder`` gets a new placeholder's ts
+    at once (the answer queue keeps it for a resume)."""
     reply = ThreadReply(client, channel, thread_ts, min_interval)
-    reply.start(blocks.placeholder(question))
+    if placeholder_ts:
+        reply.ts = placeholder_ts
+        reply.finish(blocks.placeholder(question))  # posts anew if it was deleted
+    else:
+        reply.start(blocks.placeholder(question))
+    if on_placeholder is not None and reply.ts and reply.ts != placeholder_ts:
+        on_placeholder(reply.ts)
     try:
         answer = asyncio.run(_stream(services, reply, question, history))
     except PaperbotError as exc:

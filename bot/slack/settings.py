@@ -41,8 +41,8 @@ class SlackSettings(PaperbotSettings):
         default=16,
         ge=1,
         le=128,
-        description="Questions answered in parallel; more answers sooner under load, but each "
-        "answer competes with acks for the CPU.",
+        description="Threads for Bolt's listeners (button clicks, the ack side); questions are "
+        "answered by the answer queue's workers (PAPERBOT_ANSWER_WORKERS).",
     )
     stream_update_seconds: float = Field(
         default=1.2, ge=0.2, description="Minimum pause between chat.update calls while streaming."
@@ -86,6 +86,61 @@ class SlackSettings(PaperbotSettings):
         ge=1,
         description="Consecutive failed polls after which a feed is reported failing "
         "(`paperbot doctor`, /healthz).",
+    )
+
+    # --- HTTP server and logs (bot/slack/asgi.py, bot/slack/server.py) ---
+    http_max_body_bytes: int = Field(
+        default=1 << 20,
+        ge=1024,
+        description="HTTP mode: requests with a larger body get 413 before they are read.",
+    )
+    http_body_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="HTTP mode: a body not received within this gets 408."
+    )
+    http_header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="HTTP mode: a connection that has not sent its request headers within this "
+        "is closed (stalled clients hold no thread).",
+    )
+    health_port: int = Field(
+        default=3001,
+        ge=0,
+        le=65535,
+        description="Socket Mode: port of /healthz and /readyz on `http_host` (0 = off).",
+    )
+    log_format: str = Field(
+        default="text",
+        pattern=r"^(text|json)$",
+        description="Log lines as text or json (one JSON object per line, for log collectors).",
+    )
+
+    # --- answer queue (bot/slack/answer_queue.py) ---
+    answer_workers: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="Questions answered at once from the answer queue; 0 = min(4, 2 × CPU "
+        "cores). Acks never wait for them.",
+    )
+    answer_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description="Tries per question (a crash or restart mid-answer counts) before the bot "
+        "gives up with a message in the thread.",
+    )
+    answer_lease_seconds: float = Field(
+        default=60.0,
+        ge=5.0,
+        description="A question being answered by a process that has not renewed its claim for "
+        "this long is presumed dead and resumed by another.",
+    )
+    shutdown_grace_seconds: float = Field(
+        default=20.0,
+        ge=0.0,
+        description="On SIGTERM/SIGINT, how long `serve` lets answers in progress finish; the "
+        "rest are handed back and resumed at the next start.",
     )
 
     @field_validator("allowed_channels", mode="before")

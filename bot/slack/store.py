@@ -3,7 +3,8 @@
 What lives here cannot be computed again: which digests were posted (and how far a
 half-posted one got), which Slack deliveries were already answered, the answers behind the
 👍/👎 buttons and the votes on them, subscriptions and what was sent to them, digest
-schedules, the feeds the bot polls and how each is doing. The corpus state
+schedules, the feeds the bot polls and how each is doing, and the answer queue (every
+accepted question until it is answered). The corpus state
 (retrieval/state.py) keeps only papers, chunks, listings and caches.
 
 The file carries a schema version (`PRAGMA user_version`) and is migrated in place on
@@ -20,13 +21,14 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from bot.slack.store_feeds import FeedTables
+from bot.slack.store_jobs import JobTables
 from bot.slack.store_schema import LEGACY, MIGRATIONS, SCHEMA_VERSION
 from retrieval import PaperbotError, migrations
 
@@ -34,10 +36,11 @@ FILENAME = "bot.sqlite3"
 LEGACY_FILENAME = "state.sqlite3"  # the corpus file, which held the bot's tables before v2
 
 
-class BotStore(FeedTables):
+class BotStore(FeedTables, JobTables):
     """Thread-safe bookkeeping of the Slack bot. Opens (and migrates) the file on first use.
 
-    The feed tables' methods are in bot/slack/store_feeds.py."""
+    The feed tables' methods are in bot/slack/store_feeds.py, the answer queue's in
+    bot/slack/store_jobs.py."""
 
     def __init__(self, path: Path, *, legacy_path: Path | None = None) -> None:
         self.path = path
@@ -94,7 +97,7 @@ class BotStore(FeedTables):
         )
         try:
             db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
+            migrations.use_wal(db)
             db.execute("PRAGMA foreign_keys=ON")
             db.execute("PRAGMA synchronous=NORMAL")
             self._migrate(db)
@@ -135,7 +138,7 @@ class BotStore(FeedTables):
         with self._lock:
             return self._db().execute(sql, params)
 
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    def _query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
             return list(self._db().execute(sql, params))
 

@@ -12,6 +12,9 @@ notification watermark (its `meta` table). `BotStore` attaches that file read-on
 Version 3 adds the feeds the bot polls by itself (bot/slack/feeds.py): their definitions, how
 each is doing (for backoff, `paperbot doctor` and /healthz) and which listing days each has
 delivered (scheduled digests wait for them).
+
+Version 4 adds the durable answer queue (bot/slack/answer_queue.py): every accepted question
+is a job, written before Slack gets its ack, and claimed by workers with a lease.
 """
 
 from __future__ import annotations
@@ -226,11 +229,37 @@ _V3 = (
     ) WITHOUT ROWID""",
 )
 
+_V4 = (
+    # one row per accepted Slack message or slash command (its seen-key is claimed with it)
+    """CREATE TABLE answer_jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        key TEXT NOT NULL UNIQUE,  -- msg:<channel>:<ts> | cmd:<trigger_id>
+        kind TEXT NOT NULL,  -- mention | im | followup | command
+        channel TEXT NOT NULL,
+        thread_ts TEXT,  -- the thread the message was in (NULL: top level)
+        message_ts TEXT,  -- the question's own message
+        user_id TEXT,
+        bot_user_id TEXT,
+        question TEXT NOT NULL,  -- the message text, or the slash command's text
+        response_url TEXT,  -- slash commands answer here
+        placeholder_ts TEXT,  -- the "Searching…" message, once posted (resumes update it)
+        state TEXT NOT NULL DEFAULT 'queued',  -- queued | running | done | failed
+        attempts INTEGER NOT NULL DEFAULT 0,
+        owner TEXT,  -- host:pid:n of the queue answering it
+        lease_expires REAL,  -- running: presumed dead after; queued: not before (retry backoff)
+        error TEXT,  -- the last attempt's failure, one line
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    )""",
+    "CREATE INDEX answer_jobs_state ON answer_jobs(state, id)",
+)
+
 MIGRATIONS = (
     migrations.Migration(1, "the bot's tables", lambda db: migrations.execute_all(db, _V1)),
     migrations.Migration(2, "import the bot's data from the corpus state file", _import_legacy),
     migrations.Migration(
         3, "feeds, their run status and delivered days", lambda db: migrations.execute_all(db, _V3)
     ),
+    migrations.Migration(4, "the answer queue", lambda db: migrations.execute_all(db, _V4)),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

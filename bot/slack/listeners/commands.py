@@ -1,11 +1,14 @@
-"""The `/papers` slash command: ack at once, answer ephemerally from a lazy listener."""
+"""The `/papers` slash command: instant subcommands answer in the ack; the others (ask,
+search, summary, digest) become a job in the answer queue, written before the ack, which says
+"Working on it" — the queue's worker replies through the command's response_url."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from bot.services import Services
-from bot.slack import blocks
+from bot.slack import answer_queue, blocks
 from bot.slack.papers_command import run_command
 from bot.slack.settings import SlackSettings
 from bot.slack.slash import parse
@@ -14,27 +17,28 @@ _INSTANT = ("help", "subscribe", "unsubscribe", "subscriptions")
 
 
 def register(app: Any, services: Services, settings: SlackSettings) -> None:
-    def reply(command: dict[str, Any]) -> blocks.Message:
-        return run_command(
-            services,
-            parse(command.get("text", "")),
-            user_id=command["user_id"],
-            channel_id=command["channel_id"],
-            command=settings.slash_command,
-        )
+    queue = answer_queue.for_app(app, services, settings)
 
-    def ack_command(ack: Any, command: dict[str, Any]) -> None:
+    def on_command(ack: Any, command: dict[str, Any]) -> None:
         name = parse(command.get("text", "")).name
         if name in _INSTANT:  # fast: the ack carries the reply itself
-            text, blks = reply(command)
+            text, blks = run_command(
+                services,
+                parse(command.get("text", "")),
+                user_id=command["user_id"],
+                channel_id=command["channel_id"],
+                command=settings.slash_command,
+            )
             ack(text=text, blocks=blks, response_type="ephemeral")
-        else:
-            ack(text=f"⏳ Working on `{blocks.escape(name)}`…", response_type="ephemeral")
+            return
+        queue.submit(
+            f"cmd:{command.get('trigger_id') or uuid.uuid4().hex}",
+            kind="command",
+            channel=command["channel_id"],
+            user_id=command["user_id"],
+            question=command.get("text", ""),
+            response_url=command.get("response_url"),
+        )
+        ack(text=f"⏳ Working on `{blocks.escape(name)}`…", response_type="ephemeral")
 
-    def run_slow(command: dict[str, Any], respond: Any) -> None:
-        if parse(command.get("text", "")).name in _INSTANT:
-            return  # already answered in the ack
-        text, blks = reply(command)
-        respond(text=text, blocks=blks, response_type="ephemeral", replace_original=True)
-
-    app.command(settings.slash_command)(ack=ack_command, lazy=[run_slow])
+    app.command(settings.slash_command)(on_command)

@@ -1,7 +1,9 @@
-"""@mentions, direct messages and thread follow-ups -> an answer in the thread.
+"""@mentions, direct messages and thread follow-ups -> a job in the answer queue.
 
-Slack may deliver one message twice (app_mention and message.im, or a retry): the
-(channel, ts) key is claimed in the bot's store and only the first delivery is answered.
+The ack path only writes the job (bot/slack/answer_queue.py answers it): written before
+Slack gets its ack, an accepted question survives a crash or restart. Slack may deliver one
+message twice (app_mention and message.im, or a retry): the job's (channel, ts) key is
+unique, so only the first delivery becomes a job.
 """
 
 from __future__ import annotations
@@ -10,13 +12,8 @@ import logging
 from typing import Any
 
 from bot.services import Services
-from bot.slack.replies import (
-    answer_in_thread,
-    bot_in_thread,
-    strip_mentions,
-    thread_history,
-    thread_messages,
-)
+from bot.slack import answer_queue
+from bot.slack.replies import strip_mentions
 from bot.slack.settings import SlackSettings
 
 log = logging.getLogger(__name__)
@@ -30,27 +27,40 @@ _IGNORED_SUBTYPES = {
 
 
 def register(app: Any, services: Services, settings: SlackSettings) -> None:
-    def ack_event(ack: Any) -> None:
+    queue = answer_queue.for_app(app, services, settings)
+
+    def on_mention(ack: Any, event: dict[str, Any], context: Any) -> None:
+        if _should_answer(settings, event, context):
+            _enqueue(queue, event, context, "mention")
         ack()
 
-    def on_mention(event: dict[str, Any], client: Any, context: Any) -> None:
-        if _should_answer(services, settings, event, context):
-            thread = _thread(client, event)
-            _answer(services, settings, client, event, context, thread)
+    def on_message(ack: Any, event: dict[str, Any], context: Any) -> None:
+        if not (event.get("subtype") in _IGNORED_SUBTYPES or _mentions_us(event, context)):
+            im = event.get("channel_type") == "im"
+            # in channels, only replies in threads (the worker checks paperbot took part)
+            if (im or event.get("thread_ts")) and _should_answer(settings, event, context):
+                _enqueue(queue, event, context, "im" if im else "followup")
+        ack()
 
-    def on_message(event: dict[str, Any], client: Any, context: Any) -> None:
-        if event.get("subtype") in _IGNORED_SUBTYPES or _mentions_us(event, context):
-            return
-        thread = _thread(client, event)
-        if event.get("channel_type") != "im" and not bot_in_thread(
-            thread, context.get("bot_user_id")
-        ):
-            return  # in channels, only replies in threads paperbot took part in
-        if _should_answer(services, settings, event, context):
-            _answer(services, settings, client, event, context, thread)
+    app.event("app_mention")(on_mention)
+    app.event("message")(on_message)
 
-    app.event("app_mention")(ack=ack_event, lazy=[on_mention])
-    app.event("message")(ack=ack_event, lazy=[on_message])
+
+def _enqueue(
+    queue: answer_queue.AnswerQueue, event: dict[str, Any], context: Any, kind: str
+) -> None:
+    channel, ts = event["channel"], str(event["ts"])
+    thread_ts = event.get("thread_ts")
+    queue.submit(
+        f"msg:{channel}:{ts}",
+        kind=kind,
+        channel=channel,
+        thread_ts=str(thread_ts) if thread_ts else None,
+        message_ts=ts,
+        user_id=event.get("user"),
+        bot_user_id=context.get("bot_user_id"),
+        question=strip_mentions(event.get("text", "")),
+    )
 
 
 def _mentions_us(event: dict[str, Any], context: Any) -> bool:
@@ -63,15 +73,7 @@ def _mentions_us(event: dict[str, Any], context: Any) -> bool:
     )
 
 
-def _thread(client: Any, event: dict[str, Any]) -> list[dict[str, Any]]:
-    """The thread a message is in (fetched once, for both checks and history); none if top-level."""
-    thread_ts = event.get("thread_ts")
-    return thread_messages(client, event["channel"], str(thread_ts)) if thread_ts else []
-
-
-def _should_answer(
-    services: Services, settings: SlackSettings, event: dict[str, Any], context: Any
-) -> bool:
+def _should_answer(settings: SlackSettings, event: dict[str, Any], context: Any) -> bool:
     if event.get("bot_id") or event.get("user") in (None, context.get("bot_user_id")):
         return False  # never answer ourselves or other bots
     channel = event.get("channel", "")
@@ -82,27 +84,4 @@ def _should_answer(
     ):
         log.info("ignoring a message in %s: not in PAPERBOT_ALLOWED_CHANNELS", channel)
         return False
-    return services.store.first_time(f"msg:{channel}:{event.get('ts')}")
-
-
-def _answer(
-    services: Services,
-    settings: SlackSettings,
-    client: Any,
-    event: dict[str, Any],
-    context: Any,
-    thread: list[dict[str, Any]],
-) -> None:
-    channel, ts = event["channel"], event["ts"]
-    thread_ts = event.get("thread_ts") or ts
-    history = thread_history(thread, context.get("bot_user_id"), before_ts=ts)
-    answer_in_thread(
-        services,
-        client,
-        channel=channel,
-        thread_ts=thread_ts,
-        question=strip_mentions(event.get("text", "")),
-        history=history,
-        user=event.get("user"),
-        min_interval=settings.stream_update_seconds,
-    )
+    return True
