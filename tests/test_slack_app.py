@@ -243,8 +243,11 @@ def test_search_lists_papers_with_a_share_button(slack: SlackHarness) -> None:
     body = block_actions(
         "share_search", share["value"], response_url=slack.api.response_url("share")
     )
+    slack.api.delay_next("chat.postMessage", 3.0)  # a slow Slack must not delay the click's ack
+    started = time.monotonic()
     _ack_ok(_send(slack, body))
-    posted = slack.api.wait_for("chat.postMessage")[-1]
+    assert time.monotonic() - started < 2.0, "the click was acked only after chat.postMessage"
+    posted = slack.api.wait_for("chat.postMessage", timeout=10)[-1]
     assert posted.params["channel"] == CHANNEL_ID and "GVGEN" in posted.params["text"]
 
 

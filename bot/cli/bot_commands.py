@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from bot.slack.feed_watcher import FeedWatcher
     from bot.slack.settings import SlackSettings
     from bot.slack.store import BotStore
+    from retrieval import RetrievalSettings
 
 log = logging.getLogger(__name__)
 schedule_app = typer.Typer(help="Daily digest schedules per channel.", no_args_is_help=True)
@@ -55,7 +56,7 @@ def serve(
     from bot.slack.feed_watcher import watch_feeds
     from bot.slack.scheduler import DigestScheduler
 
-    services = options.services()
+    services = options.services(_serving_settings(options.settings(), slack))
     _warm_up(services)
     app = create_app(slack, services)
     watcher = watch_feeds(services, slack)
@@ -101,6 +102,19 @@ def _stop_on_sigterm() -> None:
             raise KeyboardInterrupt
 
         signal.signal(signal.SIGTERM, interrupt)
+
+
+def _serving_settings(settings: RetrievalSettings, slack: SlackSettings) -> RetrievalSettings:
+    """Unless PAPERBOT_EMBEDDING_THREADS says otherwise, an answer's embedding may use only its
+    share of the cores (cores / answer workers), so a burst of answers never starves the
+    threads that ack Slack within its 3 s."""
+    if settings.embedding_threads:
+        return settings
+    from bot.slack.answer_queue import embedding_threads_per_job
+
+    threads = embedding_threads_per_job(slack.answer_workers)
+    log.info("embedding threads per answer: %d", threads)
+    return settings.model_copy(update={"embedding_threads": threads})
 
 
 def _check_not_empty(services: Services, watcher: FeedWatcher | None) -> None:

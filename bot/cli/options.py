@@ -61,11 +61,11 @@ def corpus() -> Corpus:
     return Corpus(settings())
 
 
-def services() -> Services:
+def services(corpus_settings: RetrievalSettings | None = None) -> Services:
     """The same services `paperbot serve` runs (bot/services.py)."""
     from bot.services import Services
 
-    return Services.build(settings(), answer_settings())
+    return Services.build(corpus_settings or settings(), answer_settings())
 
 
 def require_papers(corpus: Corpus) -> None:

@@ -48,6 +48,12 @@ def default_workers() -> int:
     return min(4, 2 * (os.cpu_count() or 1))
 
 
+def embedding_threads_per_job(workers: int) -> int:
+    """ONNX threads one answer may use: the cores shared out between the answer workers, so
+    concurrent answers never take every core from the threads that ack Slack's requests."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers or default_workers()))
+
+
 def give_up_text(attempts: int, reason: str) -> str:
     tries = "try" if attempts == 1 else "tries"
     return f"Sorry, I could not answer this after {attempts} {tries}: {reason}. Please ask again."

@@ -14,23 +14,27 @@ log = logging.getLogger(__name__)
 
 
 def register(app: Any, services: Services, settings: SlackSettings) -> None:
-    def on_feedback(ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any) -> None:
-        ack()
-        vote = "up" if action["action_id"] == blocks.FEEDBACK_UP else "down"
-        services.store.add_feedback(
+    # The app processes a request before answering it (process_before_response=True, so an
+    # event's job is on disk before its ack): every Slack call of a click therefore runs in a
+    # lazy listener, after the ack, and the click is acked at once.
+    def record_vote(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        services.store.add_feedback(  # a local write, before the ack: the vote is kept
             answer_id=action.get("value") or None,
             user_id=body["user"]["id"],
-            vote=vote,
+            vote=_vote(action),
             channel=(body.get("channel") or {}).get("id"),
             message_ts=(body.get("message") or {}).get("ts"),
         )
-        text, blks = blocks.feedback_thanks(vote)
+        ack()
+
+    def thank(action: dict[str, Any], respond: Any) -> None:
+        text, blks = blocks.feedback_thanks(_vote(action))
         respond(text=text, blocks=blks, response_type="ephemeral", replace_original=False)
 
-    def on_share(
-        ack: Any, body: dict[str, Any], action: dict[str, Any], client: Any, respond: Any
-    ) -> None:
+    def ack_share(ack: Any) -> None:
         ack()
+
+    def share(body: dict[str, Any], action: dict[str, Any], client: Any, respond: Any) -> None:
         try:
             shared = json.loads(action.get("value", "{}"))
             papers = services.corpus.papers_by_id(list(shared.get("ids", []))[:20])
@@ -46,6 +50,10 @@ def register(app: Any, services: Services, settings: SlackSettings) -> None:
             channel=body["channel"]["id"], text=text, blocks=blks, unfurl_links=False
         )
 
-    app.action(blocks.FEEDBACK_UP)(on_feedback)
-    app.action(blocks.FEEDBACK_DOWN)(on_feedback)
-    app.action(blocks.SHARE_SEARCH)(on_share)
+    app.action(blocks.FEEDBACK_UP)(ack=record_vote, lazy=[thank])
+    app.action(blocks.FEEDBACK_DOWN)(ack=record_vote, lazy=[thank])
+    app.action(blocks.SHARE_SEARCH)(ack=ack_share, lazy=[share])
+
+
+def _vote(action: dict[str, Any]) -> str:
+    return "up" if action["action_id"] == blocks.FEEDBACK_UP else "down"
