@@ -2,8 +2,9 @@
 
 - `burst_questions`, `mixed_burst`: distinct questions about the 30 sample papers, as signed
   slash commands and app_mentions.
-- `fire` / `client_process`: every signed request sent at the same moment (httpx, asyncio, one
-  connection per request as Slack does), each one's HTTP latency = its ack latency.
+- `fire` / `client_process`: every signed request sent at the same moment (asyncio streams, one
+  connection per request as Slack does), each one's HTTP latency = its ack latency; optionally
+  one more client streams an unsigned forged POST of N bytes at the same moment (`forge`).
 - `collect`: for every question, the bot messages in its thread (mentions) or the response_url
   replies (slash commands) the fake Slack Web API received, and when.
 - `Sampler`, `proc_cpu_seconds`, `tcp_counters`: the app process's threads, RSS and CPU, and
@@ -21,6 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -107,38 +110,114 @@ def mixed_burst(questions: Sequence[str], response_url: Callable[[str], str]) ->
     return sent
 
 
-def client_process(url: str, items: list[tuple[str, str]], conn: Connection) -> None:
-    """Child process: send every (key, body) at once; report a `Fired` per request."""
-    conn.send(asyncio.run(fire(url, items)))
+def client_process(
+    url: str, items: list[tuple[str, str]], forged_bytes: int, conn: Connection
+) -> None:
+    """Child process: send every (key, body) at once (plus the forged POST, if any); report a
+    `Fired` per request and the forged POST's `Forged` (or None)."""
+    conn.send(asyncio.run(fire(url, items, forged_bytes)))
     conn.close()
 
 
-async def fire(url: str, items: list[tuple[str, str]]) -> list[Fired]:
-    """POST every signed (key, body) to `url` at the same moment, one connection each."""
-    limits = httpx.Limits(max_connections=len(items) + 10, max_keepalive_connections=0)
+CHUNK = 64 * 1024
+
+
+@dataclass
+class Forged:
+    """What the unsigned forged POST got."""
+
+    size: int  # bytes it meant to send
+    status: int = 0  # HTTP status, -1 = no HTTP answer (see `error`)
+    ms: float = 0.0  # from the first byte sent until the answer (or the error)
+    sent_bytes: int = 0  # body bytes the client got to write before the answer
+    error: str = ""
+
+
+async def forge(client: httpx.AsyncClient, url: str, size: int, gate: asyncio.Event) -> Forged:
+    """An attacker's POST: no Slack signature, `size` bytes of body streamed in 64 KiB chunks
+    with chunked transfer encoding (no Content-Length to refuse it by)."""
+    result = Forged(size)
+
+    async def body() -> Any:
+        chunk = b"x" * CHUNK
+        while result.sent_bytes < size:
+            piece = chunk[: size - result.sent_bytes]
+            result.sent_bytes += len(piece)
+            yield piece
+
+    headers = {"Content-Type": "application/json", "User-Agent": "curl/8.5.0"}
+    await gate.wait()
+    start = time.perf_counter()
+    try:
+        response = await client.post(url, content=body(), headers=headers)
+        result.status = response.status_code
+        result.error = response.text[:120]
+    except httpx.HTTPError as exc:
+        result.status, result.error = -1, f"{type(exc).__name__}: {exc}"[:160]
+    result.ms = (time.perf_counter() - start) * 1000
+    return result
+
+
+async def _exchange(host: str, port: int, request: bytes) -> tuple[int, str]:
+    """One HTTP/1.1 request on its own connection (plain asyncio streams: a general-purpose
+    client such as httpx costs ~2.5 ms of this process's CPU per request, which under a burst
+    of 400 on 2 cores queued the sends by up to a second and showed up as ack latency)."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        status = int((await reader.readline()).split()[1])
+        length = None
+        while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value.strip())
+        body = await (reader.readexactly(length) if length is not None else reader.read())
+        return status, body[:300].decode("utf-8", "replace")
+    finally:
+        writer.close()
+
+
+async def fire(
+    url: str, items: list[tuple[str, str]], forged_bytes: int = 0
+) -> tuple[list[Fired], Forged | None]:
+    """POST every signed (key, body) to `url` at the same moment, one connection each; with
+    `forged_bytes`, one more connection streams an unsigned forged POST at the same moment."""
+    limits = httpx.Limits(max_connections=10, max_keepalive_connections=0)
     gate = asyncio.Event()
 
-    async def one(client: httpx.AsyncClient, key: str, body: str) -> Fired:
+    target = urlsplit(url)
+    host, port = target.hostname or "127.0.0.1", target.port or 80
+
+    async def one(key: str, body: str) -> Fired:
+        data = body.encode()
         headers = {
+            "Host": f"{host}:{port}",
             "Content-Type": content_type_of(body),
             "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
             **sign(body, SECRET),
+            "Content-Length": str(len(data)),
+            "Connection": "close",
         }
-        data = body.encode()
+        head = f"POST {target.path or '/'} HTTP/1.1\r\n" + "".join(
+            f"{k}: {v}\r\n" for k, v in headers.items()
+        )
+        request = (head + "\r\n").encode("latin-1") + data
         await gate.wait()
         sent_at, start = time.time(), time.perf_counter()
         try:
-            response = await client.post(url, content=data, headers=headers)
-            status, text = response.status_code, response.text[:300]
-        except httpx.HTTPError as exc:
+            status, text = await asyncio.wait_for(_exchange(host, port, request), 60.0)
+        except (OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as exc:
             status, text = -1, f"{type(exc).__name__}: {exc}"
         return key, sent_at, (time.perf_counter() - start) * 1000, status, text
 
     async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(60.0)) as client:
-        tasks = [asyncio.create_task(one(client, key, body)) for key, body in items]
+        tasks = [asyncio.create_task(one(key, body)) for key, body in items]
+        forged = forged_bytes and asyncio.create_task(forge(client, url, forged_bytes, gate))
         await asyncio.sleep(0.2)  # every task is parked at the gate
         gate.set()
-        return list(await asyncio.gather(*tasks))
+        fired = list(await asyncio.gather(*tasks))
+        return fired, (await forged if forged else None)
 
 
 # --------------------------------------------------------------------------------------------
