@@ -38,7 +38,7 @@ A variant is WORKERS:BACKLOG: the answer queue's workers (PAPERBOT_ANSWER_WORKER
 answered at once) and the HTTP server's listen backlog. "shipped" is bot/'s defaults (answer
 workers min(4, 2 x cores), backlog 1024). Bolt's lazy listeners are gone, so no variant
 reproduces the app before issue 10 (its numbers are in docs/benchmarks.md). The backlog is a
-class attribute, so other values are set in the benchmark's own app process only.
+module constant of bot.slack.server (LISTEN_BACKLOG), so other values are set in the benchmark's own app process only.
 """
 
 from __future__ import annotations
@@ -113,9 +113,9 @@ def shipped_workers() -> int:
 
 def shipped_backlog() -> int:
     """The listen backlog of bot.slack.server's HTTP server."""
-    from bot.slack.server import _ThreadingWSGIServer
+    from bot.slack.server import LISTEN_BACKLOG
 
-    return int(_ThreadingWSGIServer.request_queue_size)
+    return LISTEN_BACKLOG
 
 
 # --------------------------------------------------------------------------------------------
@@ -135,9 +135,9 @@ def _app_process(
     from bot.slack.app import create_app
     from retrieval import Corpus
 
-    # The listen backlog is a class attribute (no setting): what-ifs set it here, in this
+    # The listen backlog is a module constant (no setting): what-ifs set it here, in this
     # process only.
-    bot_server._ThreadingWSGIServer.request_queue_size = backlog
+    bot_server.LISTEN_BACKLOG = backlog
     settings = make_settings(Path(data_dir))
     corpus = Corpus(settings, embedder=local_embedder(settings))
     services = Services.build(settings, answer_settings(llm_url), corpus=corpus)

@@ -16,33 +16,17 @@ import logging
 import socket
 import threading
 from collections.abc import Callable
-from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from bot.slack.asgi import EVENTS_PATH, SlackASGI
 
 log = logging.getLogger(__name__)
 __all__ = ["EVENTS_PATH", "HttpServer", "make_http_server", "serve_http_in_thread"]
+# The stdlib default listen backlog is 5: a burst of Slack requests overflows it and the kernel
+# drops connections (measured: 309 of 400 lost). Queue them instead. Read at each
+# make_http_server call, so benchmarks/bench_slack_burst.py's what-ifs can set it.
 LISTEN_BACKLOG = 1024
 MAX_CONNECTIONS = 4096  # beyond this uvicorn answers 503 instead of holding more sockets
-
-
-class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    """The stdlib server HTTP mode ran on before uvicorn: kept as the baseline of
-    benchmarks/bench_slack_burst.py (the HTTP stack without Bolt)."""
-
-    daemon_threads = True
-    # The stdlib default listen backlog is 5: a burst of Slack requests overflows it and the
-    # kernel drops connections (measured: 309 of 400 lost). Queue them instead.
-    request_queue_size = LISTEN_BACKLOG
-
-
-class _QuietHandler(WSGIRequestHandler):
-    """The baseline's request handler: access lines at debug."""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("http: " + format, *args)
 
 
 def _header_timeout_protocol(seconds: float) -> type:
@@ -169,10 +153,7 @@ def make_http_server(
     if signing_secret is None:
         signing_secret = _bolt_signing_secret(app)
     asgi = SlackASGI(app, signing_secret=signing_secret, liveness=health, readiness=readiness)
-    # The backlog follows the baseline class so benchmarks/bench_slack_burst.py's what-ifs
-    # (which set `_ThreadingWSGIServer.request_queue_size`) still apply to this server.
-    backlog = int(_ThreadingWSGIServer.request_queue_size)
-    return HttpServer(asgi, host, port, header_timeout=header_timeout, backlog=backlog)
+    return HttpServer(asgi, host, port, header_timeout=header_timeout, backlog=LISTEN_BACKLOG)
 
 
 def _bolt_signing_secret(app: Any) -> str | None:
