@@ -85,6 +85,7 @@ from benchmarks.slack_burst_load import (
     client_process,
     collect,
     fire,
+    forger_process,
     mixed_burst,
     proc_cpu_seconds,
     tcp_counters,
@@ -150,6 +151,7 @@ def _app_process(
         "127.0.0.1",
         0,
         lambda: {"ok": True, "papers": services.corpus.count_papers()},
+        gate=services.answer_queue.gate if services.answer_queue is not None else None,
     )
     conn.send(int(server.server_address[1]))
     conn.close()
@@ -213,7 +215,7 @@ def run_floor(per_kind: int, backlog: int) -> dict[str, Any]:
         items = [(s.key, s.body) for s in sent]
         asyncio.run(fire(url, items[:20]))  # warm-up
         before = tcp_counters()
-        results, _ = asyncio.run(fire(url, items))
+        results = asyncio.run(fire(url, items))
         after = tcp_counters()
     finally:
         stop(proc)
@@ -239,22 +241,37 @@ def idle_acks(url: str, api: FakeSlackAPI, n: int = 20) -> list[float]:
 
 
 def send_burst(url: str, sent: list[Sent], forged_bytes: int = 0) -> Forged | None:
-    """Fire every request (and the forged POST, if any) from a separate process; record
-    sent_at, ack_ms, status, response; return what the forged POST got."""
+    """Fire every request from a separate process (and the forged POST, if any, from a process
+    of its own at the same moment); record sent_at, ack_ms, status, response; return what the
+    forged POST got."""
     ctx = mp.get_context("spawn")
+    go = ctx.Event()
+    forger = forger_conn = None
+    if forged_bytes:
+        forger_conn, forger_child = ctx.Pipe()
+        forger = ctx.Process(
+            target=forger_process, args=(url, forged_bytes, go, forger_child), daemon=True
+        )
+        forger.start()
     parent, child = ctx.Pipe()
     items = [(s.key, s.body) for s in sent]
-    client = ctx.Process(target=client_process, args=(url, items, forged_bytes, child), daemon=True)
+    client = ctx.Process(target=client_process, args=(url, items, go, child), daemon=True)
     client.start()
     if not parent.poll(180):
         client.kill()
         raise RuntimeError("the client did not finish within 180 s")
     by_key = {s.key: s for s in sent}
-    fired, forged = parent.recv()
-    for key, sent_at, ms, status, text in fired:
+    for key, sent_at, ms, status, text in parent.recv():
         item = by_key[key]
         item.sent_at, item.ack_ms, item.status, item.response = sent_at, ms, status, text
     client.join(10)
+    if forger is None or forger_conn is None:
+        return None
+    if not forger_conn.poll(120):
+        forger.kill()
+        raise RuntimeError("the forged POST did not finish within 120 s")
+    forged: Forged = forger_conn.recv()
+    forger.join(10)
     return forged
 
 

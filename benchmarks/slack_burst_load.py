@@ -110,12 +110,24 @@ def mixed_burst(questions: Sequence[str], response_url: Callable[[str], str]) ->
     return sent
 
 
-def client_process(
-    url: str, items: list[tuple[str, str]], forged_bytes: int, conn: Connection
-) -> None:
-    """Child process: send every (key, body) at once (plus the forged POST, if any); report a
-    `Fired` per request and the forged POST's `Forged` (or None)."""
-    conn.send(asyncio.run(fire(url, items, forged_bytes)))
+def client_process(url: str, items: list[tuple[str, str]], go: Any, conn: Connection) -> None:
+    """Child process: send every (key, body) at once, setting the multiprocessing event `go`
+    (if any) at that moment; report a `Fired` per request."""
+    conn.send(asyncio.run(fire(url, items, go)))
+    conn.close()
+
+
+def forger_process(url: str, size: int, go: Any, conn: Connection) -> None:
+    """Child process of its own (so its CPU is not the burst client's): wait for `go`, then
+    stream the forged POST; report its `Forged`."""
+    go.wait(120)
+
+    async def run() -> Forged:
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=0)
+        async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(60.0)) as client:
+            return await forge(client, url, size)
+
+    conn.send(asyncio.run(run()))
     conn.close()
 
 
@@ -133,7 +145,7 @@ class Forged:
     error: str = ""
 
 
-async def forge(client: httpx.AsyncClient, url: str, size: int, gate: asyncio.Event) -> Forged:
+async def forge(client: httpx.AsyncClient, url: str, size: int) -> Forged:
     """An attacker's POST: no Slack signature, `size` bytes of body streamed in 64 KiB chunks
     with chunked transfer encoding (no Content-Length to refuse it by)."""
     result = Forged(size)
@@ -146,7 +158,6 @@ async def forge(client: httpx.AsyncClient, url: str, size: int, gate: asyncio.Ev
             yield piece
 
     headers = {"Content-Type": "application/json", "User-Agent": "curl/8.5.0"}
-    await gate.wait()
     start = time.perf_counter()
     try:
         response = await client.post(url, content=body(), headers=headers)
@@ -178,12 +189,9 @@ async def _exchange(host: str, port: int, request: bytes) -> tuple[int, str]:
         writer.close()
 
 
-async def fire(
-    url: str, items: list[tuple[str, str]], forged_bytes: int = 0
-) -> tuple[list[Fired], Forged | None]:
-    """POST every signed (key, body) to `url` at the same moment, one connection each; with
-    `forged_bytes`, one more connection streams an unsigned forged POST at the same moment."""
-    limits = httpx.Limits(max_connections=10, max_keepalive_connections=0)
+async def fire(url: str, items: list[tuple[str, str]], go: Any = None) -> list[Fired]:
+    """POST every signed (key, body) to `url` at the same moment, one connection each; set the
+    multiprocessing event `go` (the forged POST's process waits on it) at that moment."""
     gate = asyncio.Event()
 
     target = urlsplit(url)
@@ -211,13 +219,12 @@ async def fire(
             status, text = -1, f"{type(exc).__name__}: {exc}"
         return key, sent_at, (time.perf_counter() - start) * 1000, status, text
 
-    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(60.0)) as client:
-        tasks = [asyncio.create_task(one(key, body)) for key, body in items]
-        forged = forged_bytes and asyncio.create_task(forge(client, url, forged_bytes, gate))
-        await asyncio.sleep(0.2)  # every task is parked at the gate
-        gate.set()
-        fired = list(await asyncio.gather(*tasks))
-        return fired, (await forged if forged else None)
+    tasks = [asyncio.create_task(one(key, body)) for key, body in items]
+    await asyncio.sleep(0.2)  # every task is parked at the gate
+    if go is not None:
+        go.set()
+    gate.set()
+    return list(await asyncio.gather(*tasks))
 
 
 # --------------------------------------------------------------------------------------------

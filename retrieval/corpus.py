@@ -82,6 +82,13 @@ class Corpus:
                 self._embedder = build_embedder(self.settings)
             return self._embedder
 
+    def model_loaded(self) -> bool:
+        """The query embedder is built and, for a local model, in memory (/readyz). A remote
+        embedder (an API) counts as loaded once built."""
+        with self._lock:
+            embedder = self._embedder
+        return embedder is not None and bool(getattr(embedder, "loaded", True))
+
     @property
     def store(self) -> VectorStore:
         with self._lock:

@@ -117,6 +117,11 @@ class LocalMiniLMEmbedder:
     def dim(self) -> int:
         return LOCAL_DIM
 
+    @property
+    def loaded(self) -> bool:
+        """The ONNX session and tokenizer are in memory (the first embedding loads them)."""
+        return self._session is not None and self._tokenizer is not None
+
     def embed(self, texts: Sequence[str]) -> Matrix:
         if len(texts) == 0:
             return np.zeros((0, LOCAL_DIM), dtype=np.float32)

@@ -85,6 +85,17 @@ def test_local_empty_input_loads_nothing() -> None:
     assert embedder._session is None  # lazy: nothing loaded yet
 
 
+def test_local_reports_when_the_model_is_in_memory(tmp_path: Path) -> None:
+    """/readyz's "model loaded" (Corpus.model_loaded): false until the first embedding."""
+    from retrieval.corpus import Corpus
+
+    embedder = LocalMiniLMEmbedder(threads=1)
+    corpus = Corpus(RetrievalSettings(_env_file=None, data_dir=tmp_path), embedder=embedder)  # type: ignore[call-arg]
+    assert not embedder.loaded and not corpus.model_loaded()
+    embedder.embed_query("warm up")
+    assert embedder.loaded and corpus.model_loaded()
+
+
 def test_local_truncates_long_text(minilm: LocalMiniLMEmbedder) -> None:
     long = " ".join(f"word{i}" for i in range(600))  # far beyond 256 tokens
     a, b = minilm.embed([long, long + " and a different ending entirely"])

@@ -213,6 +213,7 @@ def _health_server(
     secret = slack.signing_secret.get_secret_value() if slack.signing_secret else None
     asgi = SlackASGI(
         app if slack_events else _NoSlack(),
+        gate=services.answer_queue.gate if services.answer_queue is not None else None,
         signing_secret=secret if slack_events else None,
         liveness=liveness_check(services, slack, watcher),
         readiness=readiness_check(services, slack, watcher=watcher, auth=auth, queue=queue),

@@ -32,6 +32,7 @@ from typing import Any
 
 from bot.services import Services
 from bot.slack import blocks
+from bot.slack.ack_gate import AckGate
 from bot.slack.papers_command import run_command
 from bot.slack.replies import answer_in_thread, bot_in_thread, thread_history, thread_messages
 from bot.slack.settings import SlackSettings
@@ -79,8 +80,11 @@ class AnswerQueue:
         retry_seconds: float = 2.0,
         clock: Callable[[], float] = time.time,
         owner: str | None = None,
+        gate: AckGate | None = None,
     ) -> None:
         self.store = store
+        # acks first: a worker about to start a job waits while Slack requests are acked
+        self.gate = gate or AckGate()
         self._handlers = _Handlers(answer, give_up)
         self.workers = workers or default_workers()
         self.max_attempts = max_attempts
@@ -170,6 +174,9 @@ class AnswerQueue:
             while not self._stopping.is_set():
                 with self._lock:
                     seen = self._wakeups
+                self.gate.wait_quiet(self._stopping)
+                if self._stopping.is_set():
+                    break
                 job = self.store.claim_job(self.owner, self._clock(), self.lease_seconds)
                 if job is None:
                     with self._lock:
@@ -335,5 +342,6 @@ def for_app(app: Any, services: Services, settings: SlackSettings) -> AnswerQueu
             lease_seconds=settings.answer_lease_seconds,
         )
         queue.client = app.client
+        app.use(queue.gate.middleware)  # Socket Mode's acks (HTTP: bot/slack/asgi.py too)
         services.answer_queue = queue
     return queue

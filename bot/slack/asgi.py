@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from slack_sdk.signature import Clock as SdkClock
 
+from bot.slack.ack_gate import AckGate
+
 if TYPE_CHECKING:
     from bot.services import Services
     from bot.slack.feed_watcher import FeedWatcher
@@ -34,6 +36,7 @@ EVENTS_PATH = "/slack/events"
 MAX_BODY_BYTES = 1 << 20  # Slack's bodies are a few KB
 BODY_TIMEOUT_SECONDS = 10.0
 SIGNATURE_MAX_AGE_SECONDS = 60 * 5
+DISPATCH_THREADS = 32
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -60,8 +63,9 @@ class SlackASGI:
         readiness: Check | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
         body_timeout: float = BODY_TIMEOUT_SECONDS,
-        dispatch_threads: int = 32,
+        dispatch_threads: int = DISPATCH_THREADS,
         clock: Callable[[], float] = time.time,
+        gate: AckGate | None = None,
     ) -> None:
         self.bolt_app = bolt_app
         self.signing_secret = signing_secret
@@ -70,6 +74,7 @@ class SlackASGI:
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
         self.clock = clock
+        self.gate = gate or AckGate()  # the answer queue's: its workers give way to acks
         # Acks only: the answering work runs in Bolt's listener executor (bot/slack/app.py).
         self._pool = ThreadPoolExecutor(max_workers=dispatch_threads, thread_name_prefix="ack")
 
@@ -122,7 +127,8 @@ class SlackASGI:
         request = BoltRequest(body=text, query=query, headers={k: [v] for k, v in headers.items()})
         loop = asyncio.get_running_loop()
         try:
-            response = await loop.run_in_executor(self._pool, self.bolt_app.dispatch, request)
+            with self.gate.acking():  # from the queue for an ack thread to the response
+                response = await loop.run_in_executor(self._pool, self.bolt_app.dispatch, request)
         except Exception:  # Bolt turns listener errors into responses; this is the rest
             log.exception("http: Slack request failed")
             raise _Reject(400, "Bad Request") from None
@@ -286,12 +292,7 @@ def _probe(fn: Callable[[], Any]) -> dict[str, Any]:
 
 
 def _model_loaded(services: Services) -> bool:
-    corpus: Any = services.corpus
-    for name in ("model_loaded", "is_loaded"):
-        flag = getattr(corpus, name, None)
-        if flag is not None:
-            return bool(flag() if callable(flag) else flag)
-    return True  # `serve` loads it (a warm-up search) before it listens
+    return bool(services.corpus.model_loaded())
 
 
 def _first_line(exc: BaseException) -> str:
@@ -317,8 +318,10 @@ def create_asgi_app(
     if queue is None and getattr(services, "answer_queue", None) is not None:
         queue = services.answer_queue.stats  # made by the app's listeners
     secret = settings.signing_secret.get_secret_value() if settings.signing_secret else None
+    answer_queue = getattr(services, "answer_queue", None)
     return SlackASGI(
         bolt_app,
+        gate=answer_queue.gate if answer_queue is not None else None,
         signing_secret=secret,
         liveness=liveness_check(services, settings, watcher),
         readiness=readiness_check(services, settings, watcher=watcher, auth=auth, queue=queue),

@@ -147,12 +147,15 @@ def make_http_server(
     signing_secret: str | None = None,
     readiness: Callable[[], dict[str, Any]] | None = None,
     header_timeout: float = 10.0,
+    gate: Any = None,
 ) -> HttpServer:
     """The Bolt `app` behind the screening ASGI layer on host:port; `health` on /healthz
     (and /readyz unless `readiness` is given). The signing secret defaults to Bolt's own."""
     if signing_secret is None:
         signing_secret = _bolt_signing_secret(app)
-    asgi = SlackASGI(app, signing_secret=signing_secret, liveness=health, readiness=readiness)
+    asgi = SlackASGI(
+        app, signing_secret=signing_secret, liveness=health, readiness=readiness, gate=gate
+    )
     return HttpServer(asgi, host, port, header_timeout=header_timeout, backlog=LISTEN_BACKLOG)
 
 

@@ -82,7 +82,9 @@ def harness_factory(
         api = FakeSlackAPI(ts_start=1700000000.0).start()
         settings = slack_settings(api, **overrides)
         app = create_app(settings, services)
-        server = make_http_server(app, "127.0.0.1", 0, lambda: {"ok": True})
+        server = make_http_server(
+            app, "127.0.0.1", 0, lambda: {"ok": True}, gate=services.answer_queue.gate
+        )
         serve_http_in_thread(server)
         started.append((api, server))
         port = server.server_address[1]
