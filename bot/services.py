@@ -38,6 +38,15 @@ class Services:
     # app (typed Any: bot/slack imports this module)
     answer_queue: Any = None
 
+    def warm_up(self) -> None:
+        """Open the bot's store and load the model and the indexes now (`paperbot serve`, the
+        ASGI app), so a newer data dir is refused at startup, the first question is not the
+        slow one, and /readyz reports the model loaded."""
+        self.store.open()
+        log.info("loading the embedding model and the indexes")
+        self.corpus.repair_if_needed()
+        self.corpus.search("warm up", 1)
+
     def queue_stats(self) -> dict[str, Any] | None:
         """The answer queue's depth for /readyz: {queued, running, oldest_age_seconds,
         workers}; None before the Slack app made the queue."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import signal
 import sys
 import threading
@@ -57,7 +58,7 @@ def serve(
     from bot.slack.scheduler import DigestScheduler
 
     services = options.services(_serving_settings(options.settings(), slack))
-    _warm_up(services)
+    services.warm_up()
     app = create_app(slack, services)
     watcher = watch_feeds(services, slack)
     _check_not_empty(services, watcher)
@@ -80,6 +81,21 @@ def serve(
         if watcher is not None:
             watcher.stop()
         log.info("stopped")
+    _exit_without_stuck_threads(queue)
+
+
+def _exit_without_stuck_threads(queue: Any) -> None:
+    """Answers still stuck in a model or Slack call after the grace period were handed back
+    (the next start resumes them); Python would wait for their threads at exit, as long as
+    the call takes. Exit now instead, after flushing the logs."""
+    stuck = queue.stuck_workers()
+    if not stuck:
+        return
+    log.info("exiting without waiting for %d answer thread(s) stuck in a call", stuck)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _drain(queue: Any, grace: float) -> None:
@@ -127,15 +143,6 @@ def _check_not_empty(services: Services, watcher: FeedWatcher | None) -> None:
         log.warning("the index at %s is empty: the feeds will fill it", where)
         return
     options.require_papers(services.corpus)  # raises, naming the data dir and the fixes
-
-
-def _warm_up(services: Services) -> None:
-    """Open the bot's store and load the model and the indexes now, so a newer data dir is
-    refused at startup and the first question is not the slow one."""
-    services.store.open()
-    log.info("loading the embedding model and the indexes")
-    services.corpus.repair_if_needed()
-    services.corpus.search("warm up", 1)
 
 
 def _serve_socket(

@@ -154,6 +154,11 @@ class AnswerQueue:
             )
         return handed_back
 
+    def stuck_workers(self) -> int:
+        """Worker threads still alive (after `stop`: stuck in a call, their jobs handed back)."""
+        with self._lock:
+            return sum(t.is_alive() for t in self._threads)
+
     def stats(self) -> dict[str, Any]:
         """queued, running, oldest_age_seconds (the whole file), and this process's workers."""
         return {**self.store.job_stats(self._clock()), "workers": self.workers}

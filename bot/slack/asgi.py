@@ -350,7 +350,7 @@ class _LazyApp:
 
                 settings = SlackSettings()
                 services = Services.build(RetrievalSettings(), AnswerSettings())
-                services.store.open()
+                services.warm_up()
                 bolt_app = create_app(settings, services)
                 auth = slack_auth(bolt_app.client)
                 self._app = create_asgi_app(settings, services, bolt_app=bolt_app, auth=auth)
