@@ -3,12 +3,14 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
-SAMPLE := data/sample/daily_papers_page.txt
-SAMPLE_DATE := 2025-05-16
 
-.PHONY: venv lock demo test lint format typecheck bench clean
+.PHONY: venv lock demo readme test lint format typecheck bench clean
 
 venv: $(STAMP)
+
+# `make demo` needs only what running paperbot needs (no pytest, mypy, aclsum…): its own stamp.
+# `make venv` (tests, lint) adds the dev extras to the same .venv.
+RUN_STAMP := $(VENV)/.runtime-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
 # constraints.txt pins every package (the lock): tests, CI and the Dockerfile install the same
 # versions. A package not in it yet (just added to pyproject.toml) resolves freely; `make lock`.
@@ -17,6 +19,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	rm -f $(VENV)/.installed-*
+	touch $@
+
+$(RUN_STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
+	rm -f $(VENV)/.runtime-*
 	touch $@
 
 # Refresh the lock from what the venv has installed. To upgrade everything: remove .venv and
@@ -33,15 +42,15 @@ lock: venv
 	touch $(VENV)/.installed-$$(cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
 # The demo keeps its index in ./paperbot-data (`make clean` removes it), whatever the user's
-# PAPERBOT_DATA_DIR or PAPERBOT_HOME say.
+# PAPERBOT_DATA_DIR or PAPERBOT_HOME say; it ignores .env files (offline, the defaults), so it
+# prints what README.md shows (scripts/demo.py --write-readme refreshes that block).
 demo: export PAPERBOT_DATA_DIR := $(CURDIR)/paperbot-data
-demo: venv
-	$(BIN)/paperbot ingest $(SAMPLE) --date $(SAMPLE_DATE)
-	$(BIN)/paperbot stats
-	$(BIN)/paperbot digest --date $(SAMPLE_DATE)
-	$(BIN)/paperbot ask "Which paper introduces the Candidate Pool Strategy for pruning and densifying Gaussians?"
-	$(BIN)/paperbot ask "Which papers study parameter-efficient fine-tuning with LoRA?"
-	$(BIN)/paperbot ask "Who won the 2022 football World Cup?"
+demo: $(RUN_STAMP)
+	$(BIN)/python scripts/demo.py
+
+# Refresh README.md's "What `make demo` prints" block from a real run (CI checks it for drift).
+readme: venv
+	$(BIN)/python scripts/demo.py --write-readme
 
 lint: venv
 	$(BIN)/ruff check .
