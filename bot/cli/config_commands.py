@@ -1,0 +1,140 @@
+"""`paperbot config show`: the effective settings, where each value comes from (the
+environment, the `.env` file, or the default), with secrets masked; and where the `.env` and
+the data dir are looked up. `doctor` prints the same two locations (`locations()`)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from bot.cli import options, render
+
+if TYPE_CHECKING:
+    from pydantic_settings import BaseSettings
+
+config_app = typer.Typer(
+    help="Show paperbot's effective configuration.",
+    no_args_is_help=True,
+)
+MASK = "********"
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(config_app, name="config")
+
+
+@config_app.command(
+    "show",
+    epilog="Examples:\n\n  paperbot config show\n\n  paperbot config show --json | jq .settings",
+)
+def show(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Every setting with its value and source (env, .env, default); secrets masked."""
+    rows = settings_rows()
+    where = locations()
+    if as_json:
+        typer.echo(json.dumps({**where, "settings": rows}, indent=2, default=str))
+        return
+    lines = [f"# .env: {where['env_file_text']}", f"# data dir: {where['data_dir_text']}"]
+    width = min(60, max(len(f"{r['variable']}={r['value']}") for r in rows))
+    for row in rows:
+        setting = f"{row['variable']}={row['value']}"
+        lines.append(f"{setting:<{width}}  # {row['source']}")
+    for line in lines:
+        typer.echo(render.plain(line))
+
+
+def _classes() -> list[BaseSettings]:
+    return [options.settings(), options.answer_settings(), options.slack_settings()]
+
+
+def settings_rows() -> list[dict[str, Any]]:
+    """One row per setting (variable, value, source, secret), sorted by variable."""
+    from pydantic import AliasChoices, SecretStr
+
+    from retrieval.settings import env_file_path
+
+    env_path = env_file_path()
+    dotenv = _dotenv(env_path)
+    environ = {k.upper(): v for k, v in os.environ.items()}
+    rows: dict[str, dict[str, Any]] = {}
+    for instance in _classes():
+        for name, field in type(instance).model_fields.items():
+            alias = field.validation_alias
+            names = (
+                [str(c) for c in alias.choices]
+                if isinstance(alias, AliasChoices)
+                else [f"PAPERBOT_{name.upper()}"]
+            )
+            value = getattr(instance, name)
+            secret = isinstance(value, SecretStr)
+            if name in ("data_dir",) and "PAPERBOT_DATA_DIR" not in environ | dotenv:
+                source = "default (see the data dir above)"
+            elif set_in := next((n for n in names if n in environ), None):
+                source = "env" + ("" if set_in == names[0] else f" ({set_in})")
+            elif set_in := next((n for n in names if n in dotenv), None):
+                source = ".env" + ("" if set_in == names[0] else f" ({set_in})")
+            else:
+                source = "default"
+            rows[names[0]] = {
+                "variable": names[0],
+                "value": _shown(value),
+                "source": source,
+                "secret": secret,
+            }
+    return [rows[k] for k in sorted(rows)]
+
+
+def _shown(value: Any) -> str:
+    from pydantic import SecretStr
+
+    if isinstance(value, SecretStr):
+        return MASK if value.get_secret_value() else "(empty)"
+    if value is None:
+        return "(not set)"
+    if isinstance(value, list | tuple | set | frozenset):
+        return ",".join(str(v) for v in value) if value else "(none)"
+    return str(value)
+
+
+def _dotenv(path: Path | None) -> dict[str, str]:
+    if path is None or not path.is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    return {k.upper(): v or "" for k, v in dotenv_values(path).items()}
+
+
+def locations() -> dict[str, Any]:
+    """Where the `.env` and the data dir are, and why (for `config show` and `doctor`)."""
+    from retrieval.settings import default_data_dir, env_file_path
+
+    env_path = env_file_path()
+    if os.environ.get("PAPERBOT_ENV_FILE"):
+        env_text = f"{env_path} (PAPERBOT_ENV_FILE)"
+    elif env_path is not None:
+        env_text = f"{env_path}"
+    else:
+        env_text = "none found (looked for ./.env, $PAPERBOT_HOME/.env, ~/.config/paperbot/.env)"
+    data_dir = options.settings().data_dir
+    if "PAPERBOT_DATA_DIR" in os.environ:
+        why = "PAPERBOT_DATA_DIR or --data-dir"
+    elif env_path is not None and "PAPERBOT_DATA_DIR" in _dotenv(env_path):
+        why = f"PAPERBOT_DATA_DIR in {env_path}"
+    elif os.environ.get("PAPERBOT_HOME"):
+        why = "$PAPERBOT_HOME/data"
+    elif Path(data_dir) == default_data_dir() and Path("paperbot-data").is_dir():
+        why = "./paperbot-data exists"
+    else:
+        why = "the default, $XDG_DATA_HOME/paperbot"
+    return {
+        "env_file": str(env_path) if env_path else None,
+        "env_file_text": env_text,
+        "data_dir": str(data_dir),
+        "data_dir_text": f"{data_dir} ({why})",
+    }
