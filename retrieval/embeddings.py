@@ -3,6 +3,9 @@
 Every embedder returns float32 rows with unit L2 norm, so cosine similarity is a dot product.
 Heavy imports (onnxruntime, openai, chromadb) happen on first use, never at import time, so
 ``paperbot --help`` stays fast.
+
+Size: the two embedders behind one protocol, with the local model's checks (its file's sha256,
+its inputs) next to the code that loads it.
 """
 
 from __future__ import annotations
