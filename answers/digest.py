@@ -4,14 +4,17 @@ overview paragraph and a TL;DR per paper.
 The result is structured data (`Digest`); the CLI and the Slack bot render it. With an LLM the
 topic names and the overview are generated (map-reduce over the groups when they do not fit the
 context budget); without one the digest is still complete: groups named by their distinctive
-terms, extractive TL;DRs and an overview assembled from facts.
+terms, extractive TL;DRs and an overview assembled from facts. What the model writes is
+checked first (answers/degenerate.py): a topic name that echoes the prompt or is not a topic
+of its papers keeps the extractive name, and an overview that loops, echoes the prompt or
+names what the papers do not is assembled from facts instead; each says so in the notes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING
@@ -19,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from answers.clustering import cluster, group_label, paper_vector
+from answers.degenerate import Problem, check_overview, check_topic_name
 from answers.digest_data import (
     Digest,
     DigestPaper,
@@ -65,6 +69,7 @@ class _Run:
     usage: Usage = field(default_factory=Usage)
     notes: list[str] = field(default_factory=list)
     llm_calls: int = 0
+    progress: Callable[[str], None] = field(default=lambda step: None)  # the step starting
 
     def note(self, text: str) -> None:
         if text not in self.notes:
@@ -116,8 +121,10 @@ class DigestService(LLMService):
         topic: str | None = None,
         max_papers: int | None = None,
         by: DateField = "listed",
+        progress: Callable[[str], None] | None = None,
     ) -> Digest:
         """The digest of the papers of [start, end] (one day when ``end`` is None).
+        ``progress`` hears each step ("TL;DRs of 30 papers", …) as it starts.
 
         ``by="listed"`` (the default) takes the papers a feed first listed on those days (a
         paper no feed listed: by its publication date), so a day's digest holds what the
@@ -131,7 +138,7 @@ class DigestService(LLMService):
         if topic:
             papers = self.about(topic, papers)
         ranked = rank_papers(papers)
-        run = _Run(by=by)
+        run = _Run(by=by, progress=progress or (lambda step: None))
         if max_papers is not None and len(ranked) > max_papers:
             run.note(f"Showing the top {max_papers} of {len(ranked)} papers.")
             ranked = ranked[:max_papers]
@@ -159,6 +166,7 @@ class DigestService(LLMService):
 
     # --- steps ---
     def _digest(self, start: date, end: date, ranked: list[Paper], run: _Run) -> Digest:
+        run.progress(f"TL;DRs of {len(ranked)} paper{'s' if len(ranked) != 1 else ''}")
         summaries = self.summarizer.tldrs(ranked)
         run.usage = run.usage + total_usage(summaries)
         fallbacks = [s for s in summaries if s.note]
@@ -167,8 +175,11 @@ class DigestService(LLMService):
         items = [
             DigestPaper(p, s, i) for i, (p, s) in enumerate(zip(ranked, summaries, strict=True), 1)
         ]
+        run.progress("grouping the papers into topics")
         groups = self._group(items)
+        run.progress(f"naming {len(groups)} topic{'s' if len(groups) != 1 else ''}")
         self._name(groups, run)
+        run.progress("writing the overview")
         overview, mode, reduced = self._overview(start, end, groups, run)
         model = self.model if mode == "llm" else "extractive"
         return Digest(
@@ -242,29 +253,46 @@ class DigestService(LLMService):
         dedupe_names(topics)
 
     def _llm_names(self, topics: list[TopicGroup], run: _Run) -> None:
-        """LLM names, cached by the group's papers; a failure keeps the extractive name."""
+        """LLM names, cached by the group's papers as the model wrote them and checked at
+        each use; a failure or a rejected name keeps the extractive name."""
         keys = [self._topic_key(g) for g in topics]
         todo: list[tuple[TopicGroup, str]] = []
+        rejected: list[tuple[str, Problem]] = []
         for group, key in zip(topics, keys, strict=True):
             cached = self.corpus.cached(TOPIC_NAMESPACE, key)
             if isinstance(cached, str) and cached:
-                group.name = cached
+                self._use_name(group, cached, rejected)
             else:
                 todo.append((group, key))
-        if not todo:
-            return
-        inputs = [{"titles": "\n".join(f"- {p.paper.title}" for p in g.papers)} for g, _ in todo]
-        replies = self.runner.batch("topic", inputs)
-        run.llm_calls += len(todo)
-        for (group, key), reply in zip(todo, replies, strict=True):
-            if isinstance(reply, LLMError):
-                run.note(f"{reply} Some topic names are extractive.")
-                continue
-            run.usage = run.usage + reply.usage
-            name = clean_topic_name(reply.text)
-            if name:
-                group.name = name
-                self.corpus.cache(TOPIC_NAMESPACE, key, name)
+        if todo:
+            titles = [
+                {"titles": "\n".join(f"- {p.paper.title}" for p in g.papers)} for g, _ in todo
+            ]
+            replies = self.runner.batch("topic", titles)
+            run.llm_calls += len(todo)
+            for (group, key), reply in zip(todo, replies, strict=True):
+                if isinstance(reply, LLMError):
+                    run.note(f"{reply} Some topic names are extractive.")
+                    continue
+                run.usage = run.usage + reply.usage
+                name = clean_topic_name(reply.text)
+                if name:
+                    # Cached even when rejected: the same model names the same group alike.
+                    self.corpus.cache(TOPIC_NAMESPACE, key, name)
+                    self._use_name(group, name, rejected)
+        if rejected:
+            run.note(_rejected_names_note(rejected, self.model))
+
+    @staticmethod
+    def _use_name(group: TopicGroup, name: str, rejected: list[tuple[str, Problem]]) -> None:
+        """The model's ``name`` for ``group`` unless it fails the check (then it is added to
+        ``rejected`` and the group keeps its extractive name)."""
+        problem = check_topic_name(name, [paper_text(p.paper) for p in group.papers])
+        if problem:
+            log.warning("topic name %r rejected: %s", name, problem)
+            rejected.append((name, problem))
+        else:
+            group.name = name
 
     def _topic_key(self, group: TopicGroup) -> str:
         ids = "|".join(sorted(p.paper.paper_id for p in group.papers))
@@ -286,6 +314,15 @@ class DigestService(LLMService):
             return extractive_overview(start, end, groups, run.by), "extractive", False
         if not text:
             run.note(f"The language model ({self.model}) returned an empty overview.")
+            return extractive_overview(start, end, groups, run.by), "extractive", False
+        problem = check_overview(
+            text, _overview_sources(start, end, groups), papers=sum(len(g.papers) for g in groups)
+        )
+        if problem:
+            log.warning("digest overview by %s rejected: %s", self.model, problem)
+            run.note(
+                f"The overview by {self.model} {problem}; it is assembled from the papers instead."
+            )
             return extractive_overview(start, end, groups, run.by), "extractive", False
         return text, "llm", reduced
 
@@ -328,6 +365,27 @@ class DigestService(LLMService):
 
 
 # ---------------------------------------------------------------------------- helpers
+def _overview_sources(start: date, end: date, groups: Sequence[TopicGroup]) -> list[str]:
+    """What an overview may draw on: the period, the blocks its prompt showed (names,
+    titles, upvotes, TL;DRs) and the papers' abstracts."""
+    blocks = [render_group(g) for g in groups]
+    papers = [paper_text(p.paper) for g in groups for p in g.papers]
+    return [period(start, end), *blocks, *papers]
+
+
+def _rejected_names_note(rejected: Sequence[tuple[str, Problem]], model: str) -> str:
+    name, problem = rejected[0]
+    if len(rejected) == 1:
+        return (
+            f"The topic name “{name}” by {model} {problem}; the group is named by its terms "
+            "instead."
+        )
+    return (
+        f"{len(rejected)} topic names by {model} were replaced by the groups' terms: “{name}” "
+        f"{problem}."
+    )
+
+
 def _validate(start: date, end: date, max_papers: int | None) -> None:
     if start > end:
         raise ValueError(

@@ -1,15 +1,22 @@
 """Evaluation on question files and summary datasets; no Slack, no CLI.
 
 - retrieval: MRR and Recall@k at the paper level, per search mode (`evaluate_retrieval`);
-- answers: citation precision, gold-paper recall among citations, refusal accuracy, latency,
-  tokens and cost, per question kind (`evaluate_answers`), for any answerer (extractive or LLM);
+- answers: citation precision, gold-paper recall among citations, refusal accuracy, fact recall
+  (the answer text matches the question's optional ``answer`` regular expression), the rate of
+  unsupported sentences shown, how many answers were the model's, extractive, fallbacks (the
+  model failed, ran out of time or could not be verified) or errors, latency, tokens and cost,
+  per question kind (`evaluate_answers`), for any answerer (extractive or LLM);
 - summaries: ROUGE-1 of TL;DRs against ACLSum's challenge/approach/outcome summaries, next to
   the lead-sentence baseline computed in the same run (`evaluate_summaries`).
+
+Size: three evaluations that share the question file, the per-kind tables and the helpers;
+each is a loader, a scores record and a loop, and splitting them would scatter one command.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +34,10 @@ class Question:
     question: str
     titles: tuple[str, ...]
     kind: str
+    answer: str | None = None  # a regular expression the answer text must match (the fact)
+
+    def has_fact(self, text: str) -> bool:
+        return self.answer is not None and re.search(self.answer, text, re.IGNORECASE) is not None
 
 
 @dataclass
@@ -59,11 +70,23 @@ def load_questions(path: Path) -> list[Question]:
             continue
         try:
             row = json.loads(line)
-            questions.append(
-                Question(row["question"], tuple(row.get("titles") or ()), row.get("kind", "single"))
+            question = Question(
+                row["question"],
+                tuple(row.get("titles") or ()),
+                row.get("kind", "single"),
+                row.get("answer"),
             )
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise SourceError(f"{path}: line {number} is not a question record ({exc}).") from exc
+        if question.answer is not None:
+            try:
+                re.compile(question.answer)
+            except (re.error, TypeError) as exc:
+                raise SourceError(
+                    f"{path}: line {number}: 'answer' must be a regular expression ({exc}); "
+                    "escape special characters such as ( ) [ ] . with a backslash."
+                ) from exc
+        questions.append(question)
     return questions
 
 
@@ -115,7 +138,15 @@ class AnswerScores:
     wrong). gold_recall: per answerable question, the share of its gold papers cited (a refusal
     cites none), averaged. refusal_accuracy: the share of questions whose refusal decision was
     right (unanswerable refused, answerable answered); a question whose answer failed with an
-    error counts as wrong.
+    error counts as wrong. fact_recall: of the questions with an ``answer`` pattern, the share
+    whose answer text matches it. unsupported_sentence_rate: of the claim sentences shown to
+    the user, the share the verifier did not find supported (uncited or unsupported).
+
+    How each question was answered is counted apart: ``llm`` (the model's verified answer,
+    ``partial`` of them cut off by the deadline), ``extractive`` (no model configured),
+    ``fallbacks`` (the model failed, missed the deadline or could not be verified: an
+    extractive answer was shown instead), ``refused`` and ``errors``. A fallback is never
+    counted as a model answer.
     """
 
     kind: str
@@ -123,6 +154,16 @@ class AnswerScores:
     answerable: int = 0
     refused: int = 0
     errors: int = 0
+    llm: int = 0
+    partial: int = 0
+    extractive: int = 0
+    fallbacks: int = 0
+    fallback_reasons: dict[str, int] = field(default_factory=dict)
+    facts_asked: int = 0
+    facts_found: int = 0
+    claims_shown: int = 0
+    unsupported_shown: int = 0
+    sentences_removed: int = 0
     cited: int = 0  # cited papers, summed over answers
     cited_gold: int = 0  # of those, gold papers
     gold_recalls: list[float] = field(default_factory=list)
@@ -149,6 +190,18 @@ class AnswerScores:
     def mean_latency_ms(self) -> float | None:
         return _mean(self.latencies_ms)
 
+    @property
+    def max_latency_ms(self) -> float | None:
+        return max(self.latencies_ms) if self.latencies_ms else None
+
+    @property
+    def fact_recall(self) -> float | None:
+        return self.facts_found / self.facts_asked if self.facts_asked else None
+
+    @property
+    def unsupported_sentence_rate(self) -> float | None:
+        return self.unsupported_shown / self.claims_shown if self.claims_shown else None
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready numbers (None where a metric is undefined, e.g. nothing was cited)."""
         return {
@@ -157,10 +210,20 @@ class AnswerScores:
             "answerable": self.answerable,
             "refused": self.refused,
             "errors": self.errors,
+            "llm": self.llm,
+            "partial": self.partial,
+            "extractive": self.extractive,
+            "fallbacks": self.fallbacks,
+            "fallback_reasons": dict(self.fallback_reasons),
             "citation_precision": _round(self.citation_precision),
             "gold_recall": _round(self.gold_recall),
             "refusal_accuracy": _round(self.refusal_accuracy),
+            "fact_recall": _round(self.fact_recall),
+            "facts_asked": self.facts_asked,
+            "unsupported_sentence_rate": _round(self.unsupported_sentence_rate),
+            "sentences_removed": self.sentences_removed,
             "mean_latency_ms": _round(self.mean_latency_ms, 1),
+            "max_latency_ms": _round(self.max_latency_ms, 1),
             "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out,
             "cost_usd": round(self.cost_usd, 6),
@@ -204,12 +267,14 @@ def _add_answer(
     bucket.latencies_ms.append(latency_ms)
     answerable = bool(q.titles)
     bucket.answerable += answerable
+    bucket.facts_asked += q.answer is not None
     if answer is None:
         bucket.errors += 1
         if answerable:
             bucket.gold_recalls.append(0.0)
         bucket.misses.append(f"{q.question}: failed ({error})")
         return
+    _add_kind_of_answer(bucket, q, answer)
     bucket.tokens_in += answer.tokens_in
     bucket.tokens_out += answer.tokens_out
     bucket.cost_usd += answer.cost_usd
@@ -228,6 +293,29 @@ def _add_answer(
         bucket.misses.append(f"{q.question}: answered, but the papers do not answer it")
     elif answerable and not cited & gold:
         bucket.misses.append(f"{q.question}: no gold paper cited")
+
+
+def _add_kind_of_answer(bucket: AnswerScores, q: Question, answer: Answer) -> None:
+    """Who answered (model, extractive, fallback), the fact, and the verifier's verdicts."""
+    if answer.fallback:
+        bucket.fallbacks += 1
+        reasons = bucket.fallback_reasons
+        reasons[answer.fallback] = reasons.get(answer.fallback, 0) + 1
+        bucket.misses.append(f"{q.question}: the model's answer was replaced ({answer.fallback})")
+    elif answer.mode == "llm":
+        bucket.llm += 1
+        bucket.partial += answer.partial
+    elif answer.mode == "extractive":
+        bucket.extractive += 1
+    if q.answer is not None:
+        found = q.has_fact(answer.text)
+        bucket.facts_found += found
+        if not found and answer.mode != "refused":
+            bucket.misses.append(f"{q.question}: the answer does not state /{q.answer}/")
+    claims = [s for s in answer.sentences if s.status != "no_claim"]
+    bucket.claims_shown += len(claims)
+    bucket.unsupported_shown += sum(s.status != "supported" for s in claims)
+    bucket.sentences_removed += len(answer.removed)
 
 
 def _kind_order(kind: str) -> tuple[int, str]:

@@ -7,17 +7,25 @@ through ``base_url``. The openai client retries 429/5xx/timeouts with exponentia
 `LLMRunner` turns a prompt name into an LCEL chain (template | chat model) and runs it once,
 as a batch (per-item errors) or streamed; every openai failure becomes an `LLMError` with an
 actionable message, and every reply carries its token usage. QA, TL;DRs and digests use it.
+
+A call given ``timeout`` (what is left of an answer's deadline) ends when it passes, whatever
+the client is doing (a request, a back-off before a retry, a slow stream): the request is
+cancelled and `LLMDeadlineError` raised, with the text streamed so far. The per-request
+``PAPERBOT_LLM_TIMEOUT`` and the client's retries still apply inside that bound.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from answers.errors import LLMError
+from answers.errors import LLMDeadlineError, LLMError
 from answers.settings import AnswerSettings
 from prompts import load
 from retrieval import ConfigError
@@ -29,6 +37,7 @@ if TYPE_CHECKING:
     from retrieval import Corpus
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 _PLACEHOLDER_KEY = "not-needed"  # local OpenAI-compatible servers ignore the key
 BATCH_CONCURRENCY = 4  # parallel requests in LLMRunner.batch; small, to stay under rate limits
 
@@ -53,21 +62,23 @@ def build_chat_model(settings: AnswerSettings) -> BaseChatModel | None:
             "or PAPERBOT_LLM_BASE_URL for a local OpenAI-compatible server."
         )
     import openai
-    from langchain_openai import ChatOpenAI
+    from langchain.chat_models import init_chat_model
 
     # No kept-alive async connections: each `asyncio.run` (one per streamed answer in the
     # Slack worker threads) has its own event loop, and a pooled connection from a closed
     # loop would fail the next stream with "Event loop is closed".
     limits = type(openai.DEFAULT_CONNECTION_LIMITS)(max_keepalive_connections=0)
-    return ChatOpenAI(
+    # LangChain's provider-neutral factory (langchain-openai's ChatOpenAI for "openai").
+    return init_chat_model(
+        settings.llm_model,
+        model_provider="openai",
         http_async_client=openai.DefaultAsyncHttpxClient(limits=limits),
-        model=settings.llm_model,
         base_url=settings.llm_base_url,
-        api_key=key or _PLACEHOLDER_KEY,  # type: ignore[arg-type]
+        api_key=key or _PLACEHOLDER_KEY,
         timeout=settings.llm_timeout,
         max_retries=settings.llm_max_retries,
         temperature=settings.llm_temperature,
-        max_tokens=settings.llm_max_tokens,  # type: ignore[call-arg]
+        max_tokens=settings.llm_max_tokens,
         stream_usage=True,
     )
 
@@ -204,12 +215,30 @@ class LLMRunner:
             self._chains[prompt_name] = chain
         return chain
 
-    def invoke(self, prompt_name: str, **variables: str) -> Reply:
-        """One call; raises LLMError when the model fails."""
+    def invoke(self, prompt_name: str, *, timeout: float | None = None, **variables: str) -> Reply:
+        """One call; raises LLMError when the model fails, LLMDeadlineError when ``timeout``
+        seconds (retries included) pass first."""
         chain = self.chain(prompt_name)
+        if timeout is None:
+            with llm_errors(self.model):
+                message = chain.invoke(variables)
+            return Reply(str(message.content), usage_of(message))
+        if timeout <= 0:
+            raise self.deadline_error()
         with llm_errors(self.model):
-            message = chain.invoke(variables)
+            try:
+                message = _run_within(lambda: chain.ainvoke(variables), timeout)
+            except TimeoutError:
+                raise self.deadline_error() from None
         return Reply(str(message.content), usage_of(message))
+
+    def deadline_error(self, partial: str = "") -> LLMDeadlineError:
+        seconds = self.settings.answer_deadline_seconds
+        return LLMDeadlineError(
+            f"The language model ({self.model}) did not finish within the {seconds:g} s answer "
+            "deadline (PAPERBOT_ANSWER_DEADLINE_SECONDS).",
+            partial,
+        )
 
     def batch(
         self, prompt_name: str, inputs: Sequence[Mapping[str, str]]
@@ -228,24 +257,67 @@ class LLMRunner:
             for out in outputs
         ]
 
-    async def astream(self, prompt_name: str, **variables: str) -> AsyncIterator[str | Reply]:
+    async def astream(
+        self, prompt_name: str, *, timeout: float | None = None, **variables: str
+    ) -> AsyncIterator[str | Reply]:
         """The reply's text pieces as they are generated, then the whole `Reply` (always
         last, with the usage the server reported). A failure at any point, including a
-        stream dropped midway, raises LLMError."""
+        stream dropped midway, raises LLMError; ``timeout`` seconds after the call (the
+        consumer's time between pieces included) LLMDeadlineError, with the text so far."""
         chain = self.chain(prompt_name)
         parts: list[str] = []
         usage = Usage()
-        with llm_errors(self.model):
-            async for chunk in chain.astream(variables):
-                usage = usage + usage_of(chunk)
-                if chunk.content:
-                    parts.append(str(chunk.content))
-                    yield str(chunk.content)
+        end = None if timeout is None else time.monotonic() + timeout
+        stream = chain.astream(variables).__aiter__()
+        try:
+            with llm_errors(self.model):
+                while True:
+                    left = None if end is None else end - time.monotonic()
+                    if left is not None and left <= 0:
+                        raise self.deadline_error("".join(parts))
+                    try:
+                        chunk = await asyncio.wait_for(anext(stream), left)
+                    except StopAsyncIteration:
+                        break
+                    except TimeoutError:
+                        raise self.deadline_error("".join(parts)) from None
+                    usage = usage + usage_of(chunk)
+                    if chunk.content:
+                        parts.append(str(chunk.content))
+                        yield str(chunk.content)
+        finally:
+            await _close(stream)
         yield Reply("".join(parts), usage)
 
     def cost(self, usage: Usage) -> float:
         """USD for ``usage`` on this model, from the configured price table."""
         return estimate_cost(self.settings, self.model, usage)
+
+
+def _run_within(make: Callable[[], Awaitable[T]], seconds: float) -> T:
+    """Await ``make()`` on an event loop of its own, cancelled after ``seconds``
+    (TimeoutError). From inside a running loop, the loop of its own runs in a helper thread."""
+
+    async def bounded() -> T:
+        return await asyncio.wait_for(make(), seconds)
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(bounded())
+    with ThreadPoolExecutor(1, thread_name_prefix="llm-deadline") as pool:
+        return pool.submit(asyncio.run, bounded()).result()
+
+
+async def _close(stream: Any) -> None:
+    """Close an abandoned stream (its HTTP response); a stream broken by a cancellation may
+    fail to close, which changes nothing for the caller."""
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:
+            log.debug("closing an abandoned LLM stream failed", exc_info=True)
 
 
 class LLMService:

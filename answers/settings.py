@@ -63,6 +63,23 @@ class AnswerSettings(PaperbotSettings):
     support_threshold: float = Field(
         default=0.30, ge=0.0, le=1.0, description="Cited sentences below this support are flagged."
     )
+    verify_policy: Literal["strict", "annotate", "off"] = Field(
+        default="strict",
+        description=(
+            "What happens to an answer sentence the claim verifier cannot support: strict = "
+            "removed (nothing left: the model is asked once more, then an extractive answer); "
+            "annotate = kept, visibly marked; off = only flagged."
+        ),
+    )
+    answer_deadline_seconds: float = Field(
+        default=45.0,
+        gt=0,
+        le=600,
+        description=(
+            "One deadline per answer across the follow-up rewrite, retries, streaming and the "
+            "second attempt; when it passes, the verified part or an extractive answer is shown."
+        ),
+    )
 
     @property
     def resolved_llm_provider(self) -> Literal["openai", "extractive"]:

@@ -1,6 +1,16 @@
 """One-paper TL;DRs: by the LLM when there is one, else extractive (the abstract's best
 sentences, verbatim). Every TL;DR is cached by (paper id, content hash, prompt version, model),
 so a paper is summarised once per model and prompt version, never again.
+
+A model's TL;DR is checked before it is shown or cached (answers/degenerate.py): one that
+loops, echoes its prompt, or names a method, dataset or number the abstract does not give is
+replaced by the extractive TL;DR, with a note saying why; the replacement is cached under the
+model's key (the same model would write the same TL;DR again), and a model TL;DR cached
+before the check existed is checked when it is read.
+
+Size: both ways of writing a TL;DR share the `Summary`, the cache key and the fallback from
+one to the other; the extractive half (scoring, and starting at a sentence that stands alone)
+is pure functions at the top.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from answers.citations import sanitize
+from answers.degenerate import check_tldr
 from answers.errors import LLMError
 from answers.llm import LLMRunner, LLMService, Reply, Usage
 from answers.settings import AnswerSettings
@@ -34,7 +45,7 @@ EmbedFn = Callable[[Sequence[str]], np.ndarray]
 CACHE_NAMESPACE = "tldr"
 # The extractive scorer's version takes the prompt's place in the cache key: bump it whenever
 # the sentence scoring changes, so cached extractive TL;DRs are recomputed.
-EXTRACTIVE_KEY = "extractive@1"
+EXTRACTIVE_KEY = "extractive@2"  # 2: a TL;DR starts at a sentence that stands alone
 MAX_WORDS = 50  # extractive cap; the prompt asks the LLM for at most 45 words
 LLM_MAX_WORDS = 70  # a model that ignores the length instruction is cut here
 LLM_MAX_SENTENCES = 2
@@ -82,11 +93,22 @@ _DANGLING = re.compile(
     r"in addition|finally|second|third|\(\w\))\b",
     re.IGNORECASE,
 )
-# Lead-ins that only point back at the (dropped) context: "To address these issues, we ...".
+# Lead-ins that only point back at the (dropped) context: "To address these issues, we ...",
+# "Furthermore, we ...". Without them the sentence reads on its own.
 _LEAD_IN = re.compile(
     r"^(?:to (?:address|tackle|overcome|solve|mitigate|bridge|fill|remedy|alleviate|resolve) "
     r"(?:these|this|the|such|both)\b[^,]{0,40},\s*|in this (?:paper|work|study|article),\s*"
-    r"|here,\s*)",
+    r"|(?:here|furthermore|moreover|additionally|in addition|also|besides|finally|thus|hence|"
+    r"therefore|consequently|then|specifically|notably|importantly|overall|to this end),\s*)",
+    re.IGNORECASE,
+)
+# A sentence that cannot open a TL;DR: its subject is in the sentence before ("Our approach
+# ...", "It ...", "These results ...", "We also ..."). "This paper ..." / "Our work ..." name
+# the paper itself and stand alone.
+_NEEDS_ANTECEDENT = re.compile(
+    r"^(?:(?:our|this|these|those|such|its|their)\b(?!\s+(?:paper|work|study|article|survey|"
+    r"report|thesis|letter)\b)|(?:it|they|them|that|he|she)\b|we (?:also|further|then|"
+    r"additionally|next|finally)\b|\(\w\))",
     re.IGNORECASE,
 )
 # A second sentence must score within this of the best one: a weak filler reads worse than
@@ -132,7 +154,7 @@ def extractive_tldr(
     if not sentences:
         return cap_words(clean_text(abstract), max_words)
     if len(sentences) == 1:
-        return cap_words(_drop_lead_in(sentences[0]), max_words)
+        return cap_words(_with_antecedent(abstract, sentences[0], max_words), max_words)
     scores = sentence_scores(title, sentences, embed)
     return _pick(sentences, scores, max_words)
 
@@ -202,7 +224,50 @@ def _pick(sentences: Sequence[str], scores: Sequence[float], max_words: int) -> 
         if words + len(sentences[i].split()) <= max_words:
             chosen.append(i)
             break
-    return " ".join(_drop_lead_in(sentences[i]) for i in sorted(chosen))
+    chosen = _standalone_start(sentences, sorted(chosen), fitting, max_words)
+    return " ".join(_drop_lead_in(sentences[i]) for i in chosen)
+
+
+def _with_antecedent(abstract: str, sentence: str, max_words: int) -> str:
+    """The abstract's only quotable sentence, after the (short) sentence it leans on."""
+    text = _drop_lead_in(sentence)
+    if not needs_antecedent(sentence):
+        return text
+    every = split_sentences(clean_text(abstract))
+    at = every.index(sentence) if sentence in every else 0
+    if at > 0 and len(every[at - 1].split()) + len(sentence.split()) <= max_words:
+        return f"{every[at - 1]} {text}"
+    return text
+
+
+def needs_antecedent(sentence: str) -> bool:
+    """Whether the sentence (its lead-in dropped) leans on the one before it."""
+    return bool(_NEEDS_ANTECEDENT.match(_drop_lead_in(sentence)))
+
+
+def _standalone_start(
+    sentences: Sequence[str], chosen: list[int], fitting: Sequence[int], max_words: int
+) -> list[int]:
+    """The chosen sentences, made to start at one that reads on its own: the first one's
+    antecedent (the sentence before it) is put in front when it fits, else the best sentence
+    that stands alone (``fitting``: the candidates, best first) leads."""
+    first = chosen[0]
+    if not needs_antecedent(sentences[first]):
+        return chosen
+    count = [len(s.split()) for s in sentences]
+    before = first - 1
+    if (
+        before >= 0
+        and not needs_antecedent(sentences[before])
+        and count[before] + count[first] <= max_words
+    ):
+        return [before, first]
+    alone = [i for i in fitting if not needs_antecedent(sentences[i])]
+    if not alone:
+        return chosen  # nothing in the abstract stands alone: keep the best
+    lead = alone[0]
+    follows = [i for i in chosen if i == lead + 1 and count[lead] + count[i] <= max_words]
+    return [lead, *follows]
 
 
 def _drop_lead_in(sentence: str) -> str:
@@ -284,24 +349,43 @@ class Summarizer(LLMService):
         return self.corpus.embedding_model if self.dense_extractive else "lexical"
 
     def _cached(self, paper: Paper) -> Summary | None:
+        """The cached TL;DR; None when there is none, or when it is a model's TL;DR that
+        fails the check (cached before the check existed: it is asked for again)."""
         value = self.corpus.cached(CACHE_NAMESPACE, self.cache_key(paper))
         if not isinstance(value, dict) or not value.get("text"):
             return None
         mode: SummaryMode = "llm" if value.get("mode") == "llm" else "extractive"
-        return Summary(paper.paper_id, str(value["text"]), mode, str(value["model"]), cached=True)
+        text = str(value["text"])
+        if mode == "llm" and check_tldr(text, paper.title, paper.abstract):
+            return None
+        note = value.get("note")
+        return Summary(
+            paper.paper_id,
+            text,
+            mode,
+            str(value["model"]),
+            cached=True,
+            note=str(note) if note else None,
+        )
 
     def _store(self, paper: Paper, summary: Summary) -> None:
         value = {"text": summary.text, "mode": summary.mode, "model": summary.model}
+        if summary.note:
+            value["note"] = summary.note
         self.corpus.cache(CACHE_NAMESPACE, self.cache_key(paper), value)
 
     # --- extractive ---
-    def _extract(self, papers: Sequence[Paper], note: str | None = None) -> list[Summary]:
+    def _extract(
+        self, papers: Sequence[Paper], note: str | None = None, *, keep: bool = False
+    ) -> list[Summary]:
+        """Extractive TL;DRs; cached when there is no ``note`` or when ``keep`` (a note
+        without ``keep`` marks a passing failure: the LLM is tried again next time)."""
         embed = self._prefetched_embed(papers) if self.dense_extractive else None
         summaries = []
         for paper in papers:
             text = extractive_tldr(paper.title, paper.abstract, embed)
             summary = Summary(paper.paper_id, text, "extractive", "extractive", note=note)
-            if note is None:  # a fallback is not cached: the LLM is tried again next time
+            if note is None or keep:
                 self._store(paper, summary)
             summaries.append(summary)
         return summaries
@@ -339,6 +423,13 @@ class Summarizer(LLMService):
         if not text:
             note = f"The language model ({self.model}) returned an empty TL;DR; showing an "
             return self._extract([paper], note=note + "extractive one instead.")[0]
+        problem = check_tldr(text, paper.title, paper.abstract)
+        if problem:
+            log.warning("TL;DR of %s by %s rejected: %s", paper.paper_id, self.model, problem)
+            note = f"The TL;DR by {self.model} {problem}; showing an extractive TL;DR instead."
+            fallback = self._extract([paper], note=note, keep=True)[0]
+            fallback.tokens_in, fallback.tokens_out = usage.tokens_in, usage.tokens_out
+            return fallback
         summary = Summary(
             paper.paper_id, text, "llm", self.model, False, usage.tokens_in, usage.tokens_out
         )

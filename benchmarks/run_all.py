@@ -46,6 +46,8 @@ def plan(quick: bool) -> list[tuple[str, list[str]]]:
         ]
     return [
         ("bench_quality.py", []),
+        ("bench_retrieval_bm25.py", []),
+        ("bench_offline_answers.py", []),
         ("bench_ingest.py", ["--papers", "1000", "--repeats", "3"]),
         ("bench_search.py", ["--chunks", "10000", "100000", "--repeats", "3"]),
     ]

@@ -37,6 +37,8 @@ class Services:
     # the durable answer queue (bot/slack/answer_queue.py `AnswerQueue`), made with the Slack
     # app (typed Any: bot/slack imports this module)
     answer_queue: Any = None
+    # bot/slack/paper_links.py `ArxivLinks` when PAPERBOT_ARXIV_TITLE_LOOKUP is on, else None
+    arxiv_links: Any = None
 
     def warm_up(self) -> None:
         """Open the bot's store and load the model and the indexes now (`paperbot serve`, the
@@ -87,4 +89,13 @@ class Services:
             summarizer=summarizer,
             digests=DigestService(corpus, model, answer_settings, summarizer=summarizer),
             store=store or BotStore.in_data_dir(settings.data_dir),
+            arxiv_links=_arxiv_links(settings),
         )
+
+
+def _arxiv_links(settings: RetrievalSettings) -> Any:
+    if not settings.arxiv_title_lookup:
+        return None
+    from bot.slack.paper_links import ArxivLinks
+
+    return ArxivLinks.from_settings(settings)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 # name -> the module that defines it (a module's own name: the module itself)
 _EXPORTS = {
+    "arxiv_id_by_title": "retrieval.sources.arxiv",
     "Chunk": "retrieval.models",
     "CollectionOwnedError": "retrieval.store",
     "ConfigError": "retrieval.errors",
@@ -31,17 +32,25 @@ _EXPORTS = {
     "Paper": "retrieval.models",
     "PaperbotSettings": "retrieval.settings",
     "PaperbotError": "retrieval.errors",
+    "QUESTION_WORDS": "retrieval.lexical",
     "RecordError": "retrieval.models",
     "Relevance": "retrieval.search",
     "RetrievalSettings": "retrieval.settings",
+    "default_data_dir": "retrieval.settings",
     "STOPWORDS": "retrieval.lexical",
     "SearchFilters": "retrieval.search",
     "SourceError": "retrieval.errors",
+    "StateAdmin": "retrieval.state_admin",
+    "StateFileError": "retrieval.errors",
     "StoreUnavailableError": "retrieval.errors",
     "clean_text": "retrieval.normalize",
     "env_file_path": "retrieval.settings",
     "feeds": "retrieval.feeds",
     "migrations": "retrieval.migrations",
+    "name_terms": "retrieval.lexical",
+    "redact": "retrieval.redaction",
+    "refuse_emptied": "retrieval.state_files",
+    "secret_values": "retrieval.redaction",
     "split_sentences": "retrieval.normalize",
     "title_key": "retrieval.normalize",
     "tokenize": "retrieval.lexical",
@@ -79,9 +88,14 @@ if TYPE_CHECKING:
         SourceError as SourceError,
     )
     from retrieval.errors import (
+        StateFileError as StateFileError,
+    )
+    from retrieval.errors import (
         StoreUnavailableError as StoreUnavailableError,
     )
+    from retrieval.lexical import QUESTION_WORDS as QUESTION_WORDS
     from retrieval.lexical import STOPWORDS as STOPWORDS
+    from retrieval.lexical import name_terms as name_terms
     from retrieval.lexical import tokenize as tokenize
     from retrieval.models import (
         MANUAL_FEED as MANUAL_FEED,
@@ -116,6 +130,8 @@ if TYPE_CHECKING:
     from retrieval.normalize import (
         title_key as title_key,
     )
+    from retrieval.redaction import redact as redact
+    from retrieval.redaction import secret_values as secret_values
     from retrieval.search import (
         DATE_FIELDS as DATE_FIELDS,
     )
@@ -133,5 +149,9 @@ if TYPE_CHECKING:
     )
     from retrieval.settings import PaperbotSettings as PaperbotSettings
     from retrieval.settings import RetrievalSettings as RetrievalSettings
+    from retrieval.settings import default_data_dir as default_data_dir
     from retrieval.settings import env_file_path as env_file_path
+    from retrieval.sources.arxiv import arxiv_id_by_title as arxiv_id_by_title
+    from retrieval.state_admin import StateAdmin as StateAdmin
+    from retrieval.state_files import refuse_emptied as refuse_emptied
     from retrieval.store import CollectionOwnedError as CollectionOwnedError

@@ -7,7 +7,12 @@ holds a System of its own, so a store can drop a stale view of the index and sto
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import shutil
+import stat
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -93,6 +98,8 @@ def connect_embedded(path: Path) -> tuple[Any, Any]:
     import chromadb
     from chromadb.api.shared_system_client import SharedSystemClient
 
+    if path.is_dir() and not _writable_tree(path):
+        path = _read_only_copy(path)
     path.mkdir(parents=True, exist_ok=True)
     key = str(path)
     try:
@@ -104,9 +111,35 @@ def connect_embedded(path: Path) -> tuple[Any, Any]:
             SharedSystemClient._identifier_to_refcount.pop(key, None)
     except Exception as exc:
         raise StoreUnavailableError(
-            f"Could not open the embedded Chroma index at {path}: {exc}"
+            f"Could not open the embedded Chroma index at {path}: {exc}. " + embedded_fix(path)
         ) from exc
     return client, system
+
+
+def embedded_fix(path: Path) -> str:
+    """The way out of an embedded index that cannot be opened (no Chroma server involved)."""
+    return (
+        f"Fix: move it aside (`mv {path} {path}.broken`) and run `paperbot state reindex`, "
+        "which rebuilds it from the state and its embedding cache (nothing is embedded again)."
+    )
+
+
+def _writable_tree(path: Path) -> bool:
+    """Whether this process may write the embedded index (Chroma writes on every open)."""
+    return all(os.access(p, os.W_OK) for p in (path, *path.rglob("*")))
+
+
+def _read_only_copy(path: Path) -> Path:
+    """Chroma cannot open an index read-only (it writes its SQLite file on open): a data dir
+    this user may only read is searched through a private copy of its index, removed at
+    exit. Writes never reach it: the read-only state refuses them first."""
+    copy = Path(tempfile.mkdtemp(prefix="paperbot-chroma-ro-")) / "chroma"
+    log.info("%s is read-only for this user: searching a private copy (%s)", path, copy)
+    shutil.copytree(path, copy)
+    for item in (copy, *copy.rglob("*")):
+        item.chmod(item.stat().st_mode | stat.S_IWUSR)
+    atexit.register(shutil.rmtree, copy.parent, True)
+    return copy
 
 
 def connect_server(settings: RetrievalSettings, where: str) -> tuple[Any, None]:

@@ -12,28 +12,39 @@ diagnostics and tests.
 `search` first calls `refresh`: the vector store is reopened when another process wrote the
 index (retrieval/freshness.py). Writes first claim the collection for this state, refusing one
 another state owns (retrieval/ownership.py).
+
+Size: the one door into the corpus (ingest, the two BM25 fields, search, lookups, caches); the
+work itself is in the modules it composes, each method here a few lines of wiring.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from retrieval.chunking import TokenCodec
 from retrieval.embeddings import Embedder
-from retrieval.errors import NotFoundError, PaperbotError
+from retrieval.errors import NotFoundError, PaperbotError, StateFileError
 from retrieval.freshness import Freshness
 from retrieval.ingest import Ingester, ProgressFn, embed_with_cache, reconcile, text_hash
 from retrieval.lexical import BM25Index, LexicalDoc
 from retrieval.models import Chunk, DateField, Hit, IngestReport, Listing, Paper, RecordError
 from retrieval.normalize import parse_arxiv_id, title_hash_id
-from retrieval.ownership import Ownership, claim, inspect, state_owner, warn_if_foreign
+from retrieval.ownership import (
+    Ownership,
+    claim,
+    inspect,
+    refuse_lost_state,
+    state_owner,
+    warn_if_foreign,
+)
 from retrieval.search import HybridSearcher, Mode, Relevance, SearchFilters
 from retrieval.settings import RetrievalSettings
 from retrieval.state import StateStore
@@ -57,7 +68,7 @@ class Corpus:
         self._embedder = embedder
         self._store = store
         self._codec = codec
-        self._lexical: BM25Index | None = None
+        self._lexical: dict[str, BM25Index] = {}  # field ("chunks", "papers") -> index
         self._searcher: HybridSearcher | None = None
         self._lock = threading.RLock()
         self._freshness = Freshness()
@@ -134,6 +145,7 @@ class Corpus:
         *,
         feed: str | None = None,
         listed: date | None = None,
+        force: bool = False,
     ) -> IngestReport:
         """Ingest records under the data dir's writer lock.
 
@@ -141,8 +153,12 @@ class Corpus:
         The day is the record's own (`Paper.listed`, e.g. the HF entry date) when its source
         carries one, else `listed`, else none is recorded. `feed=None` is a manual ingest,
         recorded under the feed name "manual".
+
+        An empty state next to a vector index that holds vectors is refused (the state was
+        lost, see `_refuse_empty_state`); ``force`` drops that index and starts afresh.
         """
         with self._writing():
+            self._refuse_empty_state(force)
             self._claim()  # before any write: another state's collection refuses here
             self._repair_if_needed()
             ingester = Ingester(
@@ -155,6 +171,7 @@ class Corpus:
             )
             report = ingester.run(records, progress, feed=feed, listed=listed)
             self.lexical_index()  # rebuild and save now, not on the first search
+            self.paper_lexical_index()
             return report
 
     def delete(self, refs: Sequence[str]) -> list[str]:
@@ -187,8 +204,14 @@ class Corpus:
     def _repair_if_needed(self) -> tuple[int, int]:
         if not self._needs_repair():
             return (0, 0)
+        self._refuse_empty_state(force=False)
         self._claim()
         return reconcile(self.state, self.store, self.embedder)
+
+    def _refuse_empty_state(self, force: bool) -> None:
+        """An empty state next to a collection with vectors: refused (retrieval/ownership.py)."""
+        if not self.state.count_papers():
+            refuse_lost_state(self.state, self.store, self.owner, force=force)
 
     def _claim(self) -> None:
         """Make sure this data dir may write the collection (see retrieval/ownership.py)."""
@@ -200,6 +223,12 @@ class Corpus:
 
     def _writing(self, *, wait: bool = True) -> AbstractContextManager[bool]:
         """Write the index under the writer lock, from a fresh view (retrieval/freshness.py)."""
+        if self.state.read_only:
+            raise StateFileError(
+                f"{self.state.path} is read-only for this user, so nothing can be ingested, "
+                "deleted or repaired. Fix: run this as a user who may write "
+                f"{self.settings.data_dir}; reading commands (stats, search, ask, papers) work."
+            )
         return self._freshness.writing(self.settings.data_dir, self.state, self.store, wait=wait)
 
     # --- freshness: the next query sees what anyone wrote ---
@@ -217,18 +246,28 @@ class Corpus:
 
     # --- search ---
     def lexical_index(self) -> BM25Index:
-        """The BM25 index for the current generation of the state (rebuilt when stale)."""
+        """The chunk BM25 index for the current generation of the state (rebuilt when stale)."""
+        return self._bm25("chunks", self.settings.lexical_path, self._lexical_docs)
+
+    def paper_lexical_index(self) -> BM25Index:
+        """The whole-paper BM25 field (title + abstract per paper), likewise."""
+        return self._bm25("papers", self.settings.paper_lexical_path, self._paper_docs)
+
+    def _bm25(self, field: str, path: Path, docs: Callable[[], Iterable[LexicalDoc]]) -> BM25Index:
         with self._lock:
             generation = self.state.generation
-            if self._lexical is not None and self._lexical.generation == generation:
-                return self._lexical
-            path = self.settings.lexical_path
+            index = self._lexical.get(field)
+            if index is not None and index.generation == generation:
+                return index
             index = BM25Index.load(path)
             if index is None or index.generation != generation:
-                index = BM25Index.build(self._lexical_docs(), generation)
-                self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-                index.save(path)
-            self._lexical = index
+                index = BM25Index.build(docs(), generation)
+                try:
+                    self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+                    index.save(path)
+                except OSError as exc:  # a read-only data dir: kept in memory only
+                    log.info("could not save %s (%s); using it from memory", path, exc)
+            self._lexical[field] = index
             return index
 
     def _lexical_docs(self) -> Iterator[LexicalDoc]:
@@ -239,6 +278,10 @@ class Corpus:
                 date.fromisoformat(published) if published else None,
                 source,
             )
+
+    def _paper_docs(self) -> Iterator[LexicalDoc]:
+        for p in self.state.list_papers():
+            yield LexicalDoc(p.paper_id, f"{p.title}\n\n{p.abstract}", p.published, p.source)
 
     def searcher(self) -> HybridSearcher:
         """One searcher per corpus, so its per-generation caches survive between queries;
@@ -259,10 +302,13 @@ class Corpus:
             self.lexical_index,
             self.embedder.embed_query,
             vectors_for=self._chunk_vectors,
+            paper_lexical=self.paper_lexical_index,
             candidates=self.settings.candidates,
             rrf_k=self.settings.rrf_k,
             fusion=self.settings.fusion,
             dense_weight=self.settings.dense_weight,
+            paper_weight=self.settings.paper_lexical_weight,
+            distinctive_max_df=self.settings.refusal_distinctive_df,
         )
 
     def _chunk_vectors(self, chunk_ids: Sequence[str]) -> dict[str, np.ndarray]:

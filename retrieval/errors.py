@@ -25,3 +25,8 @@ class EmbeddingError(PaperbotError):
 
 class NotFoundError(PaperbotError):
     """A paper id or other lookup key does not exist."""
+
+
+class StateFileError(PaperbotError):
+    """A SQLite file of the data dir (state.sqlite3, bot.sqlite3) is damaged, was emptied, or
+    cannot be written; the message names the file and the way out."""

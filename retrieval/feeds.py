@@ -126,7 +126,12 @@ def from_path(
     page_date: date | None = None,
 ) -> Iterator[Paper | RecordError]:
     return sources.load_path(
-        path, fmt=fmt, page_date=page_date, max_abstract_chars=settings.max_abstract_chars
+        path,
+        fmt=fmt,
+        page_date=page_date,
+        max_abstract_chars=settings.max_abstract_chars,
+        max_input_bytes=settings.max_input_bytes,
+        max_record_bytes=settings.max_record_bytes,
     )
 
 
@@ -144,7 +149,12 @@ def from_url(
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise SourceError(f"{url!r} is not an http(s) URL")
-    data = get_bytes(url, timeout=settings.request_timeout, retries=settings.max_retries)
+    data = get_bytes(
+        url,
+        timeout=settings.request_timeout,
+        retries=settings.max_retries,
+        max_bytes=settings.max_input_bytes,
+    )
     origin = f"{parts.scheme}://{parts.hostname}{parts.path}"  # no credentials, no query
     name = PurePosixPath(parts.path).name or "feed"
     fmt = fmt or sources.detect_format(Path(name), data)
@@ -157,8 +167,15 @@ def from_url(
         if fmt == "hf_api" or (isinstance(first, dict) and "paper" in first):
             return hf_api.parse_entries(document, origin=origin, max_abstract_chars=limit)
         return tabular.parse_records(document, origin=origin, max_abstract_chars=limit)
-    reader = {"jsonl": tabular.parse_jsonl, "csv": tabular.parse_csv, "arxiv": arxiv.parse}[fmt]
-    return reader(data, origin=origin, max_abstract_chars=limit)
+    if fmt in ("jsonl", "csv"):
+        reader = tabular.parse_jsonl if fmt == "jsonl" else tabular.parse_csv
+        return reader(
+            data,
+            origin=origin,
+            max_abstract_chars=limit,
+            max_record_bytes=settings.max_record_bytes,
+        )
+    return arxiv.parse(data, origin=origin, max_abstract_chars=limit)
 
 
 def from_hf(settings: RetrievalSettings, day: date) -> Iterator[Paper | RecordError]:
@@ -168,6 +185,7 @@ def from_hf(settings: RetrievalSettings, day: date) -> Iterator[Paper | RecordEr
         base_url=settings.hf_api_url,
         timeout=settings.request_timeout,
         retries=settings.max_retries,
+        max_bytes=settings.max_input_bytes,
     )
     return hf_api.parse(body, origin=url, max_abstract_chars=settings.max_abstract_chars, day=day)
 
@@ -193,6 +211,7 @@ def from_arxiv(
         page_size=settings.arxiv_page_size,
         sleep=lambda seconds: _paced_sleep(seconds, settings.arxiv_delay_seconds),
         sort_by="submittedDate" if newest_first else None,
+        max_bytes=settings.max_input_bytes,
     )
     ARXIV_PACER.wait(settings.arxiv_delay_seconds)  # the first page: paced like the others
     for page in pages:

@@ -1,8 +1,12 @@
-"""BM25 over chunk texts, as a sparse matrix so a query over 100k chunks takes milliseconds.
+"""BM25 as a sparse matrix, so a query over 100k documents takes milliseconds.
 
-The index is derived from the state store (chunk texts) and saved next to it together with
-the state's generation number: when the generation differs, the saved file is stale and the
-index is rebuilt, so BM25 can never disagree with the chunks that exist.
+Two fields are built from the state store, each saved next to it with the state's generation
+number (a different generation means a stale file, rebuilt, so BM25 never disagrees with what
+exists): one document per chunk, and one per paper (title + abstract: abstracts are short, so
+a question's terms spread over two chunks still add up in the paper's document).
+
+`distinctive_terms` picks the query terms a matching paper must contain: named things and rare
+nouns that the refusal gate checks against the retrieved papers.
 """
 
 from __future__ import annotations
@@ -61,8 +65,28 @@ def _stem(word: str) -> str:
     return word
 
 
+# Words a question uses to ask, not to name what it asks about: never distinctive.
+# fmt: off
+QUESTION_WORDS = frozenset(
+    {
+        "achieve", "achieves", "approach", "best", "better", "collection", "compare", "compared",
+        "describe", "difference", "does", "explain", "find", "good", "help", "improve", "key",
+        "kind", "long", "main", "many", "mean", "method", "model", "much", "new", "people",
+        "perform", "performance", "result", "say", "show", "study", "summarize", "tell",
+        "use", "used", "way", "work", "works",
+    }
+)
+# fmt: on
+_NAME_LIKE = re.compile(r"^(?:\w*\d\w*|\w+[A-Z]\w*|[A-Z]\w+)$")
+# A quantity, not a name: "2022", "100k", "42x" (of "1.42x"), "7s". Abstracts write amounts in
+# too many ways ("1.42x", "1.42times", "1.42×") for their tokens to be matched literally.
+_AMOUNT = re.compile(r"^\d+[a-z]{0,5}$")
+
+
 @dataclass(frozen=True, slots=True)
 class LexicalDoc:
+    """One document of a field: a chunk (id = chunk id) or a whole paper (id = paper id)."""
+
     chunk_id: str
     text: str
     published: date | None
@@ -70,7 +94,7 @@ class LexicalDoc:
 
 
 class BM25Index:
-    """Okapi BM25 with per-chunk date and source arrays for filtering."""
+    """Okapi BM25 with per-document date and source arrays for filtering."""
 
     def __init__(
         self,
@@ -186,6 +210,29 @@ class BM25Index:
             total += float(np.log(1.0 + (n_docs - freq + 0.5) / (freq + 0.5)))
         return total
 
+    def document_frequency(self, term: str) -> int:
+        """How many documents contain ``term`` (a token as `tokenize` makes it)."""
+        col = self.vocab.get(term)
+        if col is None:
+            return 0
+        return int(self.weights.indptr[col + 1] - self.weights.indptr[col])
+
+    def terms_in(self, doc_ids: Sequence[str], terms: Collection[str]) -> dict[str, set[str]]:
+        """Which of ``terms`` each document contains (a document not in the index: none)."""
+        rows = self._row_of()
+        found: dict[str, set[str]] = {d: set() for d in doc_ids}
+        wanted = {rows[d]: d for d in doc_ids if d in rows}
+        for term in terms:
+            col = self.vocab.get(term)
+            if col is None:
+                continue
+            start, end = self.weights.indptr[col], self.weights.indptr[col + 1]
+            for row in self.weights.indices[start:end]:
+                doc = wanted.get(int(row))
+                if doc is not None:
+                    found[doc].add(term)
+        return found
+
     def _mask(
         self,
         since: date | None,
@@ -273,6 +320,42 @@ class LexicalScores:
             ok = self._scores is not None and row is not None
             result[cid] = float(self._scores[row]) if ok else 0.0  # type: ignore[index]
         return result
+
+
+def name_terms(text: str) -> set[str]:
+    """The tokens (as `tokenize` spells them) of the words ``text`` writes like names: a
+    capital inside a word, or at the start of a word that is not the first, or a digit inside
+    a word ("GVGEN", "LLaVA", "Atari", "GPT4"); amounts and two-letter fragments excluded."""
+    words = re.findall(r"[A-Za-z0-9]+", unicodedata.normalize("NFKD", text))
+    names = {
+        _stem(w.casefold())
+        for i, w in enumerate(words)
+        if _NAME_LIKE.match(w) and (i > 0 or not w[1:].islower())
+    }
+    return {n for n in names if len(n) >= 3 and not _AMOUNT.match(n) and n not in QUESTION_WORDS}
+
+
+def distinctive_terms(query: str, index: BM25Index, max_df_share: float) -> list[str]:
+    """The query's terms that name what it asks about, as `tokenize` spells them.
+
+    A term is distinctive when the query writes it like a name (a capital inside a word or at
+    the start of a word that is not the question's first, or a digit inside a name: "Atari",
+    "ImageNet", "AlphaFold", "GPT4") and the index has it in at most ``max_df_share`` of its
+    documents, or not at all. Lower-case words are not: an absent one ("fix", "say",
+    "hindering") is more often a paraphrase than a subject: requiring rare lower-case words too
+    flagged 308 of the 750 ACLSum summary sentences, names alone 29 (docs/benchmarks.md). Amounts ("2022", "100k", "1.42x") are
+    written in too many ways, fragments of two letters ("MS", "XL") are too short, and
+    question words never are.
+    """
+    if not len(index):
+        return []
+    names = name_terms(query)
+    limit = max(1.0, max_df_share * len(index))
+    out: list[str] = []
+    for term in dict.fromkeys(tokenize(query)):
+        if term in names and index.document_frequency(term) <= limit:
+            out.append(term)
+    return out
 
 
 def _bm25_weights(

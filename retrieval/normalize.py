@@ -18,6 +18,15 @@ MIN_ABSTRACT_CHARS = 20
 MAX_TITLE_CHARS = 500
 
 _WS = re.compile(r"\s+")
+_JOINERS = frozenset("\u200c\u200d")
+# CSI (ESC [ ... final, or C1 CSI), OSC (ESC ] ... BEL or ESC \\), and two-character escapes.
+_ANSI_SEQUENCE = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+    r"|(?:\x1b\]|\x9d)[^\x07\x1b\x9c]{0,512}(?:\x07|\x1b\\|\x9c)"
+    r"|\x1b[ -/]*[0-~]"
+)
+_NO_JOINERS = dict.fromkeys(map(ord, _JOINERS))
+_JOINER_RUN = re.compile("[\u200c\u200d]+")
 # Old-style (hep-th/9901001) and new-style (2410.17243) arXiv ids, optional version.
 _ARXIV_ID = re.compile(
     r"^(?:arxiv:)?(?P<id>(?:\d{4}\.\d{4,5})|(?:[a-z\-]+(?:\.[A-Z]{2})?/\d{7}))(?:v(?P<v>\d+))?$",
@@ -39,15 +48,40 @@ def clean_text(text: str) -> str:
 
     LaTeX is kept as is: ``$O(n^2)$`` means something to the reader.
     """
-    unescaped = html.unescape(text)
-    # Control characters other than whitespace are never meaningful in an abstract.
-    visible = "".join(ch for ch in unescaped if ch.isprintable() or ch.isspace())
+    # A terminal escape sequence goes whole: dropping only its ESC would leave "[31m" behind.
+    unescaped = _ANSI_SEQUENCE.sub("", html.unescape(text))
+    # Control and format characters other than whitespace are never meaningful in an
+    # abstract, and some only deceive: bidi overrides, embeddings and isolates
+    # (U+202A-U+202E, U+2066-U+2069), zero-width spaces (U+200B, U+2060, U+FEFF, U+180E),
+    # soft hyphens, tag characters (U+E0000 block). Only the joiners are kept, where they
+    # join: inside a word of a script that spells with them or inside an emoji sequence.
+    visible = "".join(ch for ch in unescaped if ch.isprintable() or ch.isspace() or ch in _JOINERS)
+    if "\u200c" in visible or "\u200d" in visible:
+        visible = _JOINER_RUN.sub(_joiner_in_place, visible)
     return _WS.sub(" ", unicodedata.normalize("NFC", visible)).strip()
+
+
+def _joiner_in_place(match: re.Match[str]) -> str:
+    """One joiner (ZWNJ U+200C, ZWJ U+200D) between two characters it can join, else none."""
+    text, start, end = match.string, match.start(), match.end()
+    if start > 0 and end < len(text) and _joins(text[start - 1]) and _joins(text[end]):
+        return match.group()[0]
+    return ""
+
+
+def _joins(ch: str) -> bool:
+    """Emoji and their modifiers (So, Sk), and the letters and marks of the scripts that
+    spell with joiners (Persian, Devanagari, ...); not Latin, where a joiner only hides."""
+    category = unicodedata.category(ch)
+    if category in ("So", "Sk"):
+        return True
+    return category[0] in "LM" and not ch.isascii() and "LATIN" not in unicodedata.name(ch, "")
 
 
 def title_key(title: str) -> str:
     """A case- and punctuation-insensitive key for matching titles across sources."""
-    folded = unicodedata.normalize("NFKD", clean_text(title)).casefold()
+    # Without the joiners clean_text keeps: a paper's id stays what it was before they were.
+    folded = unicodedata.normalize("NFKD", clean_text(title).translate(_NO_JOINERS)).casefold()
     return " ".join(re.findall(r"\w+", folded))
 
 

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from retrieval.errors import PaperbotError
+from retrieval.errors import PaperbotError, StateFileError
 from retrieval.state import StateStore
 from retrieval.store import (
     OWNER_KEY,
@@ -143,6 +143,43 @@ def claim(
             len(present),
         )
     return _writable(store, owner)
+
+
+class LostStateError(CollectionOwnedError, StateFileError):
+    """A state with no papers next to a collection this data dir wrote: the state was lost."""
+
+
+def refuse_lost_state(
+    state: StateStore, store: VectorStore, owner: Owner, *, force: bool = False
+) -> None:
+    """A state with no papers next to a collection this data dir wrote (stamped with its id,
+    or with its label: an earlier state of the same data dir) was lost, not new: repairing
+    against it would delete every vector and embed it all again. Refuse, saying what was
+    found. ``force`` drops the collection. A collection of another data dir, or one from
+    before stamps, is left to `claim`, which refuses it as usual."""
+    vectors = store.count()
+    if not vectors:
+        return
+    owned = inspect(store, owner)
+    if not (owned.mine or (owned.owner_id and owned.owner_label == owner.label)):
+        return
+    if force:
+        log.warning(
+            "dropping the %d vectors of %s at %s (forced: the state is empty)",
+            vectors,
+            store.name,
+            store.where,
+        )
+        store.drop()
+        return
+    raise LostStateError(
+        f"Found {vectors:,} vectors in the collection {store.name!r} at {store.where}, "
+        f"written by {'this state' if owned.mine else 'an earlier state of this data dir'}, "
+        f"but 0 papers in the state {state.path}: state.sqlite3 has been replaced (or lost), and "
+        "repairing against it would delete every vector. Nothing was changed. Fix: restore "
+        "the state (`paperbot state restore BACKUP_DIR`), salvage it (`paperbot state "
+        "rebuild`), or start over and embed everything again (`paperbot ingest --force …`)."
+    )
 
 
 def warn_if_foreign(store: VectorStore, owner: Owner) -> None:

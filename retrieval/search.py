@@ -1,10 +1,20 @@
-"""Hybrid retrieval: dense (Chroma) and BM25 candidates fused, then grouped by paper.
+"""Hybrid retrieval: dense (Chroma), chunk BM25 and whole-paper BM25 fused, grouped by paper.
+
+Candidates come from three retrievers: the nearest chunks, the best BM25 chunks, and the
+chunks of the best whole-paper BM25 matches (title + abstract as one document, so a question's
+terms spread over two chunks still add up). Every candidate is scored on every scale before
+fusion. Each returned hit also says which distinctive query terms none of the returned papers
+contains (`SearchHit.unfound`), which `Relevance` refuses.
 
 Date filters pick papers by their listing day by default (`SearchFilters.by`). That day lives
 in the state only (a listing changes no chunk, so neither index is rewritten for it): the
 searcher asks the state which chunks are in the window, masks BM25 to them and scores them
 exactly from the embedding cache (or, for a very large window, filters Chroma's nearest
-neighbours). Filters by publication date are applied inside both indexes.
+neighbours). Filters by publication date are applied inside the indexes.
+
+Size: one query's whole path (candidates, completion, fusion, grouping) with its pure fusion
+functions and the one relevance rule that reads its result; each part is short and they change
+together.
 """
 
 from __future__ import annotations
@@ -17,8 +27,8 @@ from typing import Literal
 
 import numpy as np
 
-from retrieval.lexical import BM25Index, LexicalScores
-from retrieval.models import DateField, Hit
+from retrieval.lexical import BM25Index, LexicalScores, distinctive_terms, name_terms, tokenize
+from retrieval.models import Chunk, DateField, Hit
 from retrieval.settings import RetrievalSettings
 from retrieval.state import StateStore
 from retrieval.store import VectorStore
@@ -67,19 +77,59 @@ class _Candidate:
     lexical: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class SearchHit(Hit):
+    """A hit with what the search learned about the whole query.
+
+    ``unfound``: the query's distinctive terms (`lexical.distinctive_terms`) that none of the
+    returned papers contains, the same for every hit of one search. A question about a
+    benchmark or method no retrieved paper mentions is not answered from merely related
+    papers (`Relevance`).
+    """
+
+    unfound: tuple[str, ...] = ()
+    # the query's distinctive terms this hit's paper contains: the question names this paper
+    # (or its method), e.g. "Explain the idea behind GVGEN."
+    named: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _PaperField:
+    """The whole-paper BM25 field for one query: coverage per paper id, and the index."""
+
+    index: BM25Index
+    scores: LexicalScores
+    ceiling: float
+
+    def coverage(self, paper_ids: Sequence[str]) -> dict[str, float]:
+        if self.ceiling <= 0:
+            return dict.fromkeys(paper_ids, 0.0)
+        raw = self.scores.of(paper_ids)
+        return {pid: min(1.0, score / self.ceiling) for pid, score in raw.items()}
+
+
 def convex_fuse(
-    dense: dict[str, float], lexical: dict[str, float], ceiling: float, dense_weight: float
+    dense: dict[str, float],
+    lexical: dict[str, float],
+    ceiling: float,
+    dense_weight: float,
+    paper: dict[str, float] | None = None,
+    paper_weight: float = 0.0,
 ) -> dict[str, float]:
     """w * cosine + (1 - w) * lexical coverage, both on absolute [0, 1] scales.
 
     Coverage is the BM25 score over the query's idf ceiling (see BM25Index.query_ceiling), so a
     chunk that contains every rare term of the query scores near 1 whatever the corpus size;
-    unlike min-max or rank fusion, a strong result keeps its margin over weak ones.
+    unlike min-max or rank fusion, a strong result keeps its margin over weak ones. With
+    ``paper`` (each chunk's paper's whole-paper coverage), the lexical part is
+    (1 - p) * chunk coverage + p * paper coverage, p = ``paper_weight``.
     """
     fused: dict[str, float] = {}
     for cid in dense.keys() | lexical.keys():
         cosine = max(0.0, dense.get(cid, 0.0))
         coverage = min(1.0, lexical.get(cid, 0.0) / ceiling) if ceiling > 0 else 0.0
+        if paper is not None:
+            coverage = (1.0 - paper_weight) * coverage + paper_weight * paper.get(cid, 0.0)
         fused[cid] = dense_weight * cosine + (1.0 - dense_weight) * coverage
     return fused
 
@@ -118,8 +168,8 @@ def rrf_fuse(
 
 
 class HybridSearcher:
-    """Ask both retrievers for candidate chunks, score every candidate on both scales, fuse,
-    keep each paper's best chunk."""
+    """Ask the retrievers for candidates (dense chunks, BM25 chunks, BM25 whole papers), score
+    every candidate chunk on every scale, fuse, keep each paper's best chunk."""
 
     def __init__(
         self,
@@ -129,20 +179,26 @@ class HybridSearcher:
         embed_query: Callable[[str], np.ndarray],
         *,
         vectors_for: Callable[[Sequence[str]], dict[str, np.ndarray]] | None = None,
+        paper_lexical: Callable[[], BM25Index] | None = None,
         candidates: int = 50,
         rrf_k: int = 60,
         fusion: Fusion = "convex",
         dense_weight: float = 0.5,
+        paper_weight: float = 0.5,
+        distinctive_max_df: float = 0.0,
     ) -> None:
         self._state = state
         self._store = store
         self._lexical = lexical
+        self._paper_lexical = paper_lexical
         self._embed_query = embed_query
         self._vectors_for = vectors_for
         self.candidates = candidates
         self.rrf_k = rrf_k
         self.fusion = fusion
         self.dense_weight = dense_weight
+        self.paper_weight = paper_weight
+        self.distinctive_max_df = distinctive_max_df
         self._count: tuple[int, int] | None = None  # (state generation, chunk count)
 
     def search(
@@ -157,7 +213,8 @@ class HybridSearcher:
         if not query:
             return []
         flt = filters or SearchFilters()
-        allowed = self._window(flt)
+        window = self._window(flt)
+        allowed = window[1] if window is not None else None
         if allowed is not None and not allowed:
             return []
         query_vec = self._embed_query(query) if mode in ("hybrid", "dense") else None
@@ -171,19 +228,61 @@ class HybridSearcher:
             scored = index.query(query, since=flt.since, until=flt.until, sources=srcs)
         lexical = scored.top(self.candidates) if scored is not None else []
         ceiling = index.query_ceiling(query) if index is not None else 0.0
+        papers = self._paper_field(query, flt, window) if index is not None else None
+        if papers is not None and scored is not None:
+            lexical += self._paper_candidates(papers, dense, lexical, scored)
         if scored is not None and query_vec is not None:
             dense, lexical = self._complete(query_vec, dense, lexical, scored)
-        candidates = self._fuse(dense, lexical, ceiling)
-        hits = self._group_by_paper(candidates, k)
-        return [_with_coverage(h, ceiling) for h in hits] if lexical else hits
+        chunks = self._state.get_chunks(list(dict(dense).keys() | dict(lexical).keys()))
+        paper_cov = papers.coverage(list({c.paper_id for c in chunks.values()})) if papers else {}
+        candidates = self._fuse(dense, lexical, ceiling, chunks, paper_cov)
+        hits = self._group_by_paper(candidates, chunks, k)
+        if lexical:
+            hits = [_with_coverage(h, ceiling, paper_cov.get(h.paper.paper_id)) for h in hits]
+        if papers is not None:
+            hits = self._mark_unfound(query, hits, papers.index)
+        return hits
 
-    def _window(self, flt: SearchFilters) -> set[str] | None:
-        """The chunk ids a listing-day filter allows, read from the state now (so a listing
-        recorded a moment ago counts); None when no such filter is set."""
+    def _window(self, flt: SearchFilters) -> tuple[set[str], set[str]] | None:
+        """The paper ids and chunk ids a listing-day filter allows, read from the state now (so
+        a listing recorded a moment ago counts); None when no such filter is set."""
         if not flt.by_listing:
             return None
         paper_ids = self._state.paper_ids_between(flt.since, flt.until, flt.sources, "listed")
-        return {cid for ids in self._state.chunk_ids_for(paper_ids).values() for cid in ids}
+        chunk_ids = self._state.chunk_ids_for(paper_ids)
+        return set(paper_ids), {cid for ids in chunk_ids.values() for cid in ids}
+
+    def _paper_field(
+        self, query: str, flt: SearchFilters, window: tuple[set[str], set[str]] | None
+    ) -> _PaperField | None:
+        if self._paper_lexical is None:
+            return None
+        index = self._paper_lexical()
+        if window is not None:
+            scores = index.query(query, only=window[0])
+        else:
+            srcs = flt.sources or None
+            scores = index.query(query, since=flt.since, until=flt.until, sources=srcs)
+        return _PaperField(index, scores, index.query_ceiling(query))
+
+    def _paper_candidates(
+        self,
+        papers: _PaperField,
+        dense: list[tuple[str, float]],
+        lexical: list[tuple[str, float]],
+        scored: LexicalScores,
+    ) -> list[tuple[str, float]]:
+        """The chunks of the best whole-paper BM25 matches that no chunk retriever brought,
+        with their chunk-level BM25 scores: a paper whose terms are spread over its chunks
+        still becomes a candidate."""
+        top = [pid for pid, _ in papers.scores.top(self.candidates)]
+        if not top:
+            return []
+        seen = {cid for cid, _ in dense} | {cid for cid, _ in lexical}
+        new = [
+            cid for ids in self._state.chunk_ids_for(top).values() for cid in ids if cid not in seen
+        ]
+        return list(scored.of(new).items()) if new else []
 
     def _dense(
         self, vector: np.ndarray, flt: SearchFilters, allowed: set[str] | None = None
@@ -237,25 +336,50 @@ class HybridSearcher:
         return dense, lexical
 
     def _fuse(
-        self, dense: list[tuple[str, float]], lexical: list[tuple[str, float]], ceiling: float
+        self,
+        dense: list[tuple[str, float]],
+        lexical: list[tuple[str, float]],
+        ceiling: float,
+        chunks: dict[str, Chunk],
+        paper_cov: dict[str, float],
     ) -> list[_Candidate]:
         dense_scores = dict(dense)
         lexical_scores = dict(lexical)
+        # each candidate chunk with its paper's whole-paper coverage
+        paper = {
+            cid: paper_cov.get(chunks[cid].paper_id, 0.0)
+            for cid in dense_scores.keys() | lexical_scores.keys()
+            if cid in chunks
+        }
+        paper_run = sorted(paper.items(), key=lambda kv: (-kv[1], kv[0])) if paper_cov else []
         if self.fusion == "rrf":
-            ranked = [sorted(run, key=lambda kv: -kv[1]) for run in (dense, lexical)]
-            fused = rrf_fuse([[i for i, _ in run] for run in ranked if run], self.rrf_k)
+            runs = [sorted(run, key=lambda kv: -kv[1]) for run in (dense, lexical, paper_run)]
+            fused = rrf_fuse([[i for i, _ in run] for run in runs if run], self.rrf_k)
         elif self.fusion == "minmax":
-            fused = score_fuse((dense, lexical), (self.dense_weight, 1.0 - self.dense_weight))
+            lexical_w = 1.0 - self.dense_weight
+            p = self.paper_weight if paper_run else 0.0
+            fused = score_fuse(
+                (dense, lexical, paper_run),
+                (self.dense_weight, lexical_w * (1.0 - p), lexical_w * p),
+            )
         else:
-            fused = convex_fuse(dense_scores, lexical_scores, ceiling, self.dense_weight)
+            fused = convex_fuse(
+                dense_scores,
+                lexical_scores,
+                ceiling,
+                self.dense_weight,
+                paper if paper_cov else None,
+                self.paper_weight,
+            )
         ordered = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
         return [
             _Candidate(cid, score, dense_scores.get(cid), lexical_scores.get(cid))
             for cid, score in ordered
         ]
 
-    def _group_by_paper(self, candidates: list[_Candidate], k: int) -> list[Hit]:
-        chunks = self._state.get_chunks([c.chunk_id for c in candidates])
+    def _group_by_paper(
+        self, candidates: list[_Candidate], chunks: dict[str, Chunk], k: int
+    ) -> list[Hit]:
         best: dict[str, _Candidate] = {}
         dense_max: dict[str, float] = {}
         lexical_max: dict[str, float] = {}
@@ -279,7 +403,7 @@ class HybridSearcher:
         for pid, cand in best.items():
             if pid in papers:
                 hits.append(
-                    Hit(
+                    SearchHit(
                         paper=papers[pid],
                         chunk=chunks[cand.chunk_id],
                         score=cand.fused,
@@ -290,22 +414,56 @@ class HybridSearcher:
                 )
         return hits
 
+    def _mark_unfound(self, query: str, hits: list[Hit], index: BM25Index) -> list[Hit]:
+        """Stamp every hit with the distinctive query terms none of the hits' papers has
+        (`unfound`), and with the query's names its own paper has (`named`: a distinctive
+        term in its text, or a name the question writes that its title has)."""
+        if self.distinctive_max_df <= 0 or not hits:
+            return hits
+        terms = distinctive_terms(query, index, self.distinctive_max_df)
+        names = name_terms(query)
+        present = index.terms_in([h.paper.paper_id for h in hits], terms) if terms else {}
+        found = set().union(*present.values()) if present else set()
+        unfound = tuple(t for t in terms if t not in found)
+        if unfound:
+            log.debug("distinctive query terms in no retrieved paper: %s", ", ".join(unfound))
+        out: list[Hit] = []
+        for h in hits:
+            if not isinstance(h, SearchHit):
+                out.append(h)
+                continue
+            in_title = names & set(tokenize(h.paper.title))
+            named = set(present.get(h.paper.paper_id, ())) | in_title
+            out.append(replace(h, unfound=unfound, named=tuple(sorted(named))))
+        return out
 
-def _with_coverage(hit: Hit, ceiling: float) -> Hit:
-    if hit.lexical_score is None or ceiling <= 0:
+
+def _with_coverage(hit: Hit, ceiling: float, paper_coverage: float | None = None) -> Hit:
+    """The share of the query the paper matched: its best chunk's, or its whole text's (title
+    + abstract) when that is higher."""
+    chunk = None
+    if hit.lexical_score is not None and ceiling > 0:
+        chunk = min(1.0, hit.lexical_score / ceiling)
+    values = [v for v in (chunk, paper_coverage) if v is not None]
+    if not values:
         return hit
-    return replace(hit, lexical_coverage=min(1.0, hit.lexical_score / ceiling))
+    return replace(hit, lexical_coverage=max(values))
 
 
 @dataclass(frozen=True, slots=True)
 class Relevance:
     """The one rule for "does this hit really match the query?", built from settings.
 
-    A hit is relevant when its best chunk contains enough of the query's rare terms (BM25
-    coverage) or is semantically close enough (dense cosine); junk matches score low on both.
-    Calibrated on the dev questions (docs/benchmarks.md). The answer refusal gate, `/papers
-    search`, subscriptions and digest topic filters all use it; a stricter variant for one of
-    them is made with `stricter()`, never by copying the test.
+    A hit is relevant when the paper contains enough of the query's rare terms (BM25 coverage
+    of its best chunk or of its whole text) or is semantically close enough (dense cosine),
+    and no distinctive term of the query (a named benchmark, dataset, method, a rare noun) is
+    missing from every retrieved paper (`SearchHit.unfound`): a question about something the
+    corpus never mentions is not answered from merely related papers. A hit whose paper has
+    all of them and at least one (`SearchHit.named`: "Explain the idea behind GVGEN.") is
+    relevant whatever its coverage: the question names that paper. Calibrated on the dev
+    questions with the 250 ACLSum abstracts indexed beside them (docs/benchmarks.md). The
+    answer refusal gate, `/papers search`, subscriptions and digest topic filters all use it;
+    a stricter variant for one of them is made with `stricter()`, never by copying the test.
     """
 
     min_coverage: float
@@ -324,7 +482,16 @@ class Relevance:
         ) >= self.min_dense
 
     def __call__(self, hit: Hit) -> bool:
+        if unfound(hit):
+            return False
+        if isinstance(hit, SearchHit) and hit.named:  # the question names this paper
+            return True
         return self.accepts(hit.lexical_coverage, hit.dense_score)
 
     def any(self, hits: Sequence[Hit]) -> bool:
         return any(self(h) for h in hits)
+
+
+def unfound(hit: Hit) -> tuple[str, ...]:
+    """The query's distinctive terms that no paper of this hit's search contains."""
+    return hit.unfound if isinstance(hit, SearchHit) else ()

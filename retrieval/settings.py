@@ -43,7 +43,15 @@ def env_file_path(environ: Mapping[str, str] | None = None, cwd: Path | None = N
         candidates.append(Path(home).expanduser() / ".env")
     config_home = environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     candidates.append(Path(config_home) / "paperbot" / ".env")
-    return next((c for c in candidates if c.is_file()), None)
+    return next((c for c in candidates if _readable_file(c)), None)
+
+
+def _readable_file(path: Path) -> bool:
+    """A file this user can read (a .env of another user's config dir is skipped)."""
+    try:
+        return path.is_file() and os.access(path, os.R_OK)
+    except OSError:  # e.g. a parent directory this user may not enter
+        return False
 
 
 def default_data_dir(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Path:
@@ -145,6 +153,17 @@ class RetrievalSettings(PaperbotSettings):
     chunk_tokens: int = Field(default=160, ge=32, le=2048, description="Max tokens per chunk.")
     chunk_overlap: int = Field(default=32, ge=0, description="Tokens of overlap between chunks.")
     max_abstract_chars: int = Field(default=20_000, ge=100, description="Longer abstracts fail.")
+    # --- input caps (a feed file, a download, one record) ---
+    max_input_bytes: int = Field(
+        default=200 * 1024 * 1024,
+        ge=1024,
+        description="Largest feed file or download read; a larger one fails with one line.",
+    )
+    max_record_bytes: int = Field(
+        default=2 * 1024 * 1024,
+        ge=1024,
+        description="Largest single record (a JSON Lines line, a CSV field); it fails alone.",
+    )
     # --- search ---
     retrieval_k: int = Field(default=10, ge=1, le=200, description="Papers returned by search.")
     candidates: int = Field(
@@ -164,15 +183,33 @@ class RetrievalSettings(PaperbotSettings):
         description="Weight of the dense (cosine) score in convex and minmax fusion.",
     )
     rrf_k: int = Field(default=60, ge=1, description="Reciprocal-rank-fusion constant.")
+    paper_lexical_weight: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Share of the lexical score that comes from the whole paper (BM25 over title + "
+            "abstract) rather than from the chunk; 0 = chunks only."
+        ),
+    )
     # --- relevance (the refusal gate, /papers search, subscriptions, digest topics) ---
     refusal_min_coverage: float = Field(
-        default=0.40,
+        default=0.50,
         ge=0.0,
         le=1.0,
         description="Refuse unless the best BM25 chunk covers this share of the query...",
     )
     refusal_min_dense: float = Field(
         default=0.35, ge=-1.0, le=1.0, description="...or the best dense cosine reaches this."
+    )
+    refusal_distinctive_df: float = Field(
+        default=0.01,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Refuse when a distinctive query term (a name absent from the index, or a term in "
+            "at most this share of the papers) is in none of the retrieved papers; 0 = off."
+        ),
     )
     # --- live feeds ---
     hf_api_url: str = Field(
@@ -185,6 +222,11 @@ class RetrievalSettings(PaperbotSettings):
         default=3.0, ge=0, description="Pause between arXiv requests (arXiv asks for 3 s)."
     )
     arxiv_page_size: int = Field(default=100, ge=1, le=2000)
+    arxiv_title_lookup: bool = Field(
+        default=False,
+        description="Link title-only papers (HF page text) to arXiv in Slack posts: one arXiv "
+        "title search per paper, paced like the feeds, cached in memory.",
+    )
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> RetrievalSettings:
@@ -206,6 +248,10 @@ class RetrievalSettings(PaperbotSettings):
     @property
     def lexical_path(self) -> Path:
         return self.data_dir / "bm25.npz"
+
+    @property
+    def paper_lexical_path(self) -> Path:
+        return self.data_dir / "bm25_papers.npz"
 
     @property
     def tiktoken_dir(self) -> Path:

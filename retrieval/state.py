@@ -4,6 +4,16 @@ This is the only module that touches the state file. It is the source of truth f
 papers and chunks exist; the Chroma index and the BM25 index are kept in step with it.
 The file carries a schema version (`PRAGMA user_version`) and is migrated in place on open
 (retrieval/state_schema.py). The Slack bot keeps its bookkeeping in a file of its own.
+
+A damaged file is a one-line `StateFileError` naming the file and the way out, on open
+(`PRAGMA quick_check`) and on any later read or write that meets a damaged page. A 0-byte file
+in a data dir that has been used (vectors, a BM25 index, the bot's file) is refused, never
+taken for a new state. A file or data dir this process may not write is opened read-only
+(`mode=ro`, or `immutable=1` when SQLite cannot even create its WAL index): reads work, and a
+write says why it cannot happen (retrieval/state_files.py).
+
+Size: one class with one method per query of one file; how rows map to papers is already in
+state_rows.py and the whole-file operations (backup, restore, salvage) in state_files.py.
 """
 
 from __future__ import annotations
@@ -21,9 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from retrieval.migrations import migrate, use_wal
+from retrieval.errors import StateFileError
+from retrieval.migrations import damaged, integrity_problems, is_damage, migrate, use_wal
 from retrieval.models import Chunk, DateField, Listing, Paper
 from retrieval.normalize import title_key
+from retrieval.state_files import open_read_only, refuse_emptied, writable
 from retrieval.state_rows import (
     DAY_SQL,
     READ_COLUMNS,
@@ -54,43 +66,87 @@ class Change:
     replaces: Sequence[str] = ()  # paper ids merged into this one (e.g. a title-hash duplicate)
 
 
+# files beside the state that show a data dir has been used (a 0-byte state next to them
+# was lost, not created)
+_EVIDENCE = ("chroma", "bm25.npz", "bot.sqlite3")
+
+
 class StateStore:
     """Thread-safe wrapper over one SQLite connection (WAL, so readers never block writers)."""
 
     def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._clock = clock  # when papers are ingested and listings first seen
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.row_factory = sqlite3.Row
-        use_wal(self._db)
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        refuse_emptied(path, [path.parent / name for name in _EVIDENCE])
+        self.read_only = path.is_file() and not writable(path)
+        if not self.read_only:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            return open_read_only(self.path, len(MIGRATIONS))
         try:
-            migrate(self._db, MIGRATIONS, path)
+            db = sqlite3.connect(
+                self.path, check_same_thread=False, isolation_level=None, timeout=30
+            )
+        except sqlite3.OperationalError as exc:
+            raise StateFileError(
+                f"Cannot open or create {self.path} ({exc}). Fix: make {self.path.parent} "
+                "writable by this user, or point PAPERBOT_DATA_DIR at a data dir it may use."
+            ) from exc
+        try:
+            db.row_factory = sqlite3.Row
+            use_wal(db)
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA synchronous=NORMAL")
+            migrate(db, MIGRATIONS, self.path)
         except BaseException:
-            self._db.close()
+            db.close()
             raise
+        return db
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
     @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """SQLite errors a user can act on become one line naming this file."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            if is_damage(exc):
+                raise damaged(self.path, str(exc)) from exc
+            if self.read_only or "readonly" in str(exc):
+                raise StateFileError(
+                    f"{self.path} cannot be written ({exc}): this command needs a writable "
+                    "data dir. Fix: make the data dir and its files writable by this user, or "
+                    "run read-only commands (stats, search, ask, papers) only."
+                ) from exc
+            raise
+
+    def integrity_problems(self) -> list[str]:
+        """What `PRAGMA quick_check` finds wrong with the file now (empty: sound)."""
+        with self._lock:
+            return integrity_problems(self._db)
+
+    @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """All or nothing: a crash inside leaves the file as it was before."""
-        with self._lock:
+        with self._lock, self._guard():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        with self._lock:
+        with self._lock, self._guard():
             return list(self._db.execute(sql, params))
 
     # --- meta ---
@@ -106,7 +162,7 @@ class StateStore:
         if db is not None:
             db.execute(sql, (key, value))
             return
-        with self._lock:
+        with self._lock, self._guard():
             self._db.execute(sql, (key, value))
 
     @property
@@ -389,7 +445,9 @@ class StateStore:
         return json.loads(rows[0]["value"]) if rows else None
 
     def cache_put(self, namespace: str, key: str, value: Any) -> None:
-        with self._lock:
+        if self.read_only:
+            return  # a recomputable value: not kept when the data dir is read-only
+        with self._lock, self._guard():
             self._db.execute(
                 "INSERT INTO cache(namespace, key, value, created_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT(namespace, key) DO UPDATE SET value = excluded.value",
@@ -415,6 +473,8 @@ class StateStore:
         return found
 
     def put_vectors(self, vectors: dict[str, np.ndarray], model: str) -> None:
+        if self.read_only:
+            return  # a cache: the vectors are simply computed again next time
         with self.transaction() as db:
             self._put_vectors(db, vectors, model)
 

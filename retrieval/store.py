@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ from retrieval.chroma_client import (
     connect_embedded,
     connect_server,
     create_collection,
+    embedded_fix,
     get_collection,
     is_connection_error,
 )
@@ -236,6 +238,26 @@ class VectorStore:
                 return
             offset += _ID_PAGE
 
+    def chunk_papers(self) -> dict[str, str]:
+        """Each vector's id with the paper id in its metadata (what survives of the papers
+        when the state is lost: Chroma holds no chunk text)."""
+        found: dict[str, str] = {}
+        offset = 0
+        while True:
+            page = self._run(
+                "list vectors",
+                "get",
+                missing=_NO_ROWS,
+                include=["metadatas"],
+                limit=_ID_PAGE,
+                offset=offset,
+            )
+            for vid, meta in zip(page["ids"], page["metadatas"] or [], strict=False):
+                found[vid] = str((meta or {}).get("paper_id", ""))
+            if len(page["ids"]) < _ID_PAGE:
+                return found
+            offset += _ID_PAGE
+
     def upsert(self, ids: Sequence[str], vectors: np.ndarray, metas: Sequence[ChunkMeta]) -> None:
         """Write vectors, each stamped with the writer's state id (when the store has one)."""
         if not ids:
@@ -369,6 +391,11 @@ class VectorStore:
         except (StoreUnavailableError, CollectionOwnedError):
             raise
         except Exception as exc:
+            if is_connection_error(exc) and self.embedded:
+                raise StoreUnavailableError(
+                    f"Could not {what}: the embedded Chroma index at {self.where} cannot be "
+                    f"used ({exc}). " + embedded_fix(Path(self.where))
+                ) from exc
             if is_connection_error(exc):
                 raise StoreUnavailableError(
                     f"Could not {what}: the Chroma server at {self.where} is not reachable "

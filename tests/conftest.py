@@ -25,7 +25,7 @@ def _isolated_env(
     import os
 
     for key in list(os.environ):
-        if key.startswith("PAPERBOT_"):
+        if key.startswith("PAPERBOT_") or key in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data")))

@@ -17,7 +17,7 @@ import pytest
 from answers.digest import Digest, DigestPaper, TopicGroup
 from answers.models import Answer, AnswerMode, Citation, SentenceCheck
 from answers.summarize import Summary
-from bot.slack import blocks
+from bot.slack import block_limits, blocks
 from bot.slack.blocks import Block, Message
 from retrieval.models import Chunk, Hit, Paper
 from retrieval.normalize import make_paper
@@ -131,6 +131,7 @@ def _assert_harmless(message: Message, mentions: Sequence[str] = ()) -> None:
 
 def _assert_within_limits(message: Message) -> None:
     text, blks = message
+    assert block_limits.violations(text, blks) == []
     assert text.strip(), "every message needs fallback text for notifications"
     assert len(text) <= blocks.MAX_TEXT_CHARS
     assert 1 <= len(blks) <= blocks.MAX_BLOCKS
@@ -438,11 +439,13 @@ def test_small_messages_have_fallback_text() -> None:
         _assert_within_limits(message)
 
 
-def test_capped_message_says_how_much_was_left_out() -> None:
-    text, blks = blocks.notification_message("topic", [_paper(i) for i in range(100)])
-    assert len(blks) == blocks.MAX_BLOCKS
-    assert blks[-1]["type"] == "context"
-    assert "52 more blocks not shown" in blks[-1]["elements"][0]["text"]
+def test_a_long_paper_list_is_packed_never_cut() -> None:
+    papers = [_paper(i) for i in range(100)]
+    text, blks = blocks.notification_message("topic", papers)
+    assert len(blks) < blocks.MAX_BLOCKS
+    assert "more blocks not shown" not in json.dumps(blks)
+    assert sorted(_links_in([(text, blks)])) == sorted(p.link for p in papers if p.link)
+    assert blks[0]["text"]["text"] == "🔔 100 new papers on *topic*"
     assert "Paper number 0" in text
 
 
@@ -466,10 +469,10 @@ def _links_in(messages: Sequence[Message]) -> list[str]:
     return urls
 
 
-def test_digest_group_replies_split_a_big_group_and_keep_every_paper_once() -> None:
+def test_digest_group_reply_is_one_message_with_every_paper_once() -> None:
     papers = [_paper(i) for i in range(200)]
     messages = blocks.digest_group_replies(_group("Diffusion models", papers))
-    assert len(messages) >= 5  # 200 papers cannot fit 49 to a message in fewer
+    assert len(messages) == 1, "one threaded reply per topic"
     for message in messages:
         _assert_within_limits(message)
         assert message[1][0] == blocks.header("Diffusion models")
@@ -482,8 +485,9 @@ def test_digest_group_replies_split_a_big_group_and_keep_every_paper_once() -> N
 def test_digest_group_reply_shows_title_link_upvotes_and_tldr() -> None:
     paper = _paper(7, title="Fast & small")
     [(text, blks)] = blocks.digest_group_replies(_group("Efficiency", [paper], "It is fast."))
-    assert blks[1]["text"]["text"] == (
-        "*<https://example.org/papers/7|Fast &amp; small>* ▲ 7\nIt is fast."
+    assert blks[1] == blocks.context("1 paper")
+    assert blks[2]["text"]["text"] == (
+        "*<https://example.org/papers/7|Fast &amp; small>*\n2025-05-16 · ▲ 7\nIt is fast."
     )
     assert "Fast & small" in _shown(text)
 
@@ -496,9 +500,13 @@ def test_digest_parent_lists_groups_with_counts_and_first_titles() -> None:
     text, blks = blocks.digest_parent(digest)
     assert blks[0] == blocks.header("📰 Paper digest · 2025-05-16")
     bodies = [t for b in blks for t in _texts(b, "mrkdwn")]
-    assert "*Agents* (5)\nPaper number 0, Paper number 1, Paper number 2 and 2 more" in bodies
-    assert "*Vision* (1)\nPaper number 9" in bodies
+    assert (
+        "*Topics* (one reply per topic in the thread below)\n"
+        "• *Agents* — 5 papers\n• *Vision* — 1 paper"
+    ) in bodies
     assert any("no LLM configured" in t for t in bodies)
+    assert any(t.startswith("6 papers · 2 topics · extractive") for t in bodies)
+    assert any("`/papers digest 2025-05-16 Agents`" in t for t in bodies)
     assert text.startswith("Paper digest 2025-05-16: Today in papers.")
 
 
@@ -510,9 +518,11 @@ def test_digest_ephemeral_contains_parent_and_groups_in_one_capped_message() -> 
         "https://example.org/papers/1",
         "https://example.org/papers/2",
     }
-    _, capped = blocks.digest_ephemeral(_big_digest())
-    assert len(capped) == blocks.MAX_BLOCKS
-    assert "more blocks not shown" in capped[-1]["elements"][0]["text"]
+    _, big = blocks.digest_ephemeral(_big_digest())
+    assert len(big) < blocks.MAX_BLOCKS, "too big for one message: overview and topics only"
+    assert "more blocks not shown" not in json.dumps(big)
+    assert "divider" not in [b["type"] for b in big]
+    assert "/papers digest 2025-05-16 Huge group" in json.dumps(big)
 
 
 # ---------------------------------------------------------------- answers
@@ -574,22 +584,47 @@ def test_answered_questions_do_not_list_closest_papers() -> None:
     assert not any("Closest papers" in t for t in _texts(blks, "mrkdwn"))
 
 
-def test_feedback_buttons_carry_the_feedback_id() -> None:
+def _feedback(blks: list[Block]) -> list[dict[str, Any]]:
+    return [
+        e
+        for b in blks
+        if b["type"] == "context_actions"
+        for e in b["elements"]
+        if e["type"] == "feedback_buttons"
+    ]
+
+
+def test_feedback_buttons_carry_the_vote_and_the_feedback_id() -> None:
     _, blks = blocks.answer_message(_answer("llm"), feedback_id="abc123")
-    buttons = _elements(blks, "button")
-    assert [b["action_id"] for b in buttons] == [blocks.FEEDBACK_UP, blocks.FEEDBACK_DOWN]
-    assert {b["value"] for b in buttons} == {"abc123"}
-    assert blocks.FEEDBACK_UP != blocks.FEEDBACK_DOWN
+    [element] = _feedback(blks)
+    assert blks[-1]["type"] == "context_actions"
+    assert element["action_id"] == blocks.FEEDBACK
+    up, down = element["positive_button"]["value"], element["negative_button"]["value"]
+    assert blocks.parse_feedback_value(up) == ("up", "abc123")
+    assert blocks.parse_feedback_value(down) == ("down", "abc123")
+    assert blocks.parse_feedback_value("sideways:abc") is None
+    assert blocks.parse_feedback_value("up:") is None
 
 
 def test_no_feedback_buttons_without_a_feedback_id() -> None:
     _, blks = blocks.answer_message(_answer("llm"))
-    assert _elements(blks, "button") == []
+    assert _feedback(blks) == [] and _elements(blks, "button") == []
 
 
 def test_feedback_buttons_survive_a_long_answer() -> None:
     _, blks = blocks.answer_message(_long_answer("llm"), feedback_id="keep-me")
-    assert [b["value"] for b in _elements(blks, "button")] == ["keep-me", "keep-me"]
+    [element] = _feedback(blks)
+    assert element["positive_button"]["value"] == "up:keep-me"
+
+
+def test_feedback_reason_prompt_asks_in_one_optional_line() -> None:
+    text, blks = blocks.feedback_reason_prompt("abc123")
+    assert "What was wrong?" in text
+    [field] = [b for b in blks if b["type"] == "input"]
+    assert field["block_id"] == blocks.FEEDBACK_REASON_BLOCK + "abc123"
+    assert field["dispatch_action"] is True
+    assert field["element"]["action_id"] == blocks.FEEDBACK_REASON
+    assert block_limits.violations(text, blks) == []
 
 
 def test_answer_fallback_contains_the_numbered_sources() -> None:
@@ -632,10 +667,10 @@ def test_search_results_list_papers_with_passage_and_share_button() -> None:
     hits = [_hit(_paper(i), f"Passage {i}.") for i in (1, 2)]
     text, blks = blocks.search_results("diffusion", hits)
     assert blks[0]["text"]["text"] == "*Papers for* “diffusion”"
-    pid = hits[0].paper.paper_id
     assert blks[1]["text"]["text"] == (
-        f"*<https://example.org/papers/1|Paper number 1>*\n{pid} · 2025-05-16 · ▲ 1\n_Passage 1._"
+        "*<https://example.org/papers/1|Paper number 1>*\n2025-05-16 · ▲ 1\n_Passage 1._"
     )
+    assert hits[0].paper.paper_id not in json.dumps(blks[1]), "no internal id is shown"
     button = _share_button(blks)
     assert button is not None
     assert json.loads(button["value"]) == {
@@ -691,8 +726,10 @@ def test_shared_results_name_the_sharer_and_list_papers() -> None:
 def test_summary_message_shows_title_link_tldr_and_note() -> None:
     paper = _paper(3, title="A paper")
     text, blks = blocks.summary_message(paper, _summary("It works.", note="Fell back."))
-    assert blks[0]["text"]["text"] == "*<https://example.org/papers/3|A paper>*\nIt works."
-    assert "TL;DR · extractive · " in blks[1]["elements"][0]["text"]
+    assert blks[0]["text"]["text"] == (
+        "*<https://example.org/papers/3|A paper>*\n2025-05-16 · ▲ 3\nIt works."
+    )
+    assert blks[1]["elements"][0]["text"] == "TL;DR · extractive"
     assert blks[2]["elements"][0]["text"] == "ℹ️ Fell back."
     assert text == "A paper: It works."
 
@@ -716,7 +753,7 @@ def test_subscriptions_message_lists_topics_or_explains_how() -> None:
 
 def test_notification_message_names_the_topic_and_papers() -> None:
     text, blks = blocks.notification_message("agents", [_paper(1)])
-    assert blks[0]["text"]["text"] == "🔔 New papers on *agents*"
+    assert blks[0]["text"]["text"] == "🔔 1 new paper on *agents*"
     assert "<https://example.org/papers/1|Paper number 1>" in blks[1]["text"]["text"]
     assert text == "New papers on agents: Paper number 1"
 

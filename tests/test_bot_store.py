@@ -76,11 +76,14 @@ def test_one_vote_per_user_and_message_with_its_answer(store: BotStore) -> None:
     assert rows[0]["answer_id"] == answer_id
 
 
-def test_a_vote_on_an_unknown_answer_is_kept_without_it(store: BotStore) -> None:
-    store.add_feedback(answer_id="gone", user_id="U1", vote="up", channel="C1", message_ts="3")
-    store.add_feedback(answer_id=None, user_id="U2", vote="down", channel="C1", message_ts="3")
-    rows = store.feedback_rows()
-    assert [(r["answer_id"], r["question"], r["answer"]) for r in rows] == [(None, "", "")] * 2
+def test_a_vote_on_an_unknown_answer_stores_nothing(store: BotStore) -> None:
+    assert not store.add_feedback(
+        answer_id="made-up", user_id="U1", vote="up", channel="C1", message_ts="3"
+    )
+    assert not store.add_feedback(
+        answer_id=None, user_id="U2", vote="down", channel="C1", message_ts="3"
+    )
+    assert store.feedback_rows() == []
 
 
 def test_subscriptions(store: BotStore) -> None:
@@ -93,6 +96,60 @@ def test_subscriptions(store: BotStore) -> None:
     assert not store.unsubscribe("U1", "diffusion models")
     assert store.claim_notification("U1", "p1") and not store.claim_notification("U1", "p1")
     assert store.claim_notification("U2", "p1")
+
+
+def test_only_the_creator_removes_a_subscription(store: BotStore) -> None:
+    store.subscribe("C1", "RAG", created_by="U1")
+    store.subscribe("U2", "agents", created_by="U2")
+    assert not store.unsubscribe("C1", "rag", by="U2"), "not U2's"
+    found = store.subscription("C1", "rag")
+    assert found is not None and (found["topic"], found["created_by"]) == ("RAG", "U1")
+    assert store.unsubscribe("U2", "agents", by="U2"), "one's own"
+    assert store.unsubscribe("C1", "rag", by="U1") and store.subscriptions() == []
+    store.subscribe("C1", "legacy", created_by=None)  # a row from before creators were kept
+    assert store.unsubscribe("C1", "legacy", by="U3")
+
+
+def test_subscriptions_are_capped_per_creator_and_per_subscriber(store: BotStore) -> None:
+    from bot.slack.store import SubscriptionLimitError
+
+    assert store.subscribe("U1", "a", "U1", max_per_user=2)
+    assert store.subscribe("C1", "b", "U1", max_per_user=2, max_per_subscriber=5)
+    assert not store.subscribe("U1", "A", "U1", max_per_user=2), "exists (any case): no error"
+    with pytest.raises(SubscriptionLimitError) as raised:
+        store.subscribe("U1", "c", "U1", max_per_user=2)
+    assert raised.value.which == "user" and raised.value.limit == 2
+    assert store.subscribe("C1", "c", "U2", max_per_user=2, max_per_subscriber=2)
+    with pytest.raises(SubscriptionLimitError) as raised:
+        store.subscribe("C1", "d", "U3", max_per_user=2, max_per_subscriber=2)
+    assert raised.value.which == "subscriber"
+    assert len(store.subscriptions()) == 3
+
+
+def test_concurrent_subscriptions_never_overshoot_the_cap(tmp_path: Path) -> None:
+    import contextlib
+    import threading
+
+    from bot.slack.store import SubscriptionLimitError
+
+    path = tmp_path / "data" / "bot.sqlite3"
+    BotStore(path).open().close()
+    barrier = threading.Barrier(8)
+
+    def subscribe(n: int) -> None:
+        with BotStore(path) as store:  # one connection each, like several processes
+            barrier.wait()
+            for i in range(5):
+                with contextlib.suppress(SubscriptionLimitError):
+                    store.subscribe("U1", f"topic {n}-{i}", "U1", max_per_user=10)
+
+    threads = [threading.Thread(target=subscribe, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with BotStore(path) as store:
+        assert len(store.subscriptions("U1")) == 10
 
 
 def test_schedules_and_meta(store: BotStore) -> None:
@@ -133,7 +190,7 @@ def test_a_v2_file_gains_the_feed_tables_and_keeps_its_rows(tmp_path: Path) -> N
     )
     db.close()
     with BotStore(path) as store:
-        assert store.schema_version == store_schema.SCHEMA_VERSION == 4
+        assert store.schema_version == store_schema.SCHEMA_VERSION
         assert [r["channel"] for r in store.schedules()] == ["C1"]
         assert store.feeds() == [] and store.feed_days("2025-05-16") == {}
 

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
 
-from answers.clustering import cluster, group_label, label_terms, paper_vector
+from answers.clustering import cluster, group_label, label_terms, paper_vector, ward_groups
+from retrieval import Paper
+from retrieval.sources import page_text
+from tests.support.fakes import FakeEmbedder
+
+SAMPLE = Path(__file__).resolve().parent.parent / "data/sample/daily_papers_page.txt"
 
 
 def _blobs(sizes: list[int], dim: int = 32, spread: float = 0.15, seed: int = 0) -> np.ndarray:
@@ -47,6 +57,67 @@ def test_matches_scipy_ward_linkage() -> None:
     expected = sorted(sorted(np.flatnonzero(labels == c).tolist()) for c in set(labels))
     # No outlier removal: the raw Ward cut.
     assert sorted(cluster(unit, max_groups=5, threshold=-np.inf)) == expected
+
+
+def _textbook_ward(unit: np.ndarray, ks: Sequence[int]) -> dict[int, list[list[int]]]:
+    """Ward by its definition, as an independent oracle: merge the two groups whose union
+    adds the least within-group sum of squares, n_a n_b / (n_a + n_b) |c_a - c_b|^2; the
+    partition when ``k`` groups are left, for each k in ``ks``."""
+    groups = [[i] for i in range(len(unit))]
+    cuts: dict[int, list[list[int]]] = {}
+    while len(groups) > min(ks):
+        if len(groups) in ks:
+            cuts[len(groups)] = sorted(groups, key=lambda g: g[0])
+        centres = np.stack([unit[g].mean(axis=0) for g in groups])
+        sizes = np.array([len(g) for g in groups], dtype=np.float64)
+        norms = (centres**2).sum(axis=1)
+        gaps = norms[:, None] + norms[None, :] - 2.0 * centres @ centres.T
+        cost = sizes[:, None] * sizes[None, :] / (sizes[:, None] + sizes[None, :]) * gaps
+        np.fill_diagonal(cost, np.inf)
+        a, b = sorted(np.unravel_index(int(np.argmin(cost)), cost.shape))
+        groups[a] = sorted(groups[a] + groups.pop(b))
+    cuts[len(groups)] = sorted(groups, key=lambda g: g[0])
+    return cuts
+
+
+def _unit(matrix: np.ndarray) -> np.ndarray:
+    matrix = np.asarray(matrix, dtype=np.float64)
+    return matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def sample_texts() -> list[str]:
+    records = page_text.parse(SAMPLE.read_bytes(), origin=SAMPLE.name, page_date=date(2025, 5, 16))
+    return [f"{p.title}. {p.abstract}" for p in records if isinstance(p, Paper)]
+
+
+def test_ward_partitions_of_the_sample_papers_match_the_definition(
+    sample_texts: list[str], local_embedder: Any
+) -> None:
+    """The 30 sample abstracts with the real MiniLM model: scipy's cut equals textbook Ward
+    at every group count a digest uses, and the digest's six topics keep the 3D papers
+    together."""
+    unit = _unit(local_embedder.embed(sample_texts))
+    assert len(unit) == 30
+    expected = _textbook_ward(unit, range(2, 13))
+    for k in range(2, 13):
+        assert ward_groups(unit, k) == expected[k], k
+    groups = cluster(unit, max_groups=6)
+    assert sorted(i for g in groups for i in g) == list(range(30))
+    three_d = [i for i, t in enumerate(sample_texts) if t.startswith(("GVGEN", "SweetDreamer"))]
+    assert len(three_d) == 2 and any(set(three_d) <= set(g) for g in groups)
+
+
+def test_ward_partitions_of_aclsum_match_the_definition() -> None:
+    """250 real ACL abstracts (bag-of-words vectors): the same partitions as textbook Ward."""
+    from tests.support.corpora import aclsum_records
+
+    texts = [f"{r['title']}. {r['abstract']}" for r in aclsum_records()]
+    unit = _unit(FakeEmbedder(dim=128).embed(texts))
+    assert len(unit) == 250
+    expected = _textbook_ward(unit, (2, 6, 12))
+    for k in (2, 6, 12):
+        assert ward_groups(unit, k) == expected[k], k
 
 
 def test_an_outlier_leaves_its_group() -> None:

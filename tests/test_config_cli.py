@@ -66,3 +66,19 @@ def test_version() -> None:
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0
     assert result.stdout.strip() == f"paperbot {version('paperbot')}"
+
+
+def test_doctor_says_where_the_env_and_the_data_dir_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.cli.doctor import run_checks
+    from bot.cli.options import answer_settings, settings, slack_settings
+
+    env_file = tmp_path / "team.env"
+    env_file.write_text(f"PAPERBOT_DATA_DIR={tmp_path / 'store'}\n")
+    monkeypatch.setenv("PAPERBOT_ENV_FILE", str(env_file))
+    checks = {c.name: c for c in run_checks(settings(), answer_settings(), slack_settings())}
+    config = checks["config"]
+    assert config.ok
+    assert f".env: {env_file} (PAPERBOT_ENV_FILE)" in config.detail
+    assert f"data dir: {tmp_path / 'store'} (PAPERBOT_DATA_DIR in {env_file})" in config.detail

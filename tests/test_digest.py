@@ -50,8 +50,9 @@ def _reply(body: dict[str, Any]) -> str:
     if role == "tldr":
         title = body["messages"][-1]["content"].split("\n", 1)[0].removeprefix("Title: ")
         return f"TL;DR: {_short(title)} does one thing well."
-    if role == "topic":
-        return '"Scripted Topic Label."'
+    if role == "topic":  # named after the group's first paper, as the model was asked
+        first = body["messages"][-1]["content"].split("\n- ", 1)[1].split("\n", 1)[0]
+        return f'"Topic of {_short(first)}."'
     return "Overview: A scripted overview of the day."
 
 
@@ -218,7 +219,10 @@ def test_llm_digest_names_groups_writes_overview_and_caches(
         "GVGEN does one thing well."
     }
     topics = [g for g in digest.groups if not g.other]
-    assert topics and topics[0].name == "Scripted Topic Label"
+    assert topics and topics[0].name.startswith("Topic of ")
+    for group in topics:  # the model's names, cleaned: each passed the check
+        assert group.name == clean_topic_name(f"Topic of {_short(group.papers[0].paper.title)}")
+    assert not digest.notes
     names = [g.name for g in topics]
     assert len(set(names)) == len(names)  # repeats are numbered
     assert len(_requests(server, "topic")) == len(topics)

@@ -21,7 +21,7 @@ from answers.evaluate import (
     load_questions,
     score_ranking,
 )
-from answers.models import Answer, Citation
+from answers.models import Answer, Citation, SentenceCheck
 from retrieval.errors import SourceError
 from retrieval.models import Chunk, Hit, Paper
 
@@ -184,6 +184,65 @@ def test_answer_metrics_progress_and_json() -> None:
         "tokens_out",
         "cost_usd",
     }
+
+
+def _checked(question: str, *statuses: str, fallback: str = "", mode: str = "llm") -> Answer:
+    answer = Answer(
+        question,
+        "GVGEN needs about 7 seconds [1].",
+        mode,  # type: ignore[arg-type]
+        citations=[_citation(1, GOLD_A)],
+        model="gpt-test" if mode == "llm" else "extractive",
+    )
+    answer.sentences = [SentenceCheck(f"s{i}", (1,), 0.5, st) for i, st in enumerate(statuses)]  # type: ignore[arg-type]
+    answer.fallback = fallback  # type: ignore[assignment]
+    return answer
+
+
+def test_fact_recall_unsupported_rate_and_fallbacks_are_reported_apart() -> None:
+    questions = [
+        Question("fact-found", (GOLD_A,), "single", r"~?\s?7\s*(s|seconds)"),
+        Question("fact-missing", (GOLD_A,), "single", r"Candidate Pool"),
+        Question("fell-back", (GOLD_A,), "single"),
+        Question("error", (GOLD_A,), "single"),
+    ]
+    replies = {
+        "fact-found": _checked("fact-found", "supported", "unsupported", "no_claim"),
+        "fact-missing": _checked("fact-missing", "supported"),
+        "fell-back": _checked("fell-back", "supported", fallback="deadline", mode="extractive"),
+    }
+    replies["fact-missing"].removed = [SentenceCheck("x", (), None, "uncited")]
+
+    def answer_fn(question: str) -> Answer:
+        if question == "error":
+            raise LLMError("The language model (gpt-test) failed with HTTP 500; try again later.")
+        return replies[question]
+
+    everything = _by_kind(evaluate_answers(questions, answer_fn))["all"]
+    assert (everything.llm, everything.fallbacks, everything.errors) == (2, 1, 1)
+    assert everything.fallback_reasons == {"deadline": 1}
+    assert everything.fact_recall == pytest.approx(1 / 2)
+    # claims shown: 2 + 1 + 1 (no_claim does not count); 1 of them unsupported
+    assert everything.unsupported_sentence_rate == pytest.approx(1 / 4)
+    assert everything.sentences_removed == 1
+    assert any(
+        "fell-back: the model's answer was replaced (deadline)" in m for m in everything.misses
+    )
+    assert any("fact-missing: the answer does not state" in m for m in everything.misses)
+    data = everything.as_dict()
+    assert data["fallbacks"] == 1 and data["llm"] == 2 and data["errors"] == 1
+    assert data["fact_recall"] == 0.5 and data["max_latency_ms"] is not None
+
+
+def test_answer_patterns_are_loaded_and_bad_ones_named(tmp_path: Path) -> None:
+    good = tmp_path / "q.jsonl"
+    good.write_text(json.dumps({"question": "q", "titles": ["T"], "answer": "7 s(econds)?"}) + "\n")
+    (question,) = load_questions(good)
+    assert question.answer == "7 s(econds)?" and question.has_fact("It takes 7 seconds.")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"question": "q", "titles": ["T"], "answer": "1.42x ("}) + "\n")
+    with pytest.raises(SourceError, match="line 1: 'answer' must be a regular expression"):
+        load_questions(bad)
 
 
 def test_answer_metrics_empty() -> None:

@@ -236,6 +236,75 @@ def test_a_feedback_click_on_an_old_answer_is_stored_with_it(
     assert "Candidate Pool Strategy" in row["answer"]
 
 
+def test_a_v4_bot_file_gains_the_creator_index_and_its_limits_count_old_rows(
+    tmp_path: Path,
+) -> None:
+    """v5: the subscriptions a user made before the limit existed count against it, and
+    only their creator may remove a channel's (the last release's file, rows kept)."""
+    path = tmp_path / "data" / bot_store.FILENAME
+    path.parent.mkdir()
+    db = sqlite3.connect(path, isolation_level=None)
+    migrate(db, store_schema.MIGRATIONS[:4], path)  # what the last release wrote
+    db.executemany(
+        "INSERT INTO subscriptions(subscriber, topic, created_by, created_at) VALUES (?, ?, ?, 1)",
+        [("C0PAPERS", "rag", "U0A"), ("U0A", "agents", "U0A"), ("C0PAPERS", "old", None)],
+    )
+    db.close()
+    before = rows(path, "subscriptions")
+    with BotStore(path) as store:
+        assert store.schema_version == store_schema.SCHEMA_VERSION >= 5
+        assert rows(path, "subscriptions") == before
+        with pytest.raises(bot_store.SubscriptionLimitError):
+            store.subscribe("U0A", "robotics", "U0A", max_per_user=2)
+        assert not store.unsubscribe("C0PAPERS", "rag", by="U0B")
+        assert store.unsubscribe("C0PAPERS", "rag", by="U0A")
+    with sqlite3.connect(path) as db:
+        plan = " ".join(
+            str(r[-1])
+            for r in db.execute(
+                "EXPLAIN QUERY PLAN SELECT count(*) FROM subscriptions WHERE created_by = ?",
+                ("U0A",),
+            )
+        )
+    db.close()
+    assert "subscriptions_by_creator" in plan, plan
+
+
+def test_a_v5_bot_file_keeps_its_votes_and_takes_a_reason_for_a_thumbs_down(
+    tmp_path: Path,
+) -> None:
+    """v6: votes cast before the "what was wrong?" follow-up existed are kept (no reason),
+    a 👎 can get one, and the export shows it with the answer's model and sources."""
+    path = tmp_path / "data" / bot_store.FILENAME
+    path.parent.mkdir()
+    db = sqlite3.connect(path, isolation_level=None)
+    migrate(db, store_schema.MIGRATIONS[:5], path)  # what the last release wrote
+    db.execute(
+        "INSERT INTO answers(id, question, answer, mode, model, citations, created_at) "
+        "VALUES ('a1', 'What is GPipe?', 'Pipeline parallelism [1].', 'llm', 'gpt-x', "
+        '\'[{"number": 1, "paper_id": "1811.06965", "title": "GPipe"}]\', 1)'
+    )
+    db.executemany(
+        "INSERT INTO feedback(answer_id, question, answer, user_id, vote, channel, message_ts, "
+        "created_at) VALUES ('a1', 'What is GPipe?', 'Pipeline parallelism [1].', ?, ?, 'C1', "
+        "'1.1', 1)",
+        [("U0UP", "up"), ("U0DOWN", "down")],
+    )
+    db.close()
+    with BotStore(path) as store:
+        assert store.schema_version == store_schema.SCHEMA_VERSION >= 6
+        before = store.feedback_rows()
+        assert [(r["user_id"], r["vote"], r["reason"]) for r in before] == [
+            ("U0UP", "up", None),
+            ("U0DOWN", "down", None),
+        ]
+        assert not store.set_feedback_reason(answer_id="a1", user_id="U0UP", reason="meh")
+        assert store.set_feedback_reason(answer_id="a1", user_id="U0DOWN", reason=" cited\nGPipe ")
+        [_, down] = store.feedback_rows()
+        assert down["reason"] == "cited GPipe" and down["model"] == "gpt-x"
+        assert "1811.06965" in down["sources"]
+
+
 # ------------------------------------------------------------------------- reopening
 def snapshot(path: Path) -> tuple[int, list[str]]:
     with sqlite3.connect(path) as db:

@@ -96,3 +96,43 @@ def test_make_paper_rejects_a_malformed_arxiv_id() -> None:
         make_paper(
             title="T", abstract="An abstract long enough to pass.", source="file", arxiv_id="x1"
         )
+
+
+@pytest.mark.parametrize(
+    "kept",
+    [
+        "Coder \U0001f469\u200d\U0001f4bb at work",  # woman technologist: one emoji
+        "Flag \U0001f3f3\ufe0f\u200d\U0001f308 sequence",  # rainbow flag (variation selector)
+        "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645 in Persian",  # ZWNJ inside a word
+        "\u0915\u094d\u200d\u0937 in Devanagari",  # ZWJ after a virama
+    ],
+)
+def test_clean_text_keeps_joiners_inside_words_and_emoji(kept: str) -> None:
+    assert clean_text(kept) == kept
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("pay\u200dpal", "paypal"),  # a joiner inside a Latin word only hides
+        ("\u200cstray\u200d joiners \u200d", "stray joiners"),
+        ("Bidi \u202egnirts\u202c and \u202a\u202b\u202d embeddings", "Bidi gnirts and embeddings"),
+        ("\u2066isolates\u2067 \u2068x\u2069", "isolates x"),
+        ("zero\u200bwidth\u2060join\ufeffer\u180eX", "zerowidthjoinerX"),
+        ("soft\u00adhyphen", "softhyphen"),
+        ("tags\U000e0041\U000e007f here", "tags here"),
+    ],
+)
+def test_clean_text_strips_bidi_controls_and_invisible_spoofing(raw: str, expected: str) -> None:
+    assert clean_text(raw) == expected
+
+
+def test_clean_text_drops_terminal_escape_sequences_whole() -> None:
+    raw = "\x1b[2J\x1b[31mRed\x1b[0m title \x1b]0;pwned\x07and \x9b1mC1\x1b\\ done\x07"
+    assert clean_text(raw) == "Red title and C1 done"
+
+
+def test_title_identity_is_the_same_with_or_without_joiners() -> None:
+    """Papers stored before joiners were kept keep their ids."""
+    with_zwnj = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645 retrieval"
+    assert title_hash_id(with_zwnj) == title_hash_id(with_zwnj.replace("\u200c", ""))

@@ -12,7 +12,7 @@ import prompts
 from prompts import CANNOT_ANSWER, PromptError, load, names, parse
 
 EXPECTED_PLACEHOLDERS = {
-    "answer": {"question", "context", "cannot_answer", "max_sentences"},
+    "answer": {"question", "context", "cannot_answer", "max_sentences", "fence", "feedback"},
     "condense": {"history", "question"},
     "tldr": {"title", "abstract"},
     "digest": {"date", "groups"},
@@ -71,10 +71,16 @@ def test_answer_prompt_carries_the_refusal_sentinel_and_sources() -> None:
             context="[1] GVGEN (arXiv 2403.12957)\nGVGEN generates 3D Gaussians.",
             cannot_answer=CANNOT_ANSWER,
             max_sentences="6",
+            fence="f3nc3",
+            feedback="",
         )
     )
     assert CANNOT_ANSWER in rendered["system"]
     assert "at most 6 sentences" in rendered["system"]
+    # the request's random fence is named in the system message, so a source cannot fake it
+    assert (
+        "<<<SOURCE n f3nc3>>>" in rendered["system"] and "<<<END n f3nc3>>>" in rendered["system"]
+    )
     assert rendered["user"].startswith("Sources:\n[1] GVGEN")
     assert rendered["user"].endswith("Question: What is GVGEN?")
 

@@ -172,7 +172,11 @@ def assert_extractive(answer: Answer, corpus: Corpus) -> None:
     hit_ids = {h.paper.paper_id for h in answer.hits}
     assert {c.paper_id for c in answer.citations} <= hit_ids
     assert_quotes_verbatim(answer, corpus)
-    for line in answer.text.splitlines():
+    lines = answer.text.splitlines()
+    if lines and not lines[0].startswith("“"):  # "which paper…": the paper's name opens it
+        assert lines[0] == f"{answer.citations[0].title} [1]", lines[0]
+        lines = lines[1:]
+    for line in lines:
         quote = re.fullmatch(r"“(.+)” \[(\d+)\]", line)
         assert quote, line
         cited = answer.citations[int(quote.group(2)) - 1]
@@ -259,7 +263,7 @@ def test_invalid_citation_is_removed_and_flagged(
         )
 
     server.default_reply = reply
-    answer = make_qa().answer("What is GVGEN?")
+    answer = make_qa(verify_policy="annotate").answer("What is GVGEN?")
     assert answer.mode == "llm"
     assert "[9]" not in answer.text
     assert [c.number for c in answer.citations] == [1] and answer.citations[0].title == GVGEN
@@ -268,8 +272,18 @@ def test_invalid_citation_is_removed_and_flagged(
     assert [s.status for s in answer.sentences] == ["supported", "uncited"]
     assert any(f.startswith("Sentence 2 states a claim without a citation") for f in answer.flags)
 
+    # strict (the default): the uncited sentence is not shown at all, and the removal is said
+    strict = make_qa().answer("What is GVGEN?")
+    assert strict.mode == "llm" and [s.status for s in strict.sentences] == ["supported"]
+    assert "Candidate Pool" not in strict.text and strict.text.endswith("[1].")
+    assert [(r.status, r.text[:12]) for r in strict.removed] == [("uncited", "It prunes an")]
+    assert any("Removed an unverified sentence (no valid citation)" in f for f in strict.flags)
 
-def test_uncited_claim_is_flagged(make_qa: QAFactory, server: FakeOpenAIServer) -> None:
+
+@pytest.mark.parametrize("policy", ["annotate", "strict"])
+def test_uncited_claim_is_flagged_or_removed(
+    make_qa: QAFactory, server: FakeOpenAIServer, policy: str
+) -> None:
     def reply(body: dict[str, Any]) -> str:
         n = number_of(body, "GVGEN")
         return (
@@ -279,14 +293,21 @@ def test_uncited_claim_is_flagged(make_qa: QAFactory, server: FakeOpenAIServer) 
         )
 
     server.default_reply = reply
-    answer = make_qa().answer("What is GVGEN?")
-    assert [s.status for s in answer.sentences] == ["supported", "uncited", "no_claim"]
-    uncited = [f for f in answer.flags if "without a citation" in f]
-    assert len(uncited) == 1 and "Diffusion models now beat" in uncited[0]
+    answer = make_qa(verify_policy=policy).answer("What is GVGEN?")
+    if policy == "annotate":
+        assert [s.status for s in answer.sentences] == ["supported", "uncited", "no_claim"]
+        uncited = [f for f in answer.flags if "without a citation" in f]
+        assert len(uncited) == 1 and "Diffusion models now beat" in uncited[0]
+        assert answer.removed == []
+    else:
+        assert [s.status for s in answer.sentences] == ["supported", "no_claim"]
+        assert "Diffusion models" not in answer.text
+        assert [r.status for r in answer.removed] == ["uncited"]
 
 
-def test_sentence_citing_an_unrelated_source_is_flagged_unsupported(
-    make_qa: QAFactory, server: FakeOpenAIServer
+@pytest.mark.parametrize("policy", ["annotate", "strict"])
+def test_sentence_citing_an_unrelated_source_is_flagged_or_removed(
+    make_qa: QAFactory, server: FakeOpenAIServer, policy: str
 ) -> None:
     def reply(body: dict[str, Any]) -> str:
         gvgen = number_of(body, "GVGEN")
@@ -298,13 +319,19 @@ def test_sentence_citing_an_unrelated_source_is_flagged_unsupported(
         )
 
     server.default_reply = reply
-    answer = make_qa().answer("What is GVGEN?")
-    first, second = answer.sentences
-    assert first.status == "supported"
-    assert second.status == "unsupported" and second.citations == (2,)
-    assert second.support is not None and second.support < 0.3
-    assert any(f.startswith("Sentence 2 is weakly supported") for f in answer.flags)
-    assert len(answer.citations) == 2  # the citation stays, flagged, for the reader to judge
+    answer = make_qa(verify_policy=policy).answer("What is GVGEN?")
+    if policy == "annotate":
+        first, second = answer.sentences
+        assert first.status == "supported"
+        assert second.status == "unsupported" and second.citations == (2,)
+        assert second.missing == ("GVGEN",)  # the other paper never names GVGEN
+        assert any(f.startswith("Sentence 2 states GVGEN, which its cited") for f in answer.flags)
+        assert len(answer.citations) == 2  # the citation stays, marked, for the reader to judge
+    else:
+        assert [s.status for s in answer.sentences] == ["supported"]
+        assert [c.title for c in answer.citations] == [GVGEN]  # the unrelated paper is gone
+        (removed,) = answer.removed
+        assert removed.status == "unsupported" and "pipeline parallelism" in removed.text
 
 
 # ---------------------------------------------------------------------- failures
@@ -349,7 +376,8 @@ def test_streaming_deltas_then_a_verified_answer(
         return raw[-1]
 
     server.default_reply = reply
-    events = run_stream(make_qa(), "What is GVGEN?")
+    # annotate: the model's text streams as it comes (the final answer is verified)
+    events = run_stream(make_qa(verify_policy="annotate"), "What is GVGEN?")
     *deltas, final = events
     assert all(isinstance(d, AnswerDelta) for d in deltas) and len(deltas) > 5
     assert "".join(d.text for d in deltas) == raw[0]
@@ -360,6 +388,20 @@ def test_streaming_deltas_then_a_verified_answer(
     assert final.tokens_in == words(chat_requests(server)[-1])
     assert final.tokens_out == len(raw[0].split())
     assert_quotes_verbatim(final, corpus)
+
+
+def test_strict_streaming_shows_only_sentences_the_verifier_keeps(
+    make_qa: QAFactory, server: FakeOpenAIServer
+) -> None:
+    from tests.support.openai_server import HALLUCINATED, hallucinating
+
+    server.default_reply = hallucinating
+    *deltas, final = run_stream(make_qa(), "What is GVGEN?")
+    streamed = "".join(d.text for d in deltas)
+    assert deltas and all(isinstance(d, AnswerDelta) for d in deltas)
+    assert not [h for h in HALLUCINATED if h in streamed], streamed  # not even for a moment
+    assert isinstance(final, Answer) and final.mode == "llm" and final.verified
+    assert not [h for h in HALLUCINATED if h in final.text]
 
 
 def test_stream_dropped_midway_ends_with_an_extractive_answer(
@@ -479,6 +521,7 @@ def test_follow_up_when_condense_fails_uses_the_question_as_asked(
     make_qa: QAFactory, server: FakeOpenAIServer
 ) -> None:
     server.enqueue_error(400)  # the condense call fails (400 is not retried)
+    server.default_reply = gvgen_reply
     answer = make_qa().answer("What does GVGEN generate from text?", HISTORY)
     assert answer.standalone_question == "What does GVGEN generate from text?"
     assert len(chat_requests(server)) == 2  # and the answer call still happens
@@ -517,6 +560,10 @@ def test_answer_evaluation_on_the_dev_questions_in_extractive_mode(corpus: Corpu
     assert multi.gold_recall is not None and multi.gold_recall >= 2 / 3
     assert single.citation_precision is not None and single.citation_precision >= 0.8
     assert everything.errors == 0 and everything.tokens_in == 0 and everything.cost_usd == 0.0
+    # extractive answers are neither model answers nor fallbacks; quotes are always supported
+    assert everything.extractive == 18 and everything.llm == everything.fallbacks == 0
+    assert everything.facts_asked == 6 and everything.fact_recall is not None
+    assert everything.unsupported_sentence_rate == 0.0
     print(json.dumps([r.as_dict() for r in rows.values()], indent=1))  # shown with -s
 
 
@@ -551,9 +598,17 @@ def test_withheld_text_is_never_quoted_nor_used_as_support(
         )
 
     server.default_reply = reply
-    answer = make_qa(injected_corpus).answer("How does TabGuard detect anomalies in tabular data?")
-    assert all("PWNED" not in c.quote for c in answer.citations)
-    assert answer.sentences[0].status == "unsupported"  # the model never saw that text
+    question = "How does TabGuard detect anomalies in tabular data?"
+    annotated = make_qa(injected_corpus, verify_policy="annotate").answer(question)
+    assert all("PWNED" not in c.quote for c in annotated.citations)
+    assert annotated.sentences[0].status == "unsupported"  # the model never saw that text
+    assert "PWNED" in annotated.sentences[0].missing
+    assert annotated.label.startswith("Unverified answer")  # never shown as a cited answer
+    # strict: removed, asked again, removed again, then the extractive answer says why
+    answer = make_qa(injected_corpus).answer(question)
+    assert answer.mode == "extractive" and answer.fallback == "unverified"
+    assert "PWNED" not in answer.text and len(answer.removed) == 2
+    assert len(chat_requests(server)) == 3  # annotate's one call, strict's two
 
 
 def test_extractive_never_quotes_the_injection(injected_corpus: Corpus) -> None:

@@ -80,3 +80,24 @@ def test_the_documented_values_are_accepted(
         )
     )
     cls(_env_file=env)  # type: ignore[call-arg]
+
+
+def test_what_a_user_sets_first_comes_first() -> None:
+    """`.env.example` opens with the settings a new user sets (Slack, the LLM, feeds, the
+    data dir); the knobs they rarely touch follow under their own banner."""
+    text = (ROOT / ".env.example").read_text()
+    first, _, rest = text.partition(
+        "# ================================================================ rarely touched"
+    )
+    assert rest, "no 'rarely touched' banner"
+    for variable in (
+        "SLACK_BOT_TOKEN",
+        "SLACK_APP_TOKEN",
+        "SLACK_SIGNING_SECRET",
+        "PAPERBOT_LLM_MODEL",
+        "PAPERBOT_OPENAI_API_KEY",
+        "PAPERBOT_FEEDS",
+        "PAPERBOT_DATA_DIR",
+    ):
+        assert f"{variable}=" in first, variable
+    assert "PAPERBOT_CHUNK_TOKENS=" in rest and "PAPERBOT_RRF_K=" in rest

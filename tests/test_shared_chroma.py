@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval import Corpus, Paper, PaperbotError, RetrievalSettings
+from retrieval import Corpus, Paper, PaperbotError, RetrievalSettings, StateFileError
 from retrieval.ingest import Ingester
 from retrieval.ownership import state_id
 from retrieval.sources import page_text
@@ -197,6 +197,10 @@ def test_an_empty_new_state_next_to_an_owned_collection_never_wipes_it(
         path = Path(f"{settings.state_path}{suffix}")
         if path.exists():
             path.write_bytes(b"")
+    with pytest.raises(StateFileError, match="0 bytes"):  # a used data dir: lost, not new
+        _corpus(settings).count_papers()
+    for suffix in ("", "-wal", "-shm"):  # the user deletes it, as the error says, to start anew
+        Path(f"{settings.state_path}{suffix}").unlink(missing_ok=True)
     fresh = _corpus(settings)
     assert fresh.state.count_papers() == 0
     with pytest.raises(CollectionOwnedError, match="earlier state of this data dir"):

@@ -70,7 +70,8 @@ def test_mention_is_answered_in_its_thread_with_sources_and_feedback(slack: Slac
     answer = replies[0]
     assert "GVGEN" in answer.text and "Candidate Pool Strategy" in answer.text
     kinds = [b["type"] for b in answer.blocks]
-    assert "actions" in kinds
+    assert kinds[-1] == "context_actions", "Slack's feedback buttons end the answer"
+    assert answer.blocks[-1]["elements"][0]["type"] == "feedback_buttons"
     sources = json.dumps(answer.blocks)
     assert "Sources" in sources and "Extractive answer" in sources
     assert slack.api.calls_to("chat.postMessage")[0].params["thread_ts"] == ts
@@ -275,17 +276,29 @@ def test_oversized_command_text_gets_a_clear_error(slack: SlackHarness) -> None:
     assert "keep it under 2,000" in body["text"]
 
 
+def _feedback_element(blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(
+        e
+        for b in blocks
+        if b["type"] == "context_actions"
+        for e in b["elements"]
+        if e["type"] == "feedback_buttons"
+    )
+
+
 def test_feedback_click_is_stored(slack: SlackHarness) -> None:
     ts = new_ts()
     _ack_ok(_send(slack, event_callback(app_mention_event("What is GPipe?", ts=ts))))
     answer = _final_answer(slack, CHANNEL_ID, ts)[0]
-    buttons = next(b for b in answer.blocks if b["type"] == "actions")["elements"]
+    element = _feedback_element(answer.blocks)
     body = block_actions(
-        "feedback_down",
-        buttons[1]["value"],
+        element["action_id"],
+        element["negative_button"]["value"],
         message_ts=answer.ts,
         thread_ts=ts,
         response_url=slack.api.response_url("fb"),
+        action_type="feedback_buttons",
+        message_blocks=answer.blocks,
     )
     _ack_ok(_send(slack, body))
     slack.api.wait_for("response_url")
@@ -293,6 +306,73 @@ def test_feedback_click_is_stored(slack: SlackHarness) -> None:
     assert rows and rows[0]["vote"] == "down" and rows[0]["question"] == "What is GPipe?"
     stored = slack.services.store.get_answer(rows[0]["answer_id"])
     assert stored is not None and stored["answer"] == rows[0]["answer"] and stored["mode"]
+    assert rows[0]["sources"] == json.dumps(stored["citations"])
+
+
+def test_a_thumbs_down_asks_what_was_wrong_and_keeps_the_reason(
+    slack: SlackHarness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from bot.cli.main import app as cli_app
+
+    ts = new_ts()
+    _ack_ok(_send(slack, event_callback(app_mention_event("What is GPipe?", ts=ts))))
+    answer = _final_answer(slack, CHANNEL_ID, ts)[0]
+    element = _feedback_element(answer.blocks)
+    click = block_actions(
+        element["action_id"],
+        element["negative_button"]["value"],
+        message_ts=answer.ts,
+        thread_ts=ts,
+        response_url=slack.api.response_url("fb"),
+        action_type="feedback_buttons",
+    )
+    _ack_ok(_send(slack, click))
+    [prompt] = [c.params for c in slack.api.wait_for("response_url")]
+    assert prompt["response_type"] == "ephemeral" and "What was wrong?" in prompt["text"]
+    field = next(b for b in prompt["blocks"] if b["type"] == "input")
+    typed = block_actions(
+        field["element"]["action_id"],
+        "It cited the wrong paper",
+        block_id=field["block_id"],
+        action_type="plain_text_input",
+        is_ephemeral=True,
+        response_url=slack.api.response_url("reason"),
+    )
+    _ack_ok(_send(slack, typed))
+    thanks = slack.api.wait_for("response_url", 2)[-1].params
+    assert thanks["replace_original"] is True and "wrong paper" in thanks["text"]
+    [row] = [r for r in slack.services.store.feedback_rows() if r["message_ts"] == answer.ts]
+    assert row["vote"] == "down" and row["reason"] == "It cited the wrong paper"
+
+    monkeypatch.setenv("PAPERBOT_DATA_DIR", str(slack.services.settings.data_dir))
+    out = tmp_path / "votes.csv"
+    result = CliRunner().invoke(cli_app, ["feedback", "export", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "It cited the wrong paper" in out.read_text()
+
+
+def test_a_thumbs_up_just_says_thanks(slack: SlackHarness) -> None:
+    answer_id = slack.services.store.save_answer(question="Q?", answer="A.", mode="llm")
+    element = _feedback_element(blocks_for_answer(answer_id))
+    click = block_actions(
+        element["action_id"],
+        element["positive_button"]["value"],
+        response_url=slack.api.response_url("up"),
+        action_type="feedback_buttons",
+    )
+    _ack_ok(_send(slack, click))
+    [reply] = [c.params for c in slack.api.wait_for("response_url")]
+    assert reply["text"] == "Thanks for the feedback!"
+    [row] = [r for r in slack.services.store.feedback_rows() if r["answer_id"] == answer_id]
+    assert row["vote"] == "up" and row["reason"] is None
+
+
+def blocks_for_answer(answer_id: str) -> list[dict[str, Any]]:
+    from bot.slack import blocks
+
+    return [blocks.feedback_block(answer_id)]
 
 
 def test_tokens_and_secrets_never_reach_the_logs(
@@ -328,5 +408,7 @@ def test_feedback_export_writes_csv(
     result = CliRunner().invoke(cli_app, ["feedback", "export", "-o", str(out)])
     assert result.exit_code == 0, result.output
     lines = out.read_text().splitlines()
-    assert lines[0] == "created_at,user_id,vote,channel,message_ts,question,answer"
-    assert any(line.endswith(",U0CSV,up,C1,1.2,Q?,A.") for line in lines), lines
+    assert lines[0] == (
+        "created_at,user_id,vote,channel,message_ts,question,answer,reason,model,sources"
+    )
+    assert any(",U0CSV,up,C1,1.2,Q?,A.,,,[]" in line for line in lines), lines

@@ -148,3 +148,6 @@ def test_chat_runs_the_same_handlers(services: Services, monkeypatch: pytest.Mon
     assert result.exit_code == 0, result.output
     assert "GVGEN" in result.output and "/papers ask" in result.output
     assert "Unknown command" in result.output
+    # it opens as a Slack assistant thread does: the greeting and prompts to type
+    before_first_answer = result.output.split("What is GVGEN?")[0]
+    assert "30 papers" in before_first_answer and "  • " in before_first_answer

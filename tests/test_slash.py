@@ -203,3 +203,14 @@ def test_parse_never_raises_on_odd_input() -> None:
         cmd = parse(text)
         assert cmd.name in SUBCOMMANDS
         assert cmd.name == "help" or cmd.problem is None
+
+
+def test_digest_takes_a_day_and_a_topic() -> None:
+    from datetime import date
+
+    from bot.slack.slash import parse
+
+    cmd = parse("digest 2025-05-16 Gaussian splatting")
+    assert cmd.name == "digest" and cmd.day == date(2025, 5, 16)
+    assert cmd.argument == "Gaussian splatting"
+    assert parse("digest 2025-05-16").argument in ("", None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from answers.models import Answer
     from answers.qa import QAService
     from bot.services import Services
+    from retrieval import Hit, Mode
 
 eval_app = typer.Typer(help="Measure retrieval and answer quality.", no_args_is_help=True)
 
@@ -56,7 +57,7 @@ def stream_answer(qa: QAService, question: str) -> Answer:
             if isinstance(event, AnswerType):
                 final = event
             else:
-                err.print(event.text, end="", markup=False)
+                err.print(render.plain(event.text), end="", markup=False)
         err.print()
         assert final is not None  # astream always ends with the Answer
         return final
@@ -76,7 +77,8 @@ def summarize(
 
     services = options.services()
     paper = find_paper(services, paper_ref)
-    summary = services.summarizer.tldr(paper)
+    with render.working(f"summarizing “{paper.title[:60]}”"):
+        summary = services.summarizer.tldr(paper)
     if as_json:
         typer.echo(
             json.dumps(
@@ -100,14 +102,19 @@ def digest(
         str | None,
         typer.Option(
             "--date",
-            help="The day (YYYY-MM-DD): the papers feeds listed that day; default: the latest "
+            help="The day (YYYY-MM-DD, today, yesterday, 7d): the papers feeds listed that day; default: the latest "
             "listing day in the index.",
         ),
     ] = None,
     since: Annotated[
-        str | None, typer.Option(help="Start of a window (YYYY-MM-DD), up to --until or today.")
+        str | None,
+        typer.Option(
+            help="Start of a window (YYYY-MM-DD, today, yesterday, 7d), up to --until or today."
+        ),
     ] = None,
-    until: Annotated[str | None, typer.Option(help="End of the window (YYYY-MM-DD).")] = None,
+    until: Annotated[
+        str | None, typer.Option(help="End of the window (YYYY-MM-DD, today, yesterday, 7d).")
+    ] = None,
     by: Annotated[
         str,
         typer.Option(
@@ -163,7 +170,10 @@ def digest(
         settle = final if final is not None else day_to_post < date.today()
         _post_digest(services, post, day_to_post, topic, max_papers, settle)
         return
-    result = services.digests.build(start, end, topic=topic, max_papers=max_papers, by=date_by)
+    with render.working("building the digest") as step:
+        result = services.digests.build(
+            start, end, topic=topic, max_papers=max_papers, by=date_by, progress=step
+        )
     if as_json:
         typer.echo(result.to_json(indent=2))
     else:
@@ -197,8 +207,10 @@ def _post_digest(
         empty_note=slack.digest_empty_note,
     )
     typer.echo(
-        f"digest {day} → {channel}: {result.status}"
-        + (f" ({result.error})" if result.error else "")
+        render.plain(
+            f"digest {day} → {channel}: {result.status}"
+            + (f" ({result.error})" if result.error else "")
+        )
     )
     if result.status == "failed":
         raise typer.Exit(1)
@@ -215,7 +227,13 @@ def eval_retrieval(
     questions = load_questions(file)
     corpus = options.corpus()
     options.require_papers(corpus)
-    table = evaluate_retrieval(questions, lambda q, k, mode: corpus.search(q, k, mode=mode))
+    with render.working("searching (3 modes per question)") as step:
+
+        def search(q: str, k: int, mode: Mode) -> list[Hit]:
+            step(advance=1)
+            return corpus.search(q, k, mode=mode)
+
+        table = evaluate_retrieval(questions, search)
     if as_json:
         typer.echo(json.dumps([jsonout.scores_json(s) for s in table], indent=2))
     else:
@@ -224,7 +242,13 @@ def eval_retrieval(
 
 @eval_app.command("answers")
 def eval_answers(
-    file: Annotated[Path, typer.Argument(help="JSONL: question, titles, kind.")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="JSONL: question, titles, kind, and optionally answer (a regular expression "
+            "the answer text must match)."
+        ),
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Citation precision, gold-paper recall and refusal accuracy per question kind, with the
@@ -234,7 +258,15 @@ def eval_answers(
     questions = load_questions(file)
     qa = options.services().qa
     options.require_papers(qa.corpus)
-    rows = evaluate_answers(questions, qa.answer)
+    with render.working("answering the questions", total=len(questions)) as step:
+
+        def answer(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return qa.answer(*args, **kwargs)
+            finally:
+                step(advance=1)
+
+        rows = evaluate_answers(questions, answer)
     if as_json:
         typer.echo(json.dumps([r.as_dict() for r in rows], indent=2))
     else:
@@ -258,7 +290,8 @@ def eval_summaries(
     if split not in ("train", "val", "test"):
         raise typer.BadParameter("choose train, val or test", param_hint="--split")
     docs = load_aclsum(split)[:limit]
-    rows = evaluate_summaries(docs, extractive_summarizer(), aspect_fn=aspect_summarizer())
+    with render.working(f"summarizing {len(docs)} ACLSum documents"):
+        rows = evaluate_summaries(docs, extractive_summarizer(), aspect_fn=aspect_summarizer())
     if as_json:
         typer.echo(json.dumps([r.as_dict() for r in rows], indent=2))
     else:

@@ -57,7 +57,9 @@ def serve(
     from bot.slack.feed_watcher import watch_feeds
     from bot.slack.scheduler import DigestScheduler
 
-    services = options.services(_serving_settings(options.settings(), slack))
+    settings = _serving_settings(options.settings(), slack)
+    check_big_files(settings)
+    services = options.services(settings)
     services.warm_up()
     app = create_app(slack, services)
     watcher = watch_feeds(services, slack)
@@ -118,6 +120,29 @@ def _stop_on_sigterm() -> None:
             raise KeyboardInterrupt
 
         signal.signal(signal.SIGTERM, interrupt)
+
+
+def check_big_files(settings: RetrievalSettings) -> None:
+    """Opening a store checks it (`PRAGMA quick_check`) unless it is over
+    QUICK_CHECK_MAX_BYTES; a long-running `serve` checks those big files once, at start."""
+    from retrieval import StateAdmin, StateFileError, migrations
+
+    paths = [settings.state_path, settings.data_dir / "bot.sqlite3"]
+    if not any(p.is_file() and p.stat().st_size > migrations.QUICK_CHECK_MAX_BYTES for p in paths):
+        return
+    log.info("checking the data files (large files are not checked on every open)")
+    report = StateAdmin(settings).check()
+    bad = [
+        f"{name}: {'; '.join(file['problems'][:2])}"
+        for name, file in report["files"].items()
+        if not file["ok"]
+    ]
+    if bad:
+        raise StateFileError(
+            f"{'; '.join(bad)} in {settings.data_dir}. `paperbot state check` shows the details; "
+            "`paperbot state restore DIR` puts a backup back, `paperbot state rebuild` "
+            "salvages what is readable."
+        )
 
 
 def _serving_settings(settings: RetrievalSettings, slack: SlackSettings) -> RetrievalSettings:
@@ -255,6 +280,7 @@ def chat() -> None:
 
     session = ChatSession(options.services())
     render.chat_banner()
+    render.print_chat_reply(session.greeting())  # as an assistant thread opens in Slack
     while True:
         try:
             line = input("you › ")
@@ -274,9 +300,9 @@ def doctor() -> None:
     checks = run_checks(options.settings(), options.answer_settings(), options.slack_settings())
     for check in checks:
         mark = "PASS" if check.ok else "FAIL"
-        typer.echo(f"[{mark}] {check.name}: {check.detail}")
+        typer.echo(render.plain(f"[{mark}] {check.name}: {check.detail}"))
         if not check.ok:
-            typer.echo(f"       fix: {check.fix}")
+            typer.echo(render.plain(f"       fix: {check.fix}"))
     failed = [c.name for c in checks if not c.ok]
     typer.echo(f"{len(checks) - len(failed)} passed, {len(failed)} failed")
     if failed:
@@ -311,8 +337,10 @@ def schedule_add(
             schedule.max_papers,
         )
     typer.echo(
-        f"Digest for {channel} at {schedule.at:%H:%M} {schedule.timezone}"
-        + (f", topic {topic!r}" if topic else "")
+        render.plain(
+            f"Digest for {channel} at {schedule.at:%H:%M} {schedule.timezone}"
+            + (f", topic {topic!r}" if topic else "")
+        )
     )
 
 
@@ -327,7 +355,7 @@ def schedule_list() -> None:
         )
     for row in rows:
         extra = "".join(f", {k} {row[k]}" for k in ("topic", "max_papers") if row[k])
-        typer.echo(f"{row['channel']}: {row['at_time']} {row['timezone']}{extra}")
+        typer.echo(render.plain(f"{row['channel']}: {row['at_time']} {row['timezone']}{extra}"))
 
 
 @schedule_app.command("remove")
@@ -335,7 +363,11 @@ def schedule_remove(channel: Annotated[str, typer.Argument(help="Slack channel i
     """Stop posting the digest to CHANNEL."""
     with _store() as store:
         removed = store.remove_schedule(channel)
-    typer.echo(f"Removed the schedule of {channel}." if removed else f"{channel} had no schedule.")
+    typer.echo(
+        render.plain(
+            f"Removed the schedule of {channel}." if removed else f"{channel} had no schedule."
+        )
+    )
 
 
 # ---------------------------------------------------------------- feedback
@@ -345,17 +377,32 @@ def feedback_export(
         Path | None, typer.Option("--out", "-o", help="CSV file; default: standard output.")
     ] = None,
 ) -> None:
-    """Write every 👍/👎 vote (question, answer, user, vote, time) as CSV."""
+    """Write every 👍/👎 vote (question, answer, user, vote, time, the reason given after a
+    👎, the model and the sources) as CSV."""
     with _store() as store:
         rows = store.feedback_rows()
     fields = ["created_at", "user_id", "vote", "channel", "message_ts", "question", "answer"]
+    fields += ["reason", "model", "sources"]
     handle = open(out, "w", newline="", encoding="utf-8") if out else sys.stdout  # noqa: SIM115
     try:
         writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({key: _inert_cell(value) for key, value in row.items()} for row in rows)
     finally:
         if out:
             handle.close()
     if out:
         typer.echo(f"Wrote {len(rows)} vote(s) to {out}", err=True)
+
+
+# A cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert_cell(value: Any) -> Any:
+    """A user-written cell (a question, an answer) that a spreadsheet would run as a formula
+    (``=HYPERLINK(...)``) gets a leading single quote: shown as text, never evaluated
+    (OWASP's advice against CSV injection)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value

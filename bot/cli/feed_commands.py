@@ -72,8 +72,10 @@ def _add(feed: Feed) -> None:
                 f"`paperbot feeds remove {feed.name}` first."
             )
     typer.echo(
-        f"Added feed {feed.name}: {feed.describe()}, polled {feed.every_text()}. "
-        f"`paperbot serve` polls it; `paperbot feeds run {feed.name}` polls it now."
+        render.plain(
+            f"Added feed {feed.name}: {feed.describe()}, polled {feed.every_text()}. "
+            f"`paperbot serve` polls it; `paperbot feeds run {feed.name}` polls it now."
+        )
     )
 
 
@@ -184,7 +186,7 @@ def remove(name: Annotated[str, typer.Argument(help="The feed's name.")]) -> Non
         removed = store.remove_feed(name)
     if not removed:
         _no_such_feed(name)
-    typer.echo(f"Removed feed {name}.")
+    typer.echo(render.plain(f"Removed feed {name}."))
 
 
 @feeds_app.command("enable")
@@ -193,7 +195,7 @@ def enable(name: Annotated[str, typer.Argument(help="The feed's name.")]) -> Non
     with _store() as store:
         if not store.set_feed_enabled(name, True):
             _no_such_feed(name)
-    typer.echo(f"Feed {name} enabled.")
+    typer.echo(render.plain(f"Feed {name} enabled."))
 
 
 @feeds_app.command("disable")
@@ -202,7 +204,7 @@ def disable(name: Annotated[str, typer.Argument(help="The feed's name.")]) -> No
     with _store() as store:
         if not store.set_feed_enabled(name, False):
             _no_such_feed(name)
-    typer.echo(f"Feed {name} disabled.")
+    typer.echo(render.plain(f"Feed {name} disabled."))
 
 
 def _no_such_feed(name: str) -> None:
@@ -244,6 +246,6 @@ def run(
     finally:
         corpus.close()
     for done in runs:
-        typer.echo(done.line())
+        typer.echo(render.plain(done.line()))
     if any(not r.ok for r in runs):
         raise typer.Exit(1)

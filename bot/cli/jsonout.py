@@ -1,13 +1,54 @@
-"""JSON shapes of `--json` output (hits, answers, retrieval scores): pure functions."""
+"""JSON shapes of `--json` output (hits, answers, retrieval scores, errors): pure functions,
+and `json_errors`, which makes a --json command answer an error in JSON too."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import functools
+import inspect
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import typer
 
 if TYPE_CHECKING:
     from answers.evaluate import RetrievalScores
     from answers.models import Answer
-    from retrieval import Hit
+    from retrieval import Hit, IngestReport
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def error_json(exc: BaseException) -> dict[str, str]:
+    """An error as JSON: its one line, credentials redacted (options.error_line)."""
+    from bot.cli.options import error_line
+
+    return {"error": error_line(exc)}
+
+
+def json_errors(command: F, debug: Callable[[], bool] = lambda: False) -> F:
+    """``command`` (a CLI command), which, when it has a ``--json`` option (``as_json``) and
+    was given it, prints a project error (PaperbotError, or the ValueError the CLI shows
+    without a traceback) as ``{"error": "..."}`` on standard output and exits 1, instead of
+    leaving standard output empty. With --debug the error is raised on as well (traceback)."""
+    if "as_json" not in inspect.signature(command).parameters:
+        return command
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        from retrieval import PaperbotError
+
+        try:
+            return command(*args, **kwargs)
+        except (PaperbotError, ValueError) as exc:
+            if not kwargs.get("as_json"):
+                raise
+            typer.echo(json.dumps(error_json(exc)))
+            if debug():
+                raise
+            raise typer.Exit(1) from None
+
+    return run  # type: ignore[return-value]
 
 
 def hit_json(hit: Hit) -> dict[str, Any]:
@@ -57,8 +98,15 @@ def answer_json(answer: Answer) -> dict[str, Any]:
                 "citations": list(s.citations),
                 "support": s.support,
                 "status": s.status,
+                "missing": list(s.missing),
             }
             for s in answer.sentences
+        ],
+        "verified": answer.verified,
+        "fallback": answer.fallback,
+        "partial": answer.partial,
+        "removed": [
+            {"text": s.text, "status": s.status, "missing": list(s.missing)} for s in answer.removed
         ],
         "flags": answer.flags,
         "suggestions": [
@@ -79,4 +127,39 @@ def answer_json(answer: Answer) -> dict[str, Any]:
         "tokens_out": answer.tokens_out,
         "cost_usd": answer.cost_usd,
         "timings_ms": answer.timings_ms,
+    }
+
+
+def ingest_json(report: IngestReport | None, failed_feeds: list[str]) -> dict[str, Any]:
+    """`paperbot ingest --json`: counts per outcome, the chunks, every problem (for cron)."""
+
+    def problems(items: Any) -> list[dict[str, str]]:
+        return [{"source": p.source, "record": p.record, "reason": p.reason} for p in items]
+
+    if report is None:  # nothing was read
+        counts = dict.fromkeys(("new", "updated", "metadata_updated", "unchanged"), 0)
+        return {
+            "papers": {**counts, "skipped": 0, "failed": 0},
+            "chunks_embedded": 0,
+            "chunks_deleted": 0,
+            "listings_added": 0,
+            "skipped": [],
+            "failed": [],
+            "failed_feeds": failed_feeds,
+        }
+    return {
+        "papers": {
+            "new": len(report.new),
+            "updated": len(report.updated),
+            "metadata_updated": len(report.metadata_updated),
+            "unchanged": len(report.unchanged),
+            "skipped": len(report.skipped),
+            "failed": len(report.failed),
+        },
+        "chunks_embedded": report.chunks_embedded,
+        "chunks_deleted": report.chunks_deleted,
+        "listings_added": report.listings_added,
+        "skipped": problems(report.skipped),
+        "failed": problems(report.failed),
+        "failed_feeds": failed_feeds,
     }

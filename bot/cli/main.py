@@ -14,7 +14,18 @@ from typing import Annotated, Any
 
 import typer
 
-from bot.cli import answer_commands, bot_commands, corpus_commands, feed_commands, options
+from bot.cli import (
+    answer_commands,
+    bot_commands,
+    config_commands,
+    corpus_commands,
+    examples,
+    feed_commands,
+    jsonout,
+    options,
+    render,
+    state_commands,
+)
 
 app = typer.Typer(
     help="paperbot: keep a research team on top of new papers (ingest, search, answers, digests).",
@@ -25,8 +36,25 @@ app = typer.Typer(
 _state: dict[str, Any] = {"debug": False}
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"paperbot {version('paperbot')}")
+        except PackageNotFoundError:  # running from a checkout that was never installed
+            typer.echo("paperbot (not installed; run `make venv`)")
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(
+    _show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
     data_dir: Annotated[
@@ -60,7 +88,7 @@ def _configure_logging(level: int) -> None:
             rich_tracebacks=_state["debug"],
             markup=False,
         )
-        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.setFormatter(_TerminalFormatter("%(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
     # Library chatter (HTTP requests, telemetry) only in debug mode.
     for noisy in ("httpx", "chromadb", "urllib3", "httpcore", "openai", "posthog", "apscheduler"):
@@ -74,6 +102,14 @@ def _log_format() -> str:
         return options.slack_settings().log_format
     except Exception:  # a broken .env must not break logging setup
         return os.environ.get("PAPERBOT_LOG_FORMAT", "text").strip().lower()
+
+
+class _TerminalFormatter(logging.Formatter):
+    """Log lines for a terminal: control characters from input (a feed's ESC sequences) are
+    shown escaped, never obeyed."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return render.plain(super().format(record))
 
 
 class _JsonFormatter(logging.Formatter):
@@ -111,12 +147,34 @@ def main() -> None:
 
         if _state["debug"] or not isinstance(exc, PaperbotError | ValueError):
             raise
-        options.err().print(f"[bold red]Error:[/] {exc}", highlight=False)
+        # soft_wrap: one line however long, for the terminal to wrap and for grep to find
+        line = options.error_line(exc)  # credentials redacted
+        options.err().print(f"[bold red]Error:[/] {render.safe(line)}", soft_wrap=True)
         sys.exit(1)
 
 
-for _module in (corpus_commands, answer_commands, bot_commands, feed_commands):
+def _json_errors(typer_app: typer.Typer) -> None:
+    """Every command with a --json option answers an error in JSON too (jsonout.json_errors),
+    the commands of sub-apps (`papers list`, `feeds list`, `eval …`) included."""
+    for command in typer_app.registered_commands:
+        if command.callback is not None:
+            command.callback = jsonout.json_errors(command.callback, lambda: _state["debug"])
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _json_errors(group.typer_instance)
+
+
+for _module in (
+    corpus_commands,
+    answer_commands,
+    bot_commands,
+    feed_commands,
+    state_commands,
+    config_commands,
+):
     _module.register(app)
+_json_errors(app)
+examples.attach(app)
 
 if __name__ == "__main__":
     main()

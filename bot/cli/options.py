@@ -3,7 +3,9 @@ services, date options and the two consoles. Commands import this module, never 
 
 from __future__ import annotations
 
-from datetime import date
+import os
+from datetime import date, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
@@ -93,14 +95,23 @@ def err() -> Any:
     return Console(stderr=True, highlight=False)
 
 
-def parse_date(value: str | None, flag: str) -> date | None:
+def parse_date(value: str | None, flag: str, today: date | None = None) -> date | None:
+    """A day option: YYYY-MM-DD, or relative to today: `today`, `yesterday`, `7d` (7 days
+    ago), `2w` (2 weeks ago)."""
     if value is None:
         return None
+    text = value.strip().lower()
+    today = today or date.today()
+    if text in ("today", "yesterday"):
+        return today - timedelta(days=0 if text == "today" else 1)
+    if len(text) > 1 and text[:-1].isdigit() and text[-1] in "dw":
+        return today - timedelta(days=int(text[:-1]) * (7 if text[-1] == "w" else 1))
     try:
         return date.fromisoformat(value)
     except ValueError:
         raise typer.BadParameter(
-            f"{value!r} is not a date (use YYYY-MM-DD)", param_hint=flag
+            f"{value!r} is not a date (use YYYY-MM-DD, today, yesterday, 7d or 2w)",
+            param_hint=flag,
         ) from None
 
 
@@ -112,3 +123,54 @@ def date_field(value: str) -> DateField:
         if value == field:
             return field
     raise typer.BadParameter(f"choose one of {', '.join(DATE_FIELDS)}", param_hint="--by")
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line the CLI prints for an error, credentials redacted (an error body may echo
+    a key; the configured secrets' values are blanked too). Settings that cannot be loaded
+    contribute no secrets: the patterns still apply."""
+    from retrieval import redact, secret_values
+
+    secrets: list[str] = []
+    for make in (settings, answer_settings, slack_settings):
+        try:
+            secrets += secret_values(make())
+        except Exception:  # a broken setting is reported by the command that needs it
+            continue
+    return redact(str(exc), secrets)
+
+
+def locations() -> dict[str, Any]:
+    """Where the `.env` and the data dir are, and why (for `config show` and `doctor`)."""
+    from retrieval import default_data_dir, env_file_path
+
+    env_path = env_file_path()
+    if os.environ.get("PAPERBOT_ENV_FILE"):
+        env_text = f"{env_path} (PAPERBOT_ENV_FILE)"
+    elif env_path is not None:
+        env_text = f"{env_path}"
+    else:
+        env_text = "none found (looked for ./.env, $PAPERBOT_HOME/.env, ~/.config/paperbot/.env)"
+    data_dir = settings().data_dir
+    if "PAPERBOT_DATA_DIR" in os.environ:
+        why = "PAPERBOT_DATA_DIR or --data-dir"
+    elif env_path is not None and "PAPERBOT_DATA_DIR" in _dotenv_keys(env_path):
+        why = f"PAPERBOT_DATA_DIR in {env_path}"
+    elif os.environ.get("PAPERBOT_HOME"):
+        why = "$PAPERBOT_HOME/data"
+    elif Path(data_dir) == default_data_dir() and Path("paperbot-data").is_dir():
+        why = "./paperbot-data exists"
+    else:
+        why = "the default, $XDG_DATA_HOME/paperbot"
+    return {
+        "env_file": str(env_path) if env_path else None,
+        "env_file_text": env_text,
+        "data_dir": str(data_dir),
+        "data_dir_text": f"{data_dir} ({why})",
+    }
+
+
+def _dotenv_keys(path: Path) -> set[str]:
+    from dotenv import dotenv_values
+
+    return {k.upper() for k in dotenv_values(path)}

@@ -1,9 +1,20 @@
 """Terminal rendering for the CLI (rich): tables, progress bars, reports. Pure output: the
-commands call services and hand the results here."""
+commands call services and hand the results here.
+
+Text that comes from input (feeds, questions, answers, file names, error messages) is never
+parsed as Rich markup and never reaches the terminal with its control characters: it goes
+through `safe` (for markup strings) or `plain` (for plain output), which show ESC, CR, C1
+controls and bidi overrides as visible escapes (``\\x1b``) instead of obeying them.
+
+Size: every terminal view of the CLI in one place, so the one escaping rule above covers all
+of them; each function is a short, pure table or panel.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -29,10 +40,27 @@ if TYPE_CHECKING:
 
 Feed = tuple[str, Callable[[], Iterator["Paper | RecordError"]]]
 MAX_LISTED_PROBLEMS = 25
+# C0 controls but tab and newline, DEL, C1 controls, bidi embeddings/overrides/isolates.
+_TERMINAL_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def plain(text: object) -> str:
+    """``text`` made harmless for a terminal: control characters shown, not obeyed
+    (ESC -> ``\\x1b``). For output that Rich does not parse (typer.echo, markup=False)."""
+    return _TERMINAL_UNSAFE.sub(_shown, str(text))
+
+
+def safe(text: object) -> str:
+    """``text`` for a Rich markup string: `plain`, with its brackets escaped."""
+    return escape(plain(text))
+
+
+def _shown(match: re.Match[str]) -> str:
+    return match.group().encode("unicode_escape").decode("ascii")
 
 
 def _console() -> Console:
-    return Console(highlight=False)
+    return Console(highlight=False, emoji=False)  # ":smile:" in a title stays text
 
 
 def progress() -> Progress:
@@ -45,6 +73,23 @@ def progress() -> Progress:
         console=Console(stderr=True),
         transient=False,
     )
+
+
+@contextmanager
+def working(description: str, total: int | None = None) -> Iterator[Callable[..., None]]:
+    """A spinner (a bar when ``total`` is known) with the elapsed time on stderr while a long
+    step runs; yields ``update(description=None, advance=0)``."""
+    with progress() as bar:
+        task = bar.add_task(safe(description), total=total)
+
+        def update(text: str | None = None, advance: int = 0) -> None:
+            if text:
+                bar.update(task, description=safe(text))
+            bar.update(task, advance=advance)
+
+        yield update
+        if total is None:
+            bar.update(task, total=bar.tasks[task].completed)
 
 
 def print_ingest_report(report: IngestReport) -> None:
@@ -76,7 +121,7 @@ def _print_problems(
         return
     console.print(f"[bold {colour}]{title}:[/]")
     for problem in problems[:MAX_LISTED_PROBLEMS]:
-        console.print(f"  • {escape(str(problem))}")
+        console.print(f"  • {safe(str(problem))}")
     if len(problems) > MAX_LISTED_PROBLEMS:
         console.print(f"  … and {len(problems) - MAX_LISTED_PROBLEMS} more")
 
@@ -85,10 +130,11 @@ def print_hits(query: str, hits: Sequence[Hit]) -> None:
     console = _console()
     if not hits:
         console.print(
-            f"No papers match {query!r}. Try other words, or `paperbot stats` to check the index."
+            f"No papers match {safe(repr(query))}. Try other words, or `paperbot stats` to "
+            "check the index."
         )
         return
-    table = Table(title=f"Results for {escape(query)!r}", show_lines=True)
+    table = Table(title=f"Results for {safe(repr(query))}", show_lines=True)
     table.add_column("#", justify="right")
     for col in ("score", "paper", "best passage"):
         table.add_column(col)
@@ -96,9 +142,10 @@ def print_hits(query: str, hits: Sequence[Hit]) -> None:
         paper = hit.paper
         when = paper.published.isoformat() if paper.published else "—"
         head = (
-            f"[bold]{escape(paper.title)}[/]\n{paper.paper_id} · {when}\n{escape(paper.link or '')}"
+            f"[bold]{safe(paper.title)}[/]\n{safe(paper.paper_id)} · {when}\n"
+            f"{safe(paper.link or '')}"
         )
-        table.add_row(str(hit.rank), _score_text(hit), head, escape(_snippet(hit.chunk.text)))
+        table.add_row(str(hit.rank), _score_text(hit), head, safe(_snippet(hit.chunk.text)))
     console.print(table)
 
 
@@ -128,31 +175,44 @@ def print_papers(papers: Sequence[Paper]) -> None:
         table.add_column(col)
     for p in papers:
         table.add_row(
-            p.paper_id,
+            safe(p.paper_id),
             p.listed.isoformat() if p.listed else "—",
             p.published.isoformat() if p.published else "—",
-            p.source,
+            safe(p.source),
             "" if p.upvotes is None else str(p.upvotes),
-            escape(p.title),
+            safe(p.title),
         )
     console.print(table)
 
 
 def print_paper(paper: Paper) -> None:
     lines = [
-        f"[bold]id[/] {paper.paper_id}" + (f" (v{paper.version})" if paper.version else ""),
-        f"[bold]authors[/] {escape(', '.join(paper.authors) or '—')}",
+        f"[bold]id[/] {safe(paper.paper_id)}" + (f" (v{paper.version})" if paper.version else ""),
+        f"[bold]authors[/] {safe(', '.join(paper.authors) or '—')}",
         f"[bold]listed[/] {paper.listed or '—'}   [bold]published[/] {paper.published or '—'}"
-        f"   [bold]source[/] {paper.source}",
+        f"   [bold]source[/] {safe(paper.source)}",
     ]
     if paper.categories:
-        lines.append(f"[bold]categories[/] {', '.join(paper.categories)}")
+        lines.append(f"[bold]categories[/] {safe(', '.join(paper.categories))}")
     if paper.upvotes is not None:
         lines.append(f"[bold]upvotes[/] {paper.upvotes}   [bold]comments[/] {paper.comments or 0}")
     if paper.link:
-        lines.append(f"[bold]link[/] {escape(paper.link)}")
-    lines += ["", escape(paper.abstract)]
-    _console().print(Panel("\n".join(lines), title=escape(paper.title), title_align="left"))
+        lines.append(f"[bold]link[/] {safe(paper.link)}")
+    lines += ["", safe(paper.abstract)]
+    _console().print(Panel("\n".join(lines), title=safe(paper.title), title_align="left"))
+
+
+def _near(where: Any) -> Any:
+    """A path under the current directory, relative to it (`paperbot-data/chroma`)."""
+    from pathlib import Path
+
+    path = Path(str(where))
+    if not path.is_absolute():
+        return where
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return where
 
 
 def print_stats(stats: dict[str, Any]) -> None:
@@ -171,13 +231,22 @@ def print_stats(stats: dict[str, Any]) -> None:
         "collection",
         "generation",
     ):
-        table.add_row(key.replace("_", " "), str(stats.get(key, "—")))
+        value = stats.get(key, "—")
+        if key == "vector_store":
+            value = _near(value)
+        table.add_row(key.replace("_", " "), safe(value))
     for source, count in sorted(stats.get("by_source", {}).items()):
-        table.add_row(f"  from {source}", str(count))
+        table.add_row(f"  from {safe(source)}", str(count))
     ok = stats.get("in_step")
-    table.add_row(
-        "indexes in step", "[green]yes[/]" if ok else "[red]no — run `paperbot ingest` to repair[/]"
-    )
+    if ok:
+        verdict = "[green]yes[/]"
+    elif not stats.get("papers") and stats.get("vectors"):  # vectors, but no papers
+        verdict = (
+            "[red]no — the state is empty but the vector index is not: `paperbot state check`[/]"
+        )
+    else:
+        verdict = "[red]no — run `paperbot ingest` to repair[/]"
+    table.add_row("indexes in step", verdict)
     _console().print(table)
 
 
@@ -187,8 +256,8 @@ def print_retrieval_scores(table_rows: Sequence[RetrievalScores]) -> None:
         table.add_column(col, justify="right" if col not in ("mode", "kind") else "left")
     for s in table_rows:
         table.add_row(
-            s.mode,
-            s.kind,
+            safe(s.mode),
+            safe(s.kind),
             str(s.questions),
             f"{s.mrr:.3f}",
             *(f"{s.recall(k):.3f}" for k in (1, 5, 10)),
@@ -205,26 +274,26 @@ _STATUS_MARK = {
 
 def print_answer(answer: Answer) -> None:
     console = _console()
-    console.print(f"[dim]{escape(answer.label)}[/]")
+    console.print(f"[dim]{safe(answer.label)}[/]")
     console.print()
     if answer.mode == "llm" and answer.sentences:
         for check in answer.sentences:
-            console.print(escape(check.text) + _STATUS_MARK.get(check.status, ""))
+            console.print(safe(check.text) + _STATUS_MARK.get(check.status, ""))
     else:
-        console.print(escape(answer.text))
+        console.print(safe(answer.text))
     if answer.citations:
         console.print("\n[bold]Sources[/]")
         for c in answer.citations:
-            link = f" — {escape(c.url)}" if c.url else f" ({c.paper_id})"
-            console.print(f"  [{c.number}] {escape(c.title)}{link}")
-            console.print(f"      [dim]“{escape(_snippet(c.quote, 240))}”[/]")
+            link = f" — {safe(c.url)}" if c.url else f" ({safe(c.paper_id)})"
+            console.print(f"  [{c.number}] {safe(c.title)}{link}")
+            console.print(f"      [dim]“{safe(_snippet(c.quote, 240))}”[/]")
     if answer.suggestions:
         console.print("\n[bold]Closest papers[/]")
         for hit in answer.suggestions:
-            console.print(f"  • {escape(hit.paper.title)} ({hit.paper.paper_id})")
+            console.print(f"  • {safe(hit.paper.title)} ({safe(hit.paper.paper_id)})")
     for flag in answer.flags:
-        console.print(f"[yellow]⚠ {escape(flag)}[/]")
-    console.print(f"\n[dim]{escape(_answer_footer(answer))}[/]")
+        console.print(f"[yellow]⚠ {safe(flag)}[/]")
+    console.print(f"\n[dim]{safe(_answer_footer(answer))}[/]")
 
 
 def _answer_footer(answer: Answer) -> str:
@@ -238,32 +307,34 @@ def _answer_footer(answer: Answer) -> str:
 # ---------------------------------------------------------------- summaries, digests, chat
 def print_tldr(paper: Paper, summary: Summary) -> None:
     console = _console()
-    console.print(f"[bold]{escape(paper.title)}[/]  [dim]{paper.paper_id}[/]")
-    console.print(escape(summary.text))
+    console.print(f"[bold]{safe(paper.title)}[/]  [dim]{safe(paper.paper_id)}[/]")
+    console.print(safe(summary.text))
     if summary.note:
-        console.print(f"[yellow]• {escape(summary.note)}[/]")
+        console.print(f"[yellow]• {safe(summary.note)}[/]")
     note = " (cached)" if summary.cached else ""
     console.print(
-        f"[dim]TL;DR · {summary.mode}{note}{' · ' + escape(paper.link) if paper.link else ''}[/]"
+        f"[dim]TL;DR · {safe(summary.mode)}{note}"
+        f"{' · ' + safe(paper.link) if paper.link else ''}[/]"
     )
 
 
 def print_digest(digest: Digest) -> None:
     console = _console()
     span = str(digest.start) if digest.start == digest.end else f"{digest.start} – {digest.end}"
-    console.rule(f"Paper digest · {span} · {digest.paper_count} papers")
-    console.print(escape(digest.overview))
+    count = f"{digest.paper_count} paper{'' if digest.paper_count == 1 else 's'}"
+    console.rule(f"Paper digest · {safe(span)} · {count}")
+    console.print(safe(digest.overview))
     for group in digest.groups:
-        console.print(f"\n[bold]{escape(group.name)}[/] ({len(group.papers)})")
+        console.print(f"\n[bold]{safe(group.name)}[/] ({len(group.papers)})")
         for item in group.papers:
             votes = f" ▲{item.paper.upvotes}" if item.paper.upvotes is not None else ""
-            console.print(f"  • [bold]{escape(item.paper.title)}[/]{votes}")
-            console.print(f"    {escape(item.tldr.text)}")
+            console.print(f"  • [bold]{safe(item.paper.title)}[/]{votes}")
+            console.print(f"    {safe(item.tldr.text)}")
             if item.paper.link:
-                console.print(f"    [dim]{escape(item.paper.link)}[/]")
+                console.print(f"    [dim]{safe(item.paper.link)}[/]")
     for note in digest.notes:
-        console.print(f"[yellow]• {escape(note)}[/]")
-    console.print(f"\n[dim]{digest.mode} · {digest.model}[/]")
+        console.print(f"[yellow]• {safe(note)}[/]")
+    console.print(f"\n[dim]{safe(digest.mode)} · {safe(digest.model)}[/]")
 
 
 def chat_banner() -> None:
@@ -275,45 +346,58 @@ def chat_banner() -> None:
 
 def print_chat_reply(reply: Answer | Message) -> None:
     if isinstance(reply, tuple):
-        _console().print(escape(reply[0]))
+        _console().print(safe(reply[0]))
     else:
         print_answer(reply)
 
 
 def print_answer_scores(rows: Sequence[AnswerScores], model: str) -> None:
-    table = Table(title=f"Answer quality ({model})")
-    for col in (
-        "kind",
-        "questions",
-        "citation precision",
-        "gold recall",
-        "refusal accuracy",
-        "mean ms",
-    ):
-        table.add_column(col, justify="left" if col == "kind" else "right")
+    table = Table(title=f"Answer quality ({safe(model)})")
+    columns = (
+        ("kind", "kind"),
+        ("questions", "questions"),
+        ("citation precision", "citation_precision"),
+        ("gold recall", "gold_recall"),
+        ("fact recall", "fact_recall"),
+        ("refusal accuracy", "refusal_accuracy"),
+        ("unsupported", "unsupported_sentence_rate"),
+        ("llm", "llm"),
+        ("fallbacks", "fallbacks"),
+        ("errors", "errors"),
+        ("mean ms", "mean_latency_ms"),
+        ("max ms", "max_latency_ms"),
+    )
+    for title, _ in columns:
+        table.add_column(title, justify="left" if title == "kind" else "right")
     for row in rows:
         d = row.as_dict()
-        table.add_row(
-            str(d["kind"]),
-            str(d["questions"]),
-            *(_fmt(d.get(k)) for k in ("citation_precision", "gold_recall", "refusal_accuracy")),
-            _fmt(d.get("mean_latency_ms"), "{:.0f}"),
-        )
+        cells = []
+        for _, key in columns:
+            value = d.get(key)
+            if key == "kind":
+                cells.append(safe(value))
+            elif key.endswith("_ms"):
+                cells.append(_fmt(value, "{:.0f}"))
+            elif isinstance(value, int) and not isinstance(value, bool):
+                cells.append(str(value))
+            else:
+                cells.append(_fmt(value))
+        table.add_row(*cells)
     console = _console()
     console.print(table)
     for row in rows:
         if row.kind == "all":
             for miss in row.misses[:10]:
-                console.print(f"[yellow]• {escape(miss)}[/]")
+                console.print(f"[yellow]• {safe(miss)}[/]")
 
 
 def print_summary_scores(rows: Sequence[SummaryScores], split: str, docs: int) -> None:
-    table = Table(title=f"ROUGE-1 F1 on ACLSum {split} ({docs} documents)")
+    table = Table(title=f"ROUGE-1 F1 on ACLSum {safe(split)} ({docs} documents)")
     for col in ("aspect", "pairs", "lead-1 baseline", "TL;DR", "aspect summary"):
         table.add_column(col, justify="left" if col == "aspect" else "right")
     for row in rows:
         table.add_row(
-            row.aspect,
+            safe(row.aspect),
             str(row.scored),
             f"{row.baseline_rouge1:.3f}",
             _versus(row.summary_rouge1, row.baseline_rouge1),
@@ -358,10 +442,9 @@ def print_feeds(reports: Sequence[dict[str, Any]]) -> None:
         status = r["status"] + (f" ({failed} failed poll{'s' * (failed > 1)})" if failed else "")
         waits = "" if r["waited_for"] else " · digests don't wait for it"
         console.print(
-            f"[bold]{escape(r['name'])}[/]  {escape(r['what'])} · polled {escape(r['every'])}"
-            f"{waits}"
+            f"[bold]{safe(r['name'])}[/]  {safe(r['what'])} · polled {safe(r['every'])}{waits}"
         )
-        parts = [f"[{style}]{status}[/]" if style else status]
+        parts = [f"[{style}]{safe(status)}[/]" if style else safe(status)]
         if r["last_success"]:
             seen = (
                 f" ({r['last_seen']} seen, {r['last_new']} new)"
@@ -373,7 +456,7 @@ def print_feeds(reports: Sequence[dict[str, Any]]) -> None:
             parts.append(f"next poll {_local(r['next_due']) if r['next_due'] else 'now'}")
         console.print("    " + " · ".join(parts))
         if r["last_error"]:
-            console.print(f"    [red]last error:[/] {escape(r['last_error'])}")
+            console.print(f"    [red]last error:[/] {safe(r['last_error'])}")
 
 
 def _local(stamp: str | None) -> str:

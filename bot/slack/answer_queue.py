@@ -16,6 +16,9 @@ process renews while it runs, so:
 Workers are started on demand (a submitted job) and exit when the queue is empty;
 `start()` (what `serve` calls) adds the resumer, which renews leases and picks up jobs of
 dead processes, retries due after a backoff and jobs other processes wrote.
+
+Size: the queue and what a job means in Slack (`SlackAnswers`: threads, assistant threads'
+title and status, slash commands, give-ups) share the job row and its resume rules.
 """
 
 from __future__ import annotations
@@ -31,13 +34,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.services import Services
-from bot.slack import blocks
+from bot.slack import assistant_blocks, blocks, permissions
 from bot.slack.ack_gate import AckGate
 from bot.slack.papers_command import run_command
 from bot.slack.replies import answer_in_thread, bot_in_thread, thread_history, thread_messages
 from bot.slack.settings import SlackSettings
 from bot.slack.slash import parse
 from bot.slack.store import BotStore
+from bot.slack.streaming import StreamSupport, end_stream
 
 log = logging.getLogger(__name__)
 Job = dict[str, Any]  # a row of answer_jobs
@@ -249,18 +253,41 @@ def _one_line(exc: BaseException) -> str:
 
 # ---------------------------------------------------------------- answering Slack jobs
 class SlackAnswers:
-    """What a job means in Slack: an answer in its thread, or a slash command's reply."""
+    """What a job means in Slack: an answer in its thread (natively streamed where Slack
+    allows it; in an assistant thread with its title and status), or a slash command's reply.
+    """
 
-    def __init__(self, services: Services, client: Any, settings: SlackSettings) -> None:
+    def __init__(
+        self,
+        services: Services,
+        client: Any,
+        settings: SlackSettings,
+        streams: StreamSupport | None = None,
+    ) -> None:
         self.services = services
         self.client = client
         self.settings = settings
+        # learnt once per process: is chat.startStream refused here?
+        self.streams = streams or StreamSupport(settings.native_streaming)
+        self._team_id: str | None = None
 
     def answer(self, job: Job, on_placeholder: Callable[[str], None]) -> None:
+        channel = job["channel"]
+        # the allow-list again, before any Slack call: it may have changed since the ack
+        # (a job resumed by a restart with a new PAPERBOT_ALLOWED_CHANNELS)
+        allowed = permissions.channel_allowed(self.settings, channel)
         if job["kind"] == "command":
-            self._command(job)
+            if allowed:
+                self._command(job)
+            else:
+                self._respond(
+                    job, *blocks.error_message(permissions.not_allowed_text(self.settings))
+                )
             return
-        channel, ts, thread_ts = job["channel"], job["message_ts"], job["thread_ts"]
+        if not allowed:
+            log.info("dropping job %s: %s is not in %s", job["id"], channel, permissions.SETTING)
+            return
+        ts, thread_ts = job["message_ts"], job["thread_ts"]
         thread = thread_messages(self.client, channel, thread_ts) if thread_ts else []
         if job["kind"] == "followup" and not bot_in_thread(thread, job["bot_user_id"]):
             return  # a reply in a thread paperbot took no part in: not for it
@@ -268,35 +295,77 @@ class SlackAnswers:
             # a process may have died between posting the placeholder and recording it
             try:
                 found = _orphan_placeholder(
-                    thread or thread_messages(self.client, channel, ts), job["question"]
+                    thread or thread_messages(self.client, channel, ts),
+                    job["question"],
+                    job["bot_user_id"],
                 )
             except Exception as exc:
                 log.warning("could not look for an earlier placeholder: %s", _one_line(exc))
                 found = None
             if found:
                 on_placeholder(found)
+        history = thread_history(thread, job["bot_user_id"], before_ts=ts)
+        status = _Status(self.client, channel, thread_ts) if job["kind"] == "assistant" else None
+        if status is not None:
+            # the greeting opens an assistant thread: no earlier turn of the conversation
+            while history and history[0].role == "assistant":
+                history = history[1:]
+            if not history:  # the thread's first question
+                status.title(assistant_blocks.thread_title(job["question"]))
+            status.set(f"is searching {_papers(self.services.corpus.count_papers())}…")
         answer_in_thread(
             self.services,
             self.client,
             channel=channel,
             thread_ts=thread_ts or ts,
             question=job["question"],
-            history=thread_history(thread, job["bot_user_id"], before_ts=ts),
+            history=history,
             user=job["user_id"],
             min_interval=self.settings.stream_update_seconds,
             placeholder_ts=job["placeholder_ts"],
             on_placeholder=on_placeholder,
+            streams=self.streams,
+            team_id=self._team() if channel[:1] != "D" else None,
+            on_writing=(lambda: status.set("is writing…")) if status is not None else None,
         )
+        if status is not None:
+            status.set("")  # cleared (Slack clears it on a reply too; a stream may keep it)
+
+    def _team(self) -> str | None:
+        """The workspace id (auth.test, once): chat.startStream's recipient_team_id."""
+        if self._team_id is None:
+            try:
+                self._team_id = str(self.client.auth_test().get("team_id") or "") or None
+            except Exception as exc:
+                log.warning("auth.test failed: %s", _one_line(exc))
+        return self._team_id
 
     def _command(self, job: Job) -> None:
+        cmd = parse(job["question"])
+        if cmd.name == "subscribe" and cmd.here:  # posts into the channel later: a member?
+            refusal = permissions.cannot_post_reason(self.client, job["channel"])
+            if refusal:
+                self._respond(job, *blocks.error_message(refusal))
+                return
         text, blks = run_command(
             self.services,
-            parse(job["question"]),
+            cmd,
             user_id=job["user_id"],
             channel_id=job["channel"],
             command=self.settings.slash_command,
+            settings=self.settings,
+            is_admin=self._is_admin,
         )
         self._respond(job, text, blks)
+
+    def _is_admin(self, user_id: str) -> bool:
+        """A workspace admin or owner (users.info; False when it cannot be told)."""
+        try:
+            user = self.client.users_info(user=user_id).get("user") or {}
+        except Exception as exc:
+            log.warning("users.info %s failed: %s", user_id, _one_line(exc))
+            return False
+        return bool(user.get("is_admin") or user.get("is_owner"))
 
     def _respond(self, job: Job, text: str, blks: Any) -> None:
         from slack_sdk.webhook import WebhookClient
@@ -312,6 +381,7 @@ class SlackAnswers:
         if job["kind"] == "command":
             self._respond(job, text, blks)
         elif job["placeholder_ts"]:
+            end_stream(self.client, job["channel"], job["placeholder_ts"])  # if one is open
             self.client.chat_update(
                 channel=job["channel"], ts=job["placeholder_ts"], text=text, blocks=blks
             )
@@ -324,11 +394,47 @@ class SlackAnswers:
             )
 
 
-def _orphan_placeholder(thread: list[dict[str, Any]], question: str) -> str | None:
-    """The ts of a bot's "Searching…" message for ``question`` in the thread, if any."""
+def _papers(count: int) -> str:
+    return f"{count:,} paper{'' if count == 1 else 's'}"
+
+
+class _Status:
+    """An assistant thread's status line and title (assistant.threads.*; best effort: a
+    failure is logged, never fatal to the answer)."""
+
+    def __init__(self, client: Any, channel: str, thread_ts: str | None) -> None:
+        self.client, self.channel, self.thread_ts = client, channel, thread_ts
+
+    def set(self, status: str) -> None:
+        self._call("setStatus", status=status)
+
+    def title(self, title: str) -> None:
+        self._call("setTitle", title=title)
+
+    def _call(self, method: str, **fields: str) -> None:
+        if not self.thread_ts:
+            return
+        try:
+            getattr(self.client, f"assistant_threads_{method}")(
+                channel_id=self.channel, thread_ts=self.thread_ts, **fields
+            )
+        except Exception as exc:
+            log.warning("assistant.threads.%s failed: %s", method, _one_line(exc))
+
+
+def _orphan_placeholder(
+    thread: list[dict[str, Any]], question: str, bot_user_id: str | None = None
+) -> str | None:
+    """The ts of paperbot's "Searching…" message for ``question`` in the thread, if any (a
+    bot's when paperbot's user id is unknown; never another bot's when it is known)."""
     text = blocks.placeholder(question)[0]
     for message in thread:
-        if (message.get("bot_id") or message.get("app_id")) and message.get("text") == text:
+        ours = (
+            message.get("user") == bot_user_id
+            if bot_user_id
+            else bool(message.get("bot_id") or message.get("app_id"))
+        )
+        if ours and message.get("text") == text:
             return str(message["ts"])
     return None
 

@@ -1,9 +1,18 @@
 """Pure Block Kit formatting: domain objects in, (fallback text, blocks) out.
 
-Everything that comes from users, papers or the LLM goes through `escape`, so an abstract or
-an answer containing `<!channel>`, `<@U123>` or `<http://evil|click>` can never ping anyone
-or inject markup. Slack's limits are enforced here: at most 50 blocks per message and 3,000
-characters per section text.
+Everything that comes from users, papers or the LLM is escaped (`escape`, or `to_mrkdwn`
+for the model's Markdown, which converts bold, italics, lists, links and code and escapes the
+rest), so an abstract or an answer containing `<!channel>`, `<@U123>` or `<http://evil|click>`
+can never ping anyone or inject markup.
+
+Messages fit Slack's limits by design (bot/slack/block_limits.py checks them in the tests):
+long texts are split over several sections, long paper lists are packed several papers to a
+section, and a digest is a parent message (overview, topics with counts) with one threaded
+reply per topic; `/papers digest <day> <topic>` shows one topic. `_cap` (at most 50 blocks,
+the last saying what was left out) is only a safety net for inputs no real corpus produces.
+
+Size: every message the bot posts, so the escaping and the limits have one home; how a paper
+reads (links, authors, thumbnail, packing) is in bot/slack/paper_lines.py.
 """
 
 from __future__ import annotations
@@ -12,7 +21,11 @@ import json
 from collections.abc import Sequence
 from datetime import date
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+
+from answers.verify import REMOVED_FLAG
+from bot.slack import paper_lines
+from bot.slack.mrkdwn import to_mrkdwn
+from bot.slack.paper_lines import escape, link, plural
 
 if TYPE_CHECKING:
     from answers.digest import Digest, TopicGroup
@@ -20,29 +33,24 @@ if TYPE_CHECKING:
     from answers.summarize import Summary
     from retrieval import Hit, Paper
 
+__all__ = ["escape", "link", "plural"]
+
 Block = dict[str, Any]
 Message = tuple[str, list[Block]]
 
 MAX_BLOCKS = 50
 MAX_SECTION_CHARS = 3000
 MAX_TEXT_CHARS = 3900  # fallback text: Slack truncates long top-level text
-FEEDBACK_UP = "feedback_up"
+MAX_BODY_SECTIONS = 8  # an answer or an overview longer than 24,000 characters is cut
+FEEDBACK = "feedback"  # the feedback_buttons element (values "up:<id>" / "down:<id>")
+FEEDBACK_UP = "feedback_up"  # the buttons of answers posted before the feedback element
 FEEDBACK_DOWN = "feedback_down"
+FEEDBACK_REASON = "feedback_reason"  # the "what was wrong?" input after a 👎
+FEEDBACK_REASON_BLOCK = "feedback_reason:"  # + the answer id
+MAX_REASON_CHARS = 500
 SHARE_SEARCH = "share_search"
 _STATUS_MARK = {"unsupported": " ⚠️ _weakly supported_", "uncited": " ⚠️ _no source_"}
-
-
-def escape(text: str) -> str:
-    """Escape the three characters Slack's mrkdwn treats as markup."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def link(url: str | None, label: str) -> str:
-    """A mrkdwn link with an escaped label; non-http(s) URLs are shown as plain text."""
-    if not url or not url.startswith(("https://", "http://")):
-        return escape(label)
-    safe_url = quote(url, safe=":/?#[]@!$&'()*+,;=%-._~")
-    return f"<{safe_url.replace('|', '%7C')}|{escape(label).replace('|', '¦')}>"
+_TLDR_CHARS = 600
 
 
 def truncate(text: str, limit: int) -> str:
@@ -63,11 +71,21 @@ def _fallback(text: str) -> str:
     return truncate(escape(text), MAX_TEXT_CHARS)
 
 
-def section(mrkdwn: str) -> Block:
-    return {
+def section(mrkdwn: str, accessory: Block | None = None) -> Block:
+    block: Block = {
         "type": "section",
         "text": {"type": "mrkdwn", "text": _truncate_mrkdwn(mrkdwn, MAX_SECTION_CHARS)},
     }
+    if accessory:
+        block["accessory"] = accessory
+    return block
+
+
+def sections(lines: Sequence[str], limit: int = MAX_BODY_SECTIONS, sep: str = "\n") -> list[Block]:
+    """Lines of mrkdwn (joined by ``sep``) over as few sections as they need (at most
+    ``limit``), never split inside a line."""
+    packed = paper_lines.pack(lines, MAX_SECTION_CHARS, _truncate_mrkdwn, sep)
+    return [section(text) for text in packed[:limit] if text.strip()]
 
 
 def context(mrkdwn: str) -> Block:
@@ -99,30 +117,41 @@ def placeholder(question: str) -> Message:
 
 def streaming(partial: str) -> Message:
     text = truncate(partial, MAX_SECTION_CHARS - 2) + " ▌"
-    return _fallback(text), [section(escape(text))]
+    return _fallback(text), [section(to_mrkdwn(text))]
 
 
 def answer_message(answer: Answer, feedback_id: str | None = None) -> Message:
-    blocks: list[Block] = [section(_answer_body(answer))]
+    pieces, sep = _answer_body(answer)
+    blocks: list[Block] = sections(pieces, sep=sep)
     if answer.citations:
-        blocks.append(section("*Sources*\n" + "\n".join(_source_line(c) for c in answer.citations)))
+        lines = ["*Sources*", *(_source_line(c) for c in answer.citations)]
+        blocks += sections(lines, limit=MAX_BLOCKS // 3)
     if answer.suggestions:
         lines = [f"• {link(h.paper.link, h.paper.title)}" for h in answer.suggestions]
-        blocks.append(section("*Closest papers in the index*\n" + "\n".join(lines)))
-    for flag in answer.flags[:5]:
+        blocks += sections(["*Closest papers in the index*", *lines], limit=2)
+    flags = answer.flags
+    if answer.removed:  # the verifier took these out; Slack says how many, never what
+        removed = plural(len(answer.removed), "unverified sentence")
+        blocks.append(context(f"⚠️ {removed} removed from the model's answer"))
+        flags = [f for f in flags if not f.startswith(REMOVED_FLAG)]
+    for flag in flags[:5]:
         blocks.append(context(f"⚠️ {escape(flag)}"))
     blocks.append(context(escape(_footer(answer))))
     if feedback_id:
-        blocks.append(_feedback_buttons(feedback_id))
+        blocks.append(feedback_block(feedback_id))
     return _fallback(_answer_fallback(answer)), _cap(blocks)
 
 
-def _answer_body(answer: Answer) -> str:
+def _answer_body(answer: Answer) -> tuple[list[str], str]:
+    """The answer as mrkdwn pieces and what joins them (sentences: a space; lines: a
+    newline); long answers continue in the next section instead of being cut."""
     if answer.mode == "llm" and answer.sentences:
-        return " ".join(escape(s.text) + _STATUS_MARK.get(s.status, "") for s in answer.sentences)
+        marked = [to_mrkdwn(s.text) + _STATUS_MARK.get(s.status, "") for s in answer.sentences]
+        return marked, " "
     if answer.mode == "extractive":
-        return "\n".join(f"> {escape(line)}" for line in answer.text.splitlines())
-    return escape(answer.text)
+        return [f"> {escape(line)}" for line in answer.text.splitlines()] or [""], "\n"
+    text = to_mrkdwn(answer.text) if answer.mode == "llm" else escape(answer.text)
+    return text.split("\n"), "\n"
 
 
 def _source_line(c: Any) -> str:
@@ -133,7 +162,8 @@ def _source_line(c: Any) -> str:
 def _footer(answer: Answer) -> str:
     parts = [answer.label]
     if answer.tokens_in or answer.tokens_out:
-        parts.append(f"{answer.tokens_in + answer.tokens_out} tokens ≈ ${answer.cost_usd:.4f}")
+        tokens = plural(answer.tokens_in + answer.tokens_out, "token")
+        parts.append(f"{tokens} ≈ ${answer.cost_usd:.4f}")
     return " · ".join(parts)
 
 
@@ -143,30 +173,70 @@ def _answer_fallback(answer: Answer) -> str:
     return "\n".join(lines)
 
 
-def _feedback_buttons(feedback_id: str) -> Block:
+# ---------------------------------------------------------------- feedback
+def feedback_block(feedback_id: str) -> Block:
+    """Slack's 👍/👎 feedback buttons (a context_actions block); each button's value says
+    the vote and carries the stored answer's id."""
     return {
-        "type": "actions",
-        "block_id": "feedback",
+        "type": "context_actions",
         "elements": [
             {
-                "type": "button",
-                "action_id": FEEDBACK_UP,
-                "value": feedback_id,
-                "text": {"type": "plain_text", "text": "👍 Helpful", "emoji": True},
-            },
-            {
-                "type": "button",
-                "action_id": FEEDBACK_DOWN,
-                "value": feedback_id,
-                "text": {"type": "plain_text", "text": "👎 Not helpful", "emoji": True},
-            },
+                "type": "feedback_buttons",
+                "action_id": FEEDBACK,
+                "positive_button": {
+                    "text": {"type": "plain_text", "text": "👍"},
+                    "value": f"up:{feedback_id}",
+                    "accessibility_label": "Mark this as helpful",
+                },
+                "negative_button": {
+                    "text": {"type": "plain_text", "text": "👎"},
+                    "value": f"down:{feedback_id}",
+                    "accessibility_label": "Mark this as not helpful",
+                },
+            }
         ],
     }
+
+
+def parse_feedback_value(value: str) -> tuple[str, str] | None:
+    """``(vote, answer id)`` from a feedback button's value; None for anything else."""
+    vote, _, answer_id = (value or "").partition(":")
+    return (vote, answer_id) if vote in ("up", "down") and answer_id else None
 
 
 def feedback_thanks(vote: str) -> Message:
     text = "Thanks for the feedback!" if vote == "up" else "Thanks — noted, we'll look into it."
     return _fallback(text), [context(text)]
+
+
+def feedback_reason_prompt(feedback_id: str) -> Message:
+    """After a 👎: thanks, and an optional one-line "what was wrong?" (Enter sends it)."""
+    text = "Thanks — noted. What was wrong? (optional)"
+    return _fallback(text), [
+        section(escape(text)),
+        {
+            "type": "input",
+            "block_id": FEEDBACK_REASON_BLOCK + feedback_id,
+            "dispatch_action": True,
+            "optional": True,
+            "label": {"type": "plain_text", "text": "What was wrong?"},
+            "element": {
+                "type": "plain_text_input",
+                "action_id": FEEDBACK_REASON,
+                "max_length": MAX_REASON_CHARS,
+                "placeholder": {
+                    "type": "plain_text",
+                    "text": "e.g. wrong paper cited, missed the point… (Enter to send)",
+                },
+                "dispatch_action_config": {"trigger_actions_on": ["on_enter_pressed"]},
+            },
+        },
+    ]
+
+
+def feedback_reason_thanks(reason: str) -> Message:
+    text = f"Thanks — we'll look into it: “{truncate(reason, 200)}”"
+    return _fallback(text), [context(escape(text))]
 
 
 def error_message(message: str) -> Message:
@@ -180,8 +250,11 @@ def search_results(query: str, hits: Sequence[Hit], *, shareable: bool = True) -
         text = f"No papers match “{truncate(query, 200)}”."
         return _fallback(text), [section(escape(text))]
     blocks: list[Block] = [section(f"*Papers for* “{escape(truncate(query, 200))}”")]
-    for hit in hits:
-        blocks.append(section(_paper_line(hit.paper, hit.chunk.text)))
+    blocks += paper_blocks(
+        [h.paper for h in hits],
+        [f"_{escape(truncate(h.chunk.text, 280))}_" for h in hits],
+        room=MAX_BLOCKS - 2,
+    )
     if shareable:
         value = json.dumps({"q": truncate(query, 300), "ids": [h.paper.paper_id for h in hits]})
         if len(value) <= 2000:
@@ -204,54 +277,95 @@ def search_results(query: str, hits: Sequence[Hit], *, shareable: bool = True) -
 
 def shared_results(user_id: str, query: str, papers: Sequence[Paper]) -> Message:
     blocks = [section(f"<@{escape(user_id)}> shared papers for “{escape(truncate(query, 200))}”")]
-    blocks += [section(_paper_line(p, None)) for p in papers]
+    blocks += paper_blocks(papers, room=MAX_BLOCKS - 1)
     text = f"Papers for “{query}”:\n" + "\n".join(f"• {p.title}" for p in papers)
     return _fallback(text), _cap(blocks)
 
 
-def _paper_line(paper: Paper, passage: str | None) -> str:
-    meta = [paper.paper_id]
-    if paper.published:
-        meta.append(paper.published.isoformat())
-    if paper.upvotes is not None:
-        meta.append(f"▲ {paper.upvotes}")
-    line = f"*{link(paper.link, paper.title)}*\n{escape(' · '.join(meta))}"
-    if passage:
-        line += f"\n_{escape(truncate(passage, 280))}_"
-    return line
+def paper_blocks(
+    papers: Sequence[Paper], details: Sequence[str | None] | None = None, *, room: int
+) -> list[Block]:
+    """Sections for a list of papers within ``room`` blocks: one per paper (with its HF
+    thumbnail) when they fit, else several papers to a section, else compact lines (title,
+    links, upvotes) — every paper is listed either way."""
+    details = list(details) if details is not None else [None] * len(papers)
+    if len(papers) <= room:
+        return [
+            section(paper_lines.paper_line(p, d), paper_lines.image_accessory(p))
+            for p, d in zip(papers, details, strict=True)
+        ]
+    full = [paper_lines.paper_line(p, d) for p, d in zip(papers, details, strict=True)]
+    packed = paper_lines.pack(full, MAX_SECTION_CHARS, _truncate_mrkdwn)
+    if len(packed) > room:
+        compact = [paper_lines.paper_line(p, compact=True) for p in papers]
+        packed = paper_lines.pack(compact, MAX_SECTION_CHARS, _truncate_mrkdwn)
+    return [section(text) for text in packed]
 
 
 def summary_message(paper: Paper, summary: Summary) -> Message:
+    body = paper_lines.paper_line(paper, _tldr(summary))
     blocks = [
-        section(f"*{link(paper.link, paper.title)}*\n{escape(summary.text)}"),
-        context(escape(f"TL;DR · {summary.mode} · {paper.paper_id}")),
+        section(body, paper_lines.image_accessory(paper)),
+        context(escape(f"TL;DR · {summary.mode}")),
     ]
     if summary.note:
         blocks.append(context(f"ℹ️ {escape(summary.note)}"))
     return _fallback(f"{paper.title}: {summary.text}"), blocks
 
 
+def _tldr(summary: Summary) -> str:
+    text = truncate(summary.text, _TLDR_CHARS)
+    return to_mrkdwn(text) if summary.mode == "llm" else escape(text)
+
+
 # ---------------------------------------------------------------- digests
-def digest_parent(digest: Digest, missing: Sequence[str] = ()) -> Message:
-    """The digest's parent message; ``missing``: feeds that had not delivered the day's list
-    when it was posted (their papers of that day are not in it)."""
-    when = (
-        digest.start.isoformat() if digest.start == digest.end else f"{digest.start} – {digest.end}"
-    )
-    blocks: list[Block] = [header(f"📰 Paper digest · {when}"), section(escape(digest.overview))]
-    for group in digest.groups:
-        titles = ", ".join(p.paper.title for p in group.papers[:3])
-        more = f" and {len(group.papers) - 3} more" if len(group.papers) > 3 else ""
-        blocks.append(
-            section(f"*{escape(group.name)}* ({len(group.papers)})\n{escape(titles)}{more}")
-        )
+def _when(digest: Digest) -> str:
+    if digest.start == digest.end:
+        return digest.start.isoformat()
+    return f"{digest.start} – {digest.end}"
+
+
+def see_topic_command(digest: Digest, topic: str, command: str = "/papers") -> str:
+    return f"{command} digest {digest.start.isoformat()} {topic}"
+
+
+def digest_parent(
+    digest: Digest,
+    missing: Sequence[str] = (),
+    *,
+    feedback_id: str | None = None,
+    command: str = "/papers",
+    threaded: bool = True,
+) -> Message:
+    """The digest's parent message: the overview, each topic with its count, the totals.
+    ``missing``: feeds that had not delivered the day's list when it was posted (their papers
+    of that day are not in it). ``threaded``: the topics follow as replies in its thread."""
+    when = _when(digest)
+    blocks: list[Block] = [header(f"📰 Paper digest · {when}")]
+    blocks += sections(to_mrkdwn(digest.overview).split("\n"), limit=4)
+    topic_lines = [
+        f"• *{escape(g.name)}* — {plural(len(g.papers), 'paper')}" for g in digest.groups
+    ]
+    where = "one reply per topic in the thread below" if threaded else "by topic"
+    blocks += sections([f"*Topics* ({where})", *topic_lines], limit=6)
     for note in digest.notes[:3]:
         blocks.append(context(f"ℹ️ {escape(note)}"))
     if missing:
         blocks.append(context(escape(_missing_note(missing))))
-    blocks.append(
-        context(escape(f"{digest.paper_count} papers · topics in the thread below · {digest.mode}"))
+    example = see_topic_command(
+        digest, digest.groups[0].name if digest.groups else "<topic>", command
     )
+    named = sum(not g.other for g in digest.groups)
+    others = sum(len(g.papers) for g in digest.groups if g.other)
+    counts = [plural(digest.paper_count, "paper")]
+    if named:
+        counts.append(plural(named, "topic"))
+        if others:
+            counts[-1] += f" (+ {plural(others, 'other paper')})"
+    totals = " · ".join([*counts, digest.mode, f"one topic on its own: `{example}`"])
+    blocks.append(context(escape(totals)))
+    if feedback_id:
+        blocks.append(feedback_block(feedback_id))
     return _fallback(f"Paper digest {when}: {digest.overview}"), _cap(blocks)
 
 
@@ -272,32 +386,69 @@ def _missing_note(missing: Sequence[str]) -> str:
 
 
 def digest_group_replies(group: TopicGroup) -> list[Message]:
-    """One reply per topic group, split further if the group does not fit one message."""
-    lines = [
-        f"*{link(p.paper.link, p.paper.title)}*"
-        + (f" ▲ {p.paper.upvotes}" if p.paper.upvotes is not None else "")
-        + f"\n{escape(p.tldr.text)}"
-        for p in group.papers
-    ]
-    messages: list[Message] = []
-    per_message = MAX_BLOCKS - 1
-    for start in range(0, len(lines), per_message):
-        chunk = lines[start : start + per_message]
-        blocks = [header(group.name)] + [section(line) for line in chunk]
-        text = f"{group.name}: " + "; ".join(
-            p.paper.title for p in group.papers[start : start + per_message]
+    """The threaded reply of one topic: every paper of the group in one message (one
+    section per paper with its thumbnail when they fit, packed sections when not)."""
+    return [digest_topic(group)]
+
+
+def digest_topic(group: TopicGroup, day: str | None = None) -> Message:
+    """One topic's papers (title, authors, links, upvotes, TL;DR) in one message."""
+    title = f"{group.name} · {day}" if day else group.name
+    count = plural(len(group.papers), "paper")
+    blocks: list[Block] = [header(title), context(escape(count))]
+    blocks += _topic_papers(group, room=MAX_BLOCKS - len(blocks))
+    text = f"{group.name} ({count}): " + "; ".join(p.paper.title for p in group.papers)
+    return _fallback(text), _cap(blocks)
+
+
+def _topic_papers(group: TopicGroup, room: int) -> list[Block]:
+    return paper_blocks(
+        [p.paper for p in group.papers], [_tldr(p.tldr) for p in group.papers], room=room
+    )
+
+
+def digest_ephemeral(digest: Digest, topic: str | None = None, command: str = "/papers") -> Message:
+    """`/papers digest [day] [topic]` in one message. With a topic (matched by name): that
+    topic's papers. Without: the whole digest when it fits one message (each topic's papers
+    packed under its name), else the overview and the topics, each opened with
+    `/papers digest <day> <topic>`."""
+    if topic is not None:
+        group = find_topic(digest, topic)
+        if group is not None:
+            return digest_topic(group, _when(digest))
+        names = ", ".join(g.name for g in digest.groups) or "none"
+        return error_message(
+            f"No topic “{topic}” in the digest of {_when(digest)}. Topics: {names}."
         )
-        messages.append((_fallback(text), blocks[:MAX_BLOCKS]))
-    return messages
+    _, blocks = digest_parent(digest, command=command, threaded=False)
+    listed = "\n".join(f"• {g.name} — {plural(len(g.papers), 'paper')}" for g in digest.groups)
+    example = see_topic_command(digest, "<topic>", command)
+    text = _fallback(
+        f"Paper digest {_when(digest)}: {digest.overview}\n{listed}\nOne topic: {example}"
+    )
+    topics = [
+        [
+            {"type": "divider"},
+            header(f"{g.name} ({plural(len(g.papers), 'paper')})"),
+            *_topic_papers(g, room=0),
+        ]
+        for g in digest.groups
+    ]
+    if len(blocks) + sum(len(t) for t in topics) <= MAX_BLOCKS:
+        blocks += [block for t in topics for block in t]
+    return text, blocks
 
 
-def digest_ephemeral(digest: Digest) -> Message:
-    """The whole digest in one message (for `/papers digest`), capped to Slack's limits."""
-    text, blocks = digest_parent(digest)
-    for group in digest.groups:
-        for _, group_blocks in digest_group_replies(group):
-            blocks += [{"type": "divider"}, *group_blocks]
-    return text, _cap(blocks)
+def find_topic(digest: Digest, topic: str) -> TopicGroup | None:
+    """The group named ``topic`` (case-insensitive), else the one whose name starts with it
+    or contains it, if exactly one does."""
+    wanted = " ".join(topic.lower().split())
+    names = [(" ".join(g.name.lower().split()), g) for g in digest.groups]
+    for rule in (str.__eq__, str.startswith, str.__contains__):
+        found = [g for name, g in names if rule(name, wanted)]
+        if len(found) == 1:
+            return found[0]
+    return None
 
 
 # ---------------------------------------------------------------- help and subscriptions
@@ -306,7 +457,8 @@ def help_message(command: str, problem: str | None = None) -> Message:
         f"`{command} ask <question>` — a cited answer from the indexed papers",
         f"`{command} search <query>` — find papers (with a button to share the list)",
         f"`{command} summary <arXiv id or title>` — a one-paragraph TL;DR",
-        f"`{command} digest [YYYY-MM-DD]` — the digest of a day (default: the latest day)",
+        f"`{command} digest [YYYY-MM-DD] [topic]` — the digest of a day (default: the latest "
+        "day), or one of its topics",
         f"`{command} subscribe [here] <topic>` — get notified of new papers on a topic "
         "(`here` = this channel, else you)",
         f"`{command} unsubscribe [here] <topic>` · `{command} subscriptions`",
@@ -332,8 +484,9 @@ def subscriptions_message(who: str, topics: Sequence[str]) -> Message:
 
 
 def notification_message(topic: str, papers: Sequence[Paper]) -> Message:
-    blocks = [section(f"🔔 New papers on *{escape(topic)}*")]
-    blocks += [section(_paper_line(p, None)) for p in papers]
+    head = f"🔔 {plural(len(papers), 'new paper')} on *{escape(truncate(topic, 200))}*"
+    blocks = [section(head)]
+    blocks += paper_blocks(papers, room=MAX_BLOCKS - 1)
     text = f"New papers on {topic}: " + "; ".join(p.title for p in papers)
     return _fallback(text), _cap(blocks)
 

@@ -4,6 +4,12 @@ The slot is claimed in the bot's store before anything is posted, so restarts,
 retries and several running instances post each digest once. A failed post releases the
 slot as "failed" (the next attempt may retry); a crashed poster's claim expires after a lease.
 
+The parent carries the overview, the topics with their counts and the 👍/👎 feedback
+buttons (the digest is stored like an answer, so a vote keeps what it was about); each topic
+is one threaded reply. Progress is saved after every message: a retry goes on in the same
+thread and posts each reply exactly once. Title-only papers get their arXiv link first when
+the services can look titles up (bot/slack/paper_links.py).
+
 A day without papers is final ("empty", optionally with a short note) only when the caller
 says so (`final`): before a scheduled digest's deadline the slot is released as "waiting" and
 tried again on a later tick, so papers that arrive late still make the day's digest.
@@ -21,7 +27,7 @@ from typing import Any
 
 from answers.digest import Digest
 from bot.services import Services
-from bot.slack import blocks
+from bot.slack import blocks, paper_links
 from bot.slack.store import BotStore
 
 log = logging.getLogger(__name__)
@@ -80,6 +86,9 @@ def post_digest(
                 channel,
             )
             return DigestResult("empty", note_ts)
+        linker = paper_links.of(services)
+        if linker is not None and progress.saved.get("ts") is None:  # as posted, on resumes
+            digest = linker.resolve_digest(digest)
         ts = _post(client, channel, digest, progress, missing)
     except Exception as exc:
         store.finish_digest(channel, key, "failed", error=str(exc)[:500])
@@ -97,7 +106,7 @@ class _Progress:
     """
 
     def __init__(self, store: BotStore, channel: str, day: str) -> None:
-        self._store = store
+        self.store = store
         self._channel = channel
         self._day = day
         self.saved: dict[str, Any] = store.digest_progress(channel, day) or {}
@@ -108,7 +117,7 @@ class _Progress:
 
     def save(self, digest: Digest, ts: str, replies: int) -> None:
         self.saved = {"digest": digest.to_json(), "ts": ts, "replies": replies}
-        self._store.save_digest_progress(self._channel, self._day, **self.saved)
+        self.store.save_digest_progress(self._channel, self._day, **self.saved)
 
 
 def _post_note(
@@ -124,7 +133,8 @@ def _post(
     """Parent message with the overview, one threaded reply per topic group."""
     ts = progress.saved.get("ts")
     if ts is None:
-        text, parent_blocks = blocks.digest_parent(digest, missing)
+        feedback_id = save_for_feedback(progress.store, digest)
+        text, parent_blocks = blocks.digest_parent(digest, missing, feedback_id=feedback_id)
         parent = client.chat_postMessage(
             channel=channel, text=text, blocks=parent_blocks, unfurl_links=False
         )
@@ -138,3 +148,24 @@ def _post(
         )
         progress.save(digest, str(ts), number)
     return str(ts)
+
+
+def save_for_feedback(store: BotStore, digest: Digest) -> str:
+    """The digest kept like an answer (question: which digest; answer: its overview;
+    sources: its papers; model: who wrote the overview): the id its feedback buttons carry."""
+    about = f" on {digest.topic}" if digest.topic else ""
+    return store.save_answer(
+        question=f"digest {digest.period}{about}",
+        answer=digest.overview,
+        mode="digest",
+        model=digest.model,
+        citations=[
+            {
+                "number": number,
+                "paper_id": item.paper.paper_id,
+                "title": item.paper.title,
+                "url": item.paper.link,
+            }
+            for number, item in enumerate(digest.papers, start=1)
+        ],
+    )

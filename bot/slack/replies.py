@@ -1,8 +1,16 @@
-"""Answering in a Slack thread: placeholder, streamed updates, final answer — always finished.
+"""Answering in a Slack thread: streamed draft, final verified answer — always finished.
 
-The placeholder message is created once and then only updated, so a failure anywhere still
-ends with that same message turned into a clear error: no duplicate and no orphaned
-"Searching…" messages. chat.update calls are throttled to Slack's pace.
+Two ways to show the answer while it is written, one message either way:
+
+- native streaming (bot/slack/streaming.py): the model's draft is streamed with
+  chat.startStream/appendStream from its first words; chat.stopStream ends it with the
+  verified answer's blocks and chat.update replaces the draft with the verified answer;
+- the fallback (a workspace or conversation where chat.startStream is refused, extractive
+  answers, a resumed job): a placeholder posted at once and updated in place.
+
+The message is created once and then only updated, so a failure anywhere still ends with
+that same message turned into a clear error: no duplicate and no orphaned "Searching…"
+messages. chat.update and chat.appendStream calls are throttled to Slack's pace.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from answers.models import Answer, Turn
 from answers.qa import AnswerDelta
 from bot.services import Services
 from bot.slack import blocks
+from bot.slack.streaming import NativeStream, StreamSupport, end_stream, slack_error
 from retrieval import PaperbotError
 
 log = logging.getLogger(__name__)
@@ -106,31 +115,45 @@ def answer_in_thread(
     min_interval: float = 1.2,
     placeholder_ts: str | None = None,
     on_placeholder: Callable[[str], None] | None = None,
+    streams: StreamSupport | None = None,
+    team_id: str | None = None,
+    on_writing: Callable[[], None] | None = None,
 ) -> Answer | None:
-    """Post a placeholder in the thread, stream the answer into it, finish with the answer.
+    """Answer ``question`` in the thread: streamed natively when ``streams`` says Slack
+    allows it (the stream starts with the model's first words), else a placeholder streamed
+    into with chat.update; either way finished with the verified answer.
 
     A resumed answer passes the ``placeholder_ts`` an earlier attempt posted: that message is
-    updated instead of posting a second one. ``on_placeholder`` gets a new placeholder's ts
-    at once (the answer queue keeps it for a resume)."""
+    updated instead of posting a second one (an open stream in it is stopped first).
+    ``on_placeholder`` gets the ts of a newly posted message at once (the answer queue keeps
+    it for a resume); ``on_writing`` hears when the model starts writing."""
     reply = ThreadReply(client, channel, thread_ts, min_interval)
+    native: NativeStream | None = None
     if placeholder_ts:
+        if streams is not None and streams.enabled:
+            end_stream(client, channel, placeholder_ts)
         reply.ts = placeholder_ts
         reply.finish(blocks.placeholder(question))  # posts anew if it was deleted
+    elif streams is not None and streams.available(channel) and services.qa.llm is not None:
+        native = NativeStream(
+            client, channel, thread_ts, user=user, team=team_id, min_interval=min_interval
+        )
     else:
         reply.start(blocks.placeholder(question))
-    if on_placeholder is not None and reply.ts and reply.ts != placeholder_ts:
-        on_placeholder(reply.ts)
+    shown = _Shown(reply, placeholder_ts, on_placeholder)
+    shown.check()
+    run = _Run(services, reply, native, streams, shown, on_writing)
     try:
-        answer = asyncio.run(_stream(services, reply, question, history))
+        answer = asyncio.run(run.stream(question, history))
     except PaperbotError as exc:
-        reply.finish(blocks.error_message(str(exc)))
+        run.finish(blocks.error_message(str(exc)))
         return None
     except Exception:
         incident = uuid.uuid4().hex[:8]
         log.exception(
             "answering failed (incident %s, channel %s, user %s)", incident, channel, user
         )
-        reply.finish(
+        run.finish(
             blocks.error_message(
                 f"Sorry, something went wrong while answering (incident {incident}). "
                 "Please try again in a moment."
@@ -138,22 +161,82 @@ def answer_in_thread(
         )
         return None
     feedback_id = remember_answer(services, answer)
-    reply.finish(blocks.answer_message(answer, feedback_id))
+    run.finish(blocks.answer_message(answer, feedback_id))
     return answer
 
 
-async def _stream(
-    services: Services, reply: ThreadReply, question: str, history: Sequence[Turn]
-) -> Answer:
-    partial: list[str] = []
-    async for event in services.qa.astream(question, history):
-        if isinstance(event, AnswerDelta):
+class _Shown:
+    """Tells the answer queue the ts of the message once one is posted (once per ts)."""
+
+    def __init__(
+        self, reply: ThreadReply, known: str | None, on_placeholder: Callable[[str], None] | None
+    ) -> None:
+        self.reply, self.known, self.on_placeholder = reply, known, on_placeholder
+
+    def check(self) -> None:
+        ts = self.reply.ts
+        if ts and ts != self.known:
+            self.known = ts
+            if self.on_placeholder is not None:
+                self.on_placeholder(ts)
+
+
+class _Run:
+    """One answer being shown: the native stream while it works, else the placeholder."""
+
+    def __init__(
+        self,
+        services: Services,
+        reply: ThreadReply,
+        native: NativeStream | None,
+        streams: StreamSupport | None,
+        shown: _Shown,
+        on_writing: Callable[[], None] | None,
+    ) -> None:
+        self.services, self.reply, self.native = services, reply, native
+        self.streams, self.shown, self.on_writing = streams, shown, on_writing
+
+    async def stream(self, question: str, history: Sequence[Turn]) -> Answer:
+        partial: list[str] = []
+        async for event in self.services.qa.astream(question, history):
+            if not isinstance(event, AnswerDelta):
+                return event
+            if not partial and self.on_writing is not None:
+                await asyncio.to_thread(self.on_writing)
             partial.append(event.text)
-            if services.qa.llm is not None:  # extractive answers arrive whole
-                await asyncio.to_thread(reply.progress, blocks.streaming("".join(partial)))
-        else:
-            return event
-    raise PaperbotError("The answer stream ended without an answer; please try again.")
+            if self.native is not None:
+                await asyncio.to_thread(self._native, event.text, "".join(partial))
+            elif self.services.qa.llm is not None:  # extractive answers arrive whole
+                await asyncio.to_thread(self.reply.progress, blocks.streaming("".join(partial)))
+            self.shown.check()
+        raise PaperbotError("The answer stream ended without an answer; please try again.")
+
+    def _native(self, delta: str, so_far: str) -> None:
+        native = self.native
+        assert native is not None
+        if native.ts is not None:
+            native.append(delta)
+            return
+        try:
+            self.reply.ts = native.start(so_far)
+        except Exception as exc:  # refused here: the chat.update path, from now on
+            error = slack_error(exc)
+            if self.streams is None or not self.streams.refused(native.channel, error):
+                log.warning(
+                    "chat.startStream in %s failed (%s); updating instead",
+                    native.channel,
+                    error or exc,
+                )
+            self.native = None
+            self.reply.progress(blocks.streaming(so_far))
+
+    def finish(self, message: blocks.Message) -> None:
+        """The final state: the stream (if any) stopped with the final blocks, then the whole
+        message replaced by ``message`` (posted if nothing was shown yet)."""
+        if self.native is not None and self.native.ts is not None:
+            self.native.stop(message)
+        self.reply.finish(message)
+        self.shown.check()
 
 
 def remember_answer(services: Services, answer: Answer) -> str:
@@ -184,9 +267,7 @@ def thread_history(
     for message in messages:
         if message.get("ts") == before_ts:
             break
-        from_bot = bool(message.get("bot_id")) or (
-            bot_user_id and message.get("user") == bot_user_id
-        )
+        from_bot = bool(bot_user_id) and message.get("user") == bot_user_id  # paperbot only
         text = strip_mentions(message.get("text", ""))
         if text and not text.startswith("🔎"):
             turns.append(Turn("assistant" if from_bot else "user", text[:2000]))
@@ -194,8 +275,8 @@ def thread_history(
 
 
 def bot_in_thread(messages: Sequence[dict[str, Any]], bot_user_id: str | None) -> bool:
-    """Did paperbot take part in this thread (so an un-mentioned reply is for it)?"""
-    return any(
-        m.get("bot_id") and (not bot_user_id or m.get("user") in (bot_user_id, None))
-        for m in messages
-    )
+    """Did paperbot take part in this thread (so an un-mentioned reply is for it)?
+
+    Only paperbot's own messages count (posted as its bot user): a thread started by another
+    bot, or one paperbot is unsure about (its user id unknown), is not for it."""
+    return bool(bot_user_id) and any(m.get("user") == bot_user_id for m in messages)

@@ -153,7 +153,7 @@ class DigestScheduler:
                     missing=missing,
                 )
         try:
-            notify_subscribers(self.services, self.client)
+            notify_subscribers(self.services, self.client, settings=self.settings)
         except Exception:
             log.exception("subscription notifications failed; will retry on the next tick")
         return results

@@ -37,12 +37,36 @@ class SlackSettings(PaperbotSettings):
         description="Comma-separated channel ids paperbot answers in; empty = everywhere.",
     )
     slash_command: str = Field(default="/papers", pattern=r"^/[a-z0-9_-]+$")
+    max_subscriptions_per_user: int = Field(
+        default=20,
+        ge=1,
+        le=10_000,
+        description="Most subscriptions one user may create (for themselves and for channels).",
+    )
+    max_subscriptions_per_channel: int = Field(
+        default=50,
+        ge=1,
+        le=10_000,
+        description="Most subscriptions one channel may have (`/papers subscribe here`).",
+    )
     workers: int = Field(
         default=16,
         ge=1,
         le=128,
         description="Threads for Bolt's listeners (button clicks, the ack side); questions are "
         "answered by the answer queue's workers (PAPERBOT_ANSWER_WORKERS).",
+    )
+    native_streaming: bool = Field(
+        default=True,
+        description="Stream answers with Slack's chat.startStream/appendStream/stopStream where "
+        "the workspace allows it (else, and when false, a placeholder updated with chat.update).",
+    )
+    assistant_prompts: int = Field(
+        default=4,
+        ge=1,
+        le=4,
+        description="Suggested prompts shown when someone opens a paperbot assistant thread "
+        "(Slack shows at most 4).",
     )
     stream_update_seconds: float = Field(
         default=1.2, ge=0.2, description="Minimum pause between chat.update calls while streaming."

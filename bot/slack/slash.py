@@ -74,9 +74,16 @@ def _with_argument(name: str, rest: str) -> Command:
 
 
 def _digest(rest: str) -> Command:
+    """`digest`, `digest <day>`, or `digest <day> <topic>`: one topic of that day's digest
+    (the argument), as the digest's own "one topic on its own" hint writes it."""
     if not rest:
         return Command("digest")
+    first, _, topic = rest.partition(" ")
     try:
-        return Command("digest", day=date.fromisoformat(rest.split()[0]))
+        day = date.fromisoformat(first)
     except ValueError:
         return Command("help", problem=f"“{rest[:40]}” is not a date; use YYYY-MM-DD.")
+    topic = " ".join(topic.split())
+    if len(topic) > MAX_TOPIC_CHARS:
+        return Command("help", problem=f"Keep topics under {MAX_TOPIC_CHARS} characters.")
+    return Command("digest", topic, day=day)

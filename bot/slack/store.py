@@ -34,6 +34,16 @@ from retrieval import PaperbotError, migrations
 
 FILENAME = "bot.sqlite3"
 LEGACY_FILENAME = "state.sqlite3"  # the corpus file, which held the bot's tables before v2
+MAX_REASON_CHARS = 500  # a 👎 reason ("what was wrong?") is kept up to this long
+
+
+class SubscriptionLimitError(PaperbotError):
+    """A subscription past PAPERBOT_MAX_SUBSCRIPTIONS_PER_USER / _PER_CHANNEL."""
+
+    def __init__(self, which: str, limit: int) -> None:
+        self.which = which  # "user" (the creator's) | "subscriber" (the channel's or user's)
+        self.limit = limit
+        super().__init__(f"subscription limit reached ({which}: {limit})")
 
 
 class BotStore(FeedTables, JobTables):
@@ -87,6 +97,10 @@ class BotStore(FeedTables, JobTables):
             return self._conn
 
     def _connect(self) -> sqlite3.Connection:
+        from retrieval import refuse_emptied
+
+        # a 0-byte bot.sqlite3 beside a used state lost its data: never start afresh silently
+        refuse_emptied(self.path, [self.path.with_name("state.sqlite3")])
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(
             self.path.resolve().as_uri(),
@@ -257,22 +271,29 @@ class BotStore(FeedTables, JobTables):
         vote: str,
         channel: str | None,
         message_ts: str | None,
-    ) -> None:
-        """One vote per user and message; a second click changes the vote. An unknown
-        answer id (a damaged button) still records the vote, without question and answer."""
+    ) -> bool:
+        """One vote per user and message; a second click changes the vote. A vote for an
+        answer id this store never handed out (a damaged or forged button) stores nothing:
+        False."""
         with self._transaction() as db:
             row = db.execute(
                 "SELECT id, question, answer FROM answers WHERE id = ?", (answer_id or "",)
             ).fetchone()
+            if row is None:
+                return False
             db.execute(
                 "INSERT INTO feedback(answer_id, question, answer, user_id, vote, channel, "
                 "message_ts, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(user_id, channel, message_ts) "
-                "DO UPDATE SET vote = excluded.vote, created_at = excluded.created_at",
+                "DO UPDATE SET vote = excluded.vote, created_at = excluded.created_at, "
+                "answer_id = excluded.answer_id, question = excluded.question, "
+                "answer = excluded.answer, "
+                "reason = CASE WHEN excluded.vote = 'up' OR excluded.answer_id IS NOT "
+                "feedback.answer_id THEN NULL ELSE feedback.reason END",
                 (
-                    row["id"] if row else None,
-                    row["question"] if row else "",
-                    row["answer"] if row else "",
+                    row["id"],
+                    row["question"],
+                    row["answer"],
                     user_id,
                     vote,
                     channel,
@@ -280,25 +301,88 @@ class BotStore(FeedTables, JobTables):
                     time.time(),
                 ),
             )
+            return True
+
+    def set_feedback_reason(self, *, answer_id: str, user_id: str, reason: str) -> bool:
+        """What was wrong, for the user's latest 👎 on that answer (or digest); False when
+        there is no such vote (nothing stored)."""
+        reason = " ".join(reason.split())[:MAX_REASON_CHARS]
+        if not reason:
+            return False
+        cursor = self._execute(
+            "UPDATE feedback SET reason = ? WHERE id = (SELECT id FROM feedback "
+            "WHERE answer_id = ? AND user_id = ? AND vote = 'down' ORDER BY created_at DESC, "
+            "id DESC LIMIT 1)",
+            (reason, answer_id, user_id),
+        )
+        return cursor.rowcount > 0
 
     def feedback_rows(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self._query("SELECT * FROM feedback ORDER BY id")]
+        """Every vote with what it was about: the question and answer (copied at vote time),
+        the model and the sources (from the stored answer), and the reason given."""
+        rows = self._query(
+            "SELECT f.*, a.model AS model, a.citations AS sources FROM feedback f "
+            "LEFT JOIN answers a ON a.id = f.answer_id ORDER BY f.id"
+        )
+        return [dict(r) for r in rows]
 
     # --- subscriptions ---
-    def subscribe(self, subscriber: str, topic: str, created_by: str | None) -> bool:
-        cur = self._execute(
-            "INSERT OR IGNORE INTO subscriptions(subscriber, topic, created_by, created_at) "
-            "VALUES (?, ?, ?, ?)",
-            (subscriber, topic, created_by, time.time()),
-        )
-        return cur.rowcount == 1
+    def subscribe(
+        self,
+        subscriber: str,
+        topic: str,
+        created_by: str | None,
+        *,
+        max_per_user: int | None = None,
+        max_per_subscriber: int | None = None,
+    ) -> bool:
+        """Add a subscription; False when it exists. Past a limit (the creator's
+        subscriptions anywhere, or the subscriber's) raises `SubscriptionLimitError`; the
+        count and the insert share one transaction, so concurrent requests cannot overshoot."""
+        with self._transaction() as db:
+            exists = db.execute(
+                "SELECT 1 FROM subscriptions WHERE subscriber = ? AND lower(topic) = lower(?)",
+                (subscriber, topic),
+            ).fetchone()
+            if exists:
+                return False
+            if max_per_user is not None and created_by is not None:
+                mine = db.execute(
+                    "SELECT count(*) FROM subscriptions WHERE created_by = ?", (created_by,)
+                ).fetchone()[0]
+                if mine >= max_per_user:
+                    raise SubscriptionLimitError("user", max_per_user)
+            if max_per_subscriber is not None:
+                theirs = db.execute(
+                    "SELECT count(*) FROM subscriptions WHERE subscriber = ?", (subscriber,)
+                ).fetchone()[0]
+                if theirs >= max_per_subscriber:
+                    raise SubscriptionLimitError("subscriber", max_per_subscriber)
+            db.execute(
+                "INSERT INTO subscriptions(subscriber, topic, created_by, created_at) "
+                "VALUES (?, ?, ?, ?)",
+                (subscriber, topic, created_by, time.time()),
+            )
+            return True
 
-    def unsubscribe(self, subscriber: str, topic: str) -> bool:
-        cur = self._execute(
-            "DELETE FROM subscriptions WHERE subscriber = ? AND lower(topic) = lower(?)",
+    def unsubscribe(self, subscriber: str, topic: str, *, by: str | None = None) -> bool:
+        """Remove a subscription (the topic matched case-insensitively). With ``by``, only
+        when that user created it, it is their own (subscriber == by), or its creator is not
+        known (a row from before creators were recorded)."""
+        sql = "DELETE FROM subscriptions WHERE subscriber = ? AND lower(topic) = lower(?)"
+        params: tuple[Any, ...] = (subscriber, topic)
+        if by is not None:
+            sql += " AND (created_by = ? OR created_by IS NULL OR subscriber = ?)"
+            params += (by, by)
+        return self._execute(sql, params).rowcount > 0
+
+    def subscription(self, subscriber: str, topic: str) -> dict[str, Any] | None:
+        """{subscriber, topic, created_by, created_at} of one subscription, if it exists."""
+        rows = self._query(
+            "SELECT * FROM subscriptions WHERE subscriber = ? AND lower(topic) = lower(?)",
             (subscriber, topic),
         )
-        return cur.rowcount > 0
+        return dict(rows[0]) if rows else None
 
     def subscriptions(self, subscriber: str | None = None) -> list[tuple[str, str]]:
         sql = "SELECT subscriber, topic FROM subscriptions"

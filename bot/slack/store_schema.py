@@ -15,6 +15,12 @@ delivered (scheduled digests wait for them).
 
 Version 4 adds the durable answer queue (bot/slack/answer_queue.py): every accepted question
 is a job, written before Slack gets its ack, and claimed by workers with a lease.
+
+Version 5 indexes subscriptions by their creator: `/papers subscribe` counts a user's
+subscriptions against PAPERBOT_MAX_SUBSCRIPTIONS_PER_USER in the transaction that adds one,
+and only the creator may remove a channel's subscription.
+
+Version 6 adds the reason a user may give after a 👎 ("what was wrong?") to each vote.
 """
 
 from __future__ import annotations
@@ -234,7 +240,7 @@ _V4 = (
     """CREATE TABLE answer_jobs (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         key TEXT NOT NULL UNIQUE,  -- msg:<channel>:<ts> | cmd:<trigger_id>
-        kind TEXT NOT NULL,  -- mention | im | followup | command
+        kind TEXT NOT NULL,  -- mention | im | followup | assistant | command
         channel TEXT NOT NULL,
         thread_ts TEXT,  -- the thread the message was in (NULL: top level)
         message_ts TEXT,  -- the question's own message
@@ -254,6 +260,13 @@ _V4 = (
     "CREATE INDEX answer_jobs_state ON answer_jobs(state, id)",
 )
 
+_V5 = ("CREATE INDEX subscriptions_by_creator ON subscriptions(created_by)",)
+
+_V6 = (
+    "ALTER TABLE feedback ADD COLUMN reason TEXT",  # "what was wrong?" after a 👎 (optional)
+    "CREATE INDEX feedback_by_answer ON feedback(answer_id, user_id)",
+)
+
 MIGRATIONS = (
     migrations.Migration(1, "the bot's tables", lambda db: migrations.execute_all(db, _V1)),
     migrations.Migration(2, "import the bot's data from the corpus state file", _import_legacy),
@@ -261,5 +274,7 @@ MIGRATIONS = (
         3, "feeds, their run status and delivered days", lambda db: migrations.execute_all(db, _V3)
     ),
     migrations.Migration(4, "the answer queue", lambda db: migrations.execute_all(db, _V4)),
+    migrations.Migration(5, "subscriptions by creator", lambda db: migrations.execute_all(db, _V5)),
+    migrations.Migration(6, "feedback reasons", lambda db: migrations.execute_all(db, _V6)),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

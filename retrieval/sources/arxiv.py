@@ -23,9 +23,10 @@ from retrieval.normalize import (
     describe,
     make_paper,
     parse_arxiv_id,
+    title_key,
 )
 from retrieval.sources.http import get_bytes
-from retrieval.sources.tabular import parse_iso_date
+from retrieval.sources.tabular import DEFAULT_MAX_INPUT_BYTES, parse_iso_date
 
 NS = {
     "atom": "http://www.w3.org/2005/Atom",
@@ -62,6 +63,7 @@ def fetch(
     client: httpx.Client | None = None,
     sleep: Callable[[float], None] = time.sleep,
     sort_by: SortBy | None = None,
+    max_bytes: int = DEFAULT_MAX_INPUT_BYTES,
 ) -> Iterator[bytes]:
     """Raw feed pages for a search query and/or an id list, ``page_size`` entries at a time.
 
@@ -103,6 +105,7 @@ def fetch(
                 backoff=max(delay_seconds, 0.5),
                 sleep=sleep,
                 explain=error_message,
+                max_bytes=max_bytes,
             )
             n_entries, total = _page_info(data, base_url)
             yield data
@@ -111,6 +114,40 @@ def fetch(
                 return
 
     return pages()
+
+
+def arxiv_id_by_title(
+    title: str,
+    *,
+    base_url: str,
+    timeout: float,
+    retries: int,
+    client: httpx.Client | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    max_results: int = 5,
+) -> str | None:
+    """The arXiv id of the paper called ``title`` (compared case- and punctuation-
+    insensitively, as `title_key` does), or None when arXiv lists no paper of that title.
+
+    One request (a title phrase search); a failed one raises SourceError. Callers pace it
+    (arXiv asks for one request every 3 seconds) and cache the answer.
+    """
+    wanted = title_key(title)
+    if not wanted:
+        return None
+    data = get_bytes(
+        base_url,
+        params={"search_query": f'ti:"{wanted}"', "start": 0, "max_results": max_results},
+        timeout=timeout,
+        retries=retries,
+        client=client,
+        sleep=sleep,
+        explain=error_message,
+    )
+    for record in parse(data, origin=base_url):
+        if isinstance(record, Paper) and record.arxiv_id and title_key(record.title) == wanted:
+            return record.arxiv_id
+    return None
 
 
 def error_message(data: bytes) -> str | None:

@@ -22,7 +22,12 @@ from retrieval.errors import SourceError
 from retrieval.models import Paper, RecordError
 from retrieval.normalize import DEFAULT_MAX_ABSTRACT_CHARS, InvalidRecord, describe, make_paper
 from retrieval.sources.http import get_bytes
-from retrieval.sources.tabular import load_json, parse_iso_date, parse_utc_day
+from retrieval.sources.tabular import (
+    DEFAULT_MAX_INPUT_BYTES,
+    load_json,
+    parse_iso_date,
+    parse_utc_day,
+)
 
 PAPER_URL = "https://huggingface.co/papers/{id}"
 
@@ -37,8 +42,10 @@ def fetch(
     retries: int,
     client: httpx.Client | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    max_bytes: int = DEFAULT_MAX_INPUT_BYTES,
 ) -> bytes:
-    """The raw JSON of one day's Daily Papers (``sleep`` is injectable for tests)."""
+    """The raw JSON of one day's Daily Papers (``sleep`` is injectable for tests); a body
+    over ``max_bytes`` is a SourceError."""
     return get_bytes(
         base_url,
         params={"date": day.isoformat()},
@@ -46,6 +53,7 @@ def fetch(
         retries=retries,
         client=client,
         sleep=sleep,
+        max_bytes=max_bytes,
     )
 
 

@@ -11,6 +11,7 @@ from email.utils import parsedate_to_datetime
 import httpx
 
 from retrieval.errors import SourceError
+from retrieval.sources.tabular import DEFAULT_MAX_INPUT_BYTES, input_too_large
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +42,14 @@ def get_bytes(
     backoff: float = 0.5,
     sleep: Callable[[float], None] = time.sleep,
     explain: Callable[[bytes], str | None] | None = None,
+    max_bytes: int = DEFAULT_MAX_INPUT_BYTES,
 ) -> bytes:
     """GET ``url`` and return the body; retry connect errors, timeouts, 429 and 5xx.
 
     Other 4xx fail at once (asking again will not help). ``explain`` may turn an error body
     into a readable message (arXiv answers a bad query with a 400 and an Atom error feed).
-    Raises SourceError after ``retries + 1`` failed attempts.
+    Raises SourceError after ``retries + 1`` failed attempts, and at once for a body larger
+    than ``max_bytes`` (PAPERBOT_MAX_INPUT_BYTES), which is never read past the limit.
     """
     shown = _display_url(url)
     attempts = max(retries, 0) + 1
@@ -55,7 +58,7 @@ def get_bytes(
     try:
         for attempt in range(1, attempts + 1):
             try:
-                return _attempt(http, url, shown, params, timeout, explain)
+                return _attempt(http, url, shown, params, timeout, explain, max_bytes)
             except _Retryable as failure:
                 log.warning("GET %s failed (attempt %d/%d): %s", shown, attempt, attempts, failure)
                 if attempt == attempts:
@@ -78,9 +81,13 @@ def _attempt(
     params: Params | None,
     timeout: float,
     explain: Callable[[bytes], str | None] | None,
+    max_bytes: int,
 ) -> bytes:
     try:
-        response = http.get(url, params=params, timeout=timeout, headers={"User-Agent": USER_AGENT})
+        with http.stream(
+            "GET", url, params=params, timeout=timeout, headers={"User-Agent": USER_AGENT}
+        ) as response:
+            body = _capped_body(response, shown, max_bytes)
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
         # A malformed URL will not get better by asking again.
         raise SourceError(f"Could not fetch {shown}: {exc}") from None
@@ -94,14 +101,28 @@ def _attempt(
     status = response.status_code
     log.debug("GET %s -> %d", shown, status)
     if status < 400:
-        return response.content
+        return body
     label = f"HTTP {status} {response.reason_phrase}".rstrip()
     if status == 429:
         raise _Retryable(label, _retry_after(response.headers.get("Retry-After")))
     if status >= 500:
         raise _Retryable(label)
-    detail = explain(response.content) if explain else None
+    detail = explain(body) if explain else None
     raise SourceError(f"Could not fetch {shown}: {label}" + (f": {detail}" if detail else ""))
+
+
+def _capped_body(response: httpx.Response, shown: str, max_bytes: int) -> bytes:
+    """The body, read only up to ``max_bytes``: a larger one is a SourceError (a retry would
+    get the same), whether its Content-Length says so up front or not."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise SourceError(input_too_large(shown, max_bytes))
+    body = bytearray()
+    for piece in response.iter_bytes():
+        body += piece
+        if len(body) > max_bytes:
+            raise SourceError(input_too_large(shown, max_bytes))
+    return bytes(body)
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -21,7 +21,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import IO, Any, AnyStr, BinaryIO
 
 from retrieval.errors import SourceError
 from retrieval.models import Paper, RecordError
@@ -33,9 +33,15 @@ from retrieval.normalize import (
     parse_arxiv_id,
 )
 
-# Large enough for a 100 kB+ cell, so an oversized abstract fails as *one* record (make_paper
-# explains the limit) instead of csv.Error stopping the whole file.
-CSV_FIELD_LIMIT = 16 * 1024 * 1024
+# One record (a JSON Lines line, a CSV row) longer than this fails alone
+# (PAPERBOT_MAX_RECORD_BYTES); a cell under it but over the abstract limit fails as *one*
+# record (make_paper explains the limit).
+DEFAULT_MAX_RECORD_BYTES = 2 * 1024 * 1024
+# A feed file or download larger than this fails with one line (PAPERBOT_MAX_INPUT_BYTES).
+DEFAULT_MAX_INPUT_BYTES = 200 * 1024 * 1024
+_SKIP_CHUNK = 64 * 1024
+# json.loads recurses per nesting level: a deeper document stops it with RecursionError.
+TOO_DEEP = "nested too deeply (JSON arrays/objects inside each other beyond Python's limit)"
 REQUIRED_COLUMNS = ("title", "abstract")
 _ABSTRACT_KEYS = ("abstract", "summary")
 _DATE_KEYS = ("published", "date")
@@ -56,19 +62,30 @@ def load_json(data: bytes | str, origin: str) -> Any:
         raise SourceError(
             f"{origin} is not valid UTF-8 JSON (bad byte at offset {exc.start})"
         ) from None
+    except RecursionError:
+        raise SourceError(f"{origin} is not a feed: {TOO_DEEP}") from None
 
 
 def parse_jsonl(
-    data: bytes | str,
+    data: bytes | str | BinaryIO,
     *,
     origin: str,
     max_abstract_chars: int = DEFAULT_MAX_ABSTRACT_CHARS,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    max_input_bytes: int | None = None,
 ) -> Iterator[Paper | RecordError]:
-    """One JSON object per line; a bad line becomes a RecordError and the rest still land."""
-    # Split on "\n" only: str.splitlines() would also break on U+2028 inside JSON strings.
-    raw_lines: list[bytes] = (data if isinstance(data, bytes) else data.encode()).split(b"\n")
-    for number, raw in enumerate(raw_lines, start=1):
+    """One JSON object per line; a bad line becomes a RecordError and the rest still land.
+
+    ``data`` may be an open binary file: it is read line by line (memory stays bounded by
+    ``max_record_bytes``); a line longer than that fails alone, without being kept.
+    """
+    # Lines end at "\n" only: str.splitlines() would also break on U+2028 in JSON strings.
+    lines = _lines(_binary(data), origin, max_record_bytes, max_input_bytes, (b"\n",))
+    for number, raw in lines:
         label = f"line {number}"
+        if raw is None:
+            yield RecordError(origin, label, _too_long(max_record_bytes))
+            continue
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -86,39 +103,153 @@ def parse_jsonl(
         except json.JSONDecodeError as exc:
             yield RecordError(origin, label, f"invalid JSON: {exc.msg} (column {exc.colno})")
             continue
+        except RecursionError:
+            yield RecordError(origin, label, TOO_DEEP)
+            continue
         yield record_to_paper(
             record, origin=origin, label=label, max_abstract_chars=max_abstract_chars
         )
 
 
 def parse_csv(
-    data: bytes | str,
+    data: bytes | str | BinaryIO,
     *,
     origin: str,
     max_abstract_chars: int = DEFAULT_MAX_ABSTRACT_CHARS,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+    max_input_bytes: int | None = None,
 ) -> Iterator[Paper | RecordError]:
-    """A CSV with a header row naming at least title and abstract (or summary)."""
-    # utf-8-sig drops the BOM Excel writes; "replace" keeps a bad byte local to its record.
-    text = data.decode("utf-8-sig", errors="replace") if isinstance(data, bytes) else data
-    csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
-    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
-    _check_header(reader.fieldnames, origin)
-    line = reader.line_num
+    """A CSV with a header row naming at least title and abstract (or summary).
+
+    ``data`` may be an open binary file, read row by row. A row the reader cannot get past
+    (a syntax error, a row over ``max_record_bytes``) raises SourceError after the rows before
+    it: the reader cannot resynchronise, and the rest of the file must not vanish silently.
+    """
+    # A cell may be as long as a whole record; the record cap itself is enforced by _Rows.
+    csv.field_size_limit(max(csv.field_size_limit(), max_record_bytes + 1))
+    # Lines end at \n, \r\n or a lone \r (old Mac exports), as csv expects (newline="");
+    # "replace" keeps a bad byte local to its record (make_paper then rejects it).
+    text = io.TextIOWrapper(_binary(data), encoding="utf-8-sig", errors="replace", newline="")
+    lines = _lines(text, origin, max_record_bytes, max_input_bytes, ("\n", "\r"))
+    rows = _Rows(lines, max_record_bytes)
+    # strict: a quote left open would otherwise swallow the rest of the file into one cell.
+    reader = csv.DictReader(rows, strict=True)
+    try:
+        columns = reader.fieldnames
+    except (csv.Error, _RecordTooLong) as exc:
+        raise SourceError(f"{origin}: unreadable CSV header: {_csv_problem(exc)}") from None
+    _check_header(columns, origin)
     while True:
-        start = line + 1
+        rows.start_record()
+        start = rows.line + 1
         try:
             row = next(reader)
         except StopIteration:
             return
-        except csv.Error as exc:
-            # The reader cannot resynchronise after a syntax error: report and stop.
-            yield RecordError(origin, f"line {start}", f"CSV error, rest of file not read: {exc}")
-            return
-        line = reader.line_num
+        except (csv.Error, _RecordTooLong) as exc:
+            raise SourceError(
+                f"{origin}: line {start}: {_csv_problem(exc)}; the rows before it were read, "
+                "the rest of the file was not (fix that row and ingest the file again)"
+            ) from None
         record = {str(key).strip().lower(): value for key, value in row.items() if key is not None}
         yield record_to_paper(
             record, origin=origin, label=f"line {start}", max_abstract_chars=max_abstract_chars
         )
+
+
+class _RecordTooLong(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(_too_long(limit))
+
+
+class _Rows:
+    """The lines of a CSV for csv.reader, counting the characters of the current record: a
+    record (a row, quoted line breaks included) over the cap stops the reader."""
+
+    def __init__(self, lines: Iterator[tuple[int, str | None]], limit: int) -> None:
+        self._lines = lines
+        self._limit = limit
+        self.line = 0
+        self._record_size = 0
+
+    def start_record(self) -> None:
+        self._record_size = 0
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        number, text = next(self._lines)
+        self.line = number
+        if text is None:
+            raise _RecordTooLong(self._limit)
+        self._record_size += len(text)
+        if self._record_size > self._limit:
+            raise _RecordTooLong(self._limit)
+        return text
+
+
+def _csv_problem(exc: Exception) -> str:
+    text = str(exc)
+    if "field larger than field limit" in text:
+        return "a cell is larger than the CSV field limit"
+    return text if isinstance(exc, _RecordTooLong) else f"CSV error: {text}"
+
+
+def _too_long(limit: int) -> str:
+    return (
+        f"longer than {limit:,} bytes, the limit for one record "
+        "(raise PAPERBOT_MAX_RECORD_BYTES if this is really one paper)"
+    )
+
+
+def _binary(data: bytes | str | BinaryIO) -> BinaryIO:
+    if isinstance(data, str):
+        return io.BytesIO(data.encode())
+    if isinstance(data, bytes | bytearray):
+        return io.BytesIO(data)
+    return data
+
+
+def _lines(
+    handle: IO[AnyStr],
+    origin: str,
+    max_record_bytes: int,
+    max_input_bytes: int | None,
+    ends: tuple[AnyStr, ...],
+) -> Iterator[tuple[int, AnyStr | None]]:
+    """(line number, line) for each line of ``handle`` (a line ends with one of ``ends``); the
+    line is None when it is longer than ``max_record_bytes``, and is then skipped without
+    being kept. More than ``max_input_bytes`` in all (a file that grows while it is read)
+    raises SourceError."""
+    total = 0
+    number = 0
+    while True:
+        raw = handle.readline(max_record_bytes + 1)
+        if not raw:
+            return
+        number += 1
+        total += len(raw)
+        too_long = len(raw) > max_record_bytes and not raw.endswith(ends)
+        while too_long and raw and not raw.endswith(ends):
+            raw = handle.readline(_SKIP_CHUNK)
+            total += len(raw)
+            _check_total(total, origin, max_input_bytes)
+        _check_total(total, origin, max_input_bytes)
+        yield number, None if too_long else raw
+
+
+def _check_total(total: int, origin: str, max_input_bytes: int | None) -> None:
+    if max_input_bytes is not None and total > max_input_bytes:
+        raise SourceError(input_too_large(origin, max_input_bytes))
+
+
+def input_too_large(origin: str, limit: int) -> str:
+    """The one-line error for a feed over PAPERBOT_MAX_INPUT_BYTES."""
+    return (
+        f"{origin} is larger than {limit:,} bytes, the input limit; split it, or raise "
+        "PAPERBOT_MAX_INPUT_BYTES if it really is one feed"
+    )
 
 
 def parse_json_records(

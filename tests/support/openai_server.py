@@ -10,6 +10,10 @@ Each request takes the first queued script whose path matches it, else gets the 
         client = openai.OpenAI(api_key="k", base_url=server.base_url)
         ...
         assert server.requests[-1].body["model"] == "gpt-test"
+
+Misbehaving models for the claim verifier and the injection defence are reply functions below
+(`hallucinating`, `uncited`, `unknown_ids`, `obedient`, `repetitive`); a stalling one is
+``FakeOpenAIServer(chat_delay=…)`` (every chat request waits) or ``chunk_delay`` (a slow stream).
 """
 
 from __future__ import annotations
@@ -67,9 +71,15 @@ class FakeOpenAIServer(HTTPFake[RecordedRequest]):
         dim: int = 64,
         default_reply: str | ReplyFn | None = None,
         api_key: str | None = None,
+        chat_delay: float = 0.0,
+        chunk_delay: float = 0.0,
     ) -> None:
         super().__init__()
         self.dim = dim
+        #: Seconds every chat request waits before it is answered (a stalled model).
+        self.chat_delay = chat_delay
+        #: Seconds between the pieces of a streamed answer (a slow model).
+        self.chunk_delay = chunk_delay
         #: The answer when no script is queued: a fixed text, a function of the request body,
         #: or None for "echo: <last user message>".
         self.default_reply = default_reply
@@ -175,6 +185,8 @@ class FakeOpenAIServer(HTTPFake[RecordedRequest]):
         if script is not None and script.kind == "hang":
             self.pause(script.seconds)
             script = None
+        if self.chat_delay and request.path == CHAT_PATH:
+            self.pause(self.chat_delay)
         if script is not None and script.kind == "json":
             ex.send_json(script.status, script.body, script.headers)
             return
@@ -215,6 +227,8 @@ class FakeOpenAIServer(HTTPFake[RecordedRequest]):
         ex.send_head(200, headers | {"transfer-encoding": "chunked"})
         for event in events:
             ex.write(f"{len(event):x}\r\n".encode() + event + b"\r\n")
+            if self.chunk_delay:
+                self.pause(self.chunk_delay)
         if drop:
             ex.cut()
         else:
@@ -302,3 +316,64 @@ def _stream_chunks(model: str, text: str, usage: dict[str, int] | None) -> Itera
     yield chunk({}, "stop")
     if usage is not None:
         yield base | {"choices": [], "usage": usage}
+
+
+# ---- misbehaving models (reply functions) ------------------------------------------------------
+#: What `hallucinating` adds: numbers and names no sample abstract contains.
+HALLUCINATED = ("3.7 seconds", "512", "TPUv9", "MegaNet", "83%", "ImageNet-42K", "97.3%")
+
+
+def given_sources(body: dict[str, Any]) -> dict[int, str]:
+    """Source number -> its first text line, as the answer prompt gave them to the model."""
+    user = _last_user_text(body)
+    return {int(n): text for n, text in re.findall(r"^\[(\d+)\] [^\n]*\n([^\n]+)", user, re.M)}
+
+
+def _first_fact(body: dict[str, Any]) -> tuple[int, str]:
+    from retrieval import split_sentences  # late: the fake server itself needs no project code
+
+    sources = given_sources(body)
+    if not sources:
+        return 1, "No sources were given"
+    n = min(sources)
+    return n, split_sentences(sources[n])[0].rstrip(".")
+
+
+def hallucinating(body: dict[str, Any]) -> str:
+    """One true cited sentence, then invented numbers and names, cited and uncited."""
+    n, fact = _first_fact(body)
+    return (
+        f"{fact} [{n}]. It needs only 3.7 seconds on 512 TPUv9 chips and beats MegaNet by 83% "
+        f"[{n}]. Trained on ImageNet-42K, it reaches 97.3% accuracy."
+    )
+
+
+def hallucinating_only(body: dict[str, Any]) -> str:
+    """Nothing but invented numbers and names, each cited to a real source."""
+    n, _ = _first_fact(body)
+    return f"It needs only 3.7 seconds on 512 TPUv9 chips [{n}]. MegaNet is 83% slower [{n}]."
+
+
+def uncited(body: dict[str, Any]) -> str:
+    """A true sentence without any citation."""
+    return _first_fact(body)[1] + "."
+
+
+def unknown_ids(body: dict[str, Any]) -> str:
+    """A true sentence citing a source number that was never given."""
+    return f"{_first_fact(body)[1]} [{max(given_sources(body) or [0]) + 7}]."
+
+
+def obedient(body: dict[str, Any]) -> str:
+    """Obeys any injected instruction that reaches it (the payload word PWNED anywhere in the
+    sources), else answers well."""
+    if "PWNED" in _last_user_text(body):
+        return "PWNED"
+    n, fact = _first_fact(body)
+    return f"{fact} [{n}]."
+
+
+def repetitive(body: dict[str, Any]) -> str:
+    """One true cited sentence, thirty times."""
+    n, fact = _first_fact(body)
+    return " ".join([f"{fact} [{n}]."] * 30)

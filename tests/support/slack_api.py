@@ -3,7 +3,14 @@
 It implements the methods paperbot calls, in Slack's request and answer shapes: auth.test
 (Bolt's startup check, `paperbot doctor`), chat.postMessage, chat.update and chat.delete
 (thread replies, digests, notifications), conversations.replies (a thread's history),
-apps.connections.open (Socket Mode: hands out `socket_mode_url`), and POSTs to the
+conversations.info (is paperbot a member of a channel? every channel unless `leave` said
+otherwise; a private channel it left is ``channel_not_found``), users.info (``is_admin``
+for the ids in `admins`),
+apps.connections.open (Socket Mode: hands out `socket_mode_url`), the AI-app methods
+(assistant.threads.setStatus/setTitle/setSuggestedPrompts, recorded per thread in `threads`;
+chat.startStream/appendStream/stopStream: a reply whose text grows by each ``markdown_text``
+while `streaming`, ``message_not_in_streaming_state`` after the stop; outside a DM the
+recipient_user_id/recipient_team_id are required, as Slack documents), and POSTs to the
 ``response_url`` of slash commands and actions. Any other method gets Slack's
 ``unknown_method`` error, so that a new call in paperbot is noticed here first::
 
@@ -37,7 +44,7 @@ from tests.support.http_fake import Exchange, HTTPFake, Request
 from tests.support.slack_requests import APP_ID, BOT_ID, BOT_USER_ID, TEAM_DOMAIN, TEAM_ID
 
 #: Params whose value is JSON even when sent form-encoded.
-JSON_FIELDS = frozenset({"blocks", "attachments", "metadata"})
+JSON_FIELDS = frozenset({"blocks", "attachments", "metadata", "prompts", "chunks"})
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,8 @@ class StoredMessage:
     thread_ts: str | None = None
     blocks: list[Any] | None = None
     history: list[str] = field(default_factory=list)  # earlier texts, one per chat.update
+    streaming: bool = False  # chat.startStream until chat.stopStream
+    metadata: dict[str, Any] | None = None
 
     @property
     def is_reply(self) -> bool:
@@ -114,7 +123,13 @@ class FakeSlackAPI(HTTPFake[SlackCall]):
         #: (e.g. ``FakeSocketModeServer.new_url``).
         self.socket_mode_url = socket_mode_url
         self._messages: dict[str, list[StoredMessage]] = {}
+        self._left: dict[str, bool] = {}  # channels paperbot is not in -> visible to it
+        #: users.info says ``is_admin: true`` for these user ids.
+        self.admins: set[str] = set()
         self._scripts: list[_Script] = []
+        #: (channel, thread_ts) -> {"status": [..], "title": [..], "prompts": [..]}, every
+        #: assistant.threads.* value set, in order.
+        self.threads: dict[tuple[str, str], dict[str, list[Any]]] = {}
         #: Message ts: from ts_start in steps of 100 µs (deterministic), else the wall clock.
         self._deterministic_ts = ts_start is not None
         self._last_ts_us = int((ts_start or 0) * 1_000_000)
@@ -160,6 +175,13 @@ class FakeSlackAPI(HTTPFake[SlackCall]):
         """The next `times` calls to `method` wait `seconds`, then are answered as usual."""
         self._push(_Script(method, times, delay=seconds))
 
+    def leave(self, channel: str, *, visible: bool = True) -> None:
+        """paperbot is not a member of `channel`: conversations.info says ``is_member: false``
+        (a public channel), or ``channel_not_found`` when not `visible` (a private one).
+        chat.postMessage still succeeds there, as with the chat:write.public scope."""
+        with self._cond:
+            self._left[channel] = visible
+
     def add_message(
         self,
         channel: str,
@@ -168,11 +190,14 @@ class FakeSlackAPI(HTTPFake[SlackCall]):
         user: str | None = "U0USER",
         ts: str | None = None,
         thread_ts: str | None = None,
+        bot_id: str | None = None,
     ) -> StoredMessage:
-        """Seed a message (the user's question, other replies in a thread) for
-        conversations.replies to return."""
+        """Seed a message (the user's question, other replies in a thread; with `bot_id`,
+        another bot's) for conversations.replies to return."""
         with self._cond:
-            msg = StoredMessage(channel, ts or self._next_ts(), text, user, thread_ts=thread_ts)
+            msg = StoredMessage(
+                channel, ts or self._next_ts(), text, user, bot_id=bot_id, thread_ts=thread_ts
+            )
             self._store(msg)
             return copy.deepcopy(msg)
 
@@ -182,6 +207,8 @@ class FakeSlackAPI(HTTPFake[SlackCall]):
             self.requests.clear()
             self._scripts.clear()
             self._messages.clear()
+            self._left.clear()
+            self.threads.clear()
 
     # ---- inspection ------------------------------------------------------------------------
 
@@ -301,10 +328,13 @@ class FakeSlackAPI(HTTPFake[SlackCall]):
         if msg.user:
             out["user"] = msg.user
         if msg.bot_id:
-            out |= {"bot_id": msg.bot_id, "app_id": APP_ID}
+            app_id = APP_ID if msg.bot_id == self.bot_id else "A0" + msg.bot_id[1:]
+            out |= {"bot_id": msg.bot_id, "app_id": app_id}
         out["team"] = self.team_id
         if msg.blocks is not None:
             out["blocks"] = msg.blocks
+        if msg.metadata:
+            out["metadata"] = msg.metadata
         replies = [m for m in self._messages.get(msg.channel, []) if m.thread_ts == msg.ts]
         if msg.is_reply:
             out["thread_ts"] = msg.thread_ts
@@ -373,6 +403,8 @@ class FakeSlackAPI(HTTPFake[SlackCall]):
             msg.text = str(p.get("text") or "")
         if "blocks" in p:
             msg.blocks = p.get("blocks") or None
+        if isinstance(p.get("metadata"), dict):
+            msg.metadata = p["metadata"]
         return answer | {"text": msg.text, "message": self._message_json(msg)}
 
     def _chat_delete(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -401,6 +433,89 @@ class FakeSlackAPI(HTTPFake[SlackCall]):
             "has_more": len(thread) > limit,
         }
 
+    def _conversations_info(self, p: dict[str, Any]) -> dict[str, Any]:
+        channel = str(p.get("channel") or "")
+        if not channel or self._left.get(channel) is False:
+            return {"ok": False, "error": "channel_not_found"}
+        info: dict[str, Any] = {"id": channel, "created": 1700000000}
+        if channel.startswith("D"):
+            info |= {"is_im": True, "user": "U" + channel[1:]}
+        else:
+            info |= {"is_channel": True, "is_im": False, "is_member": channel not in self._left}
+        return {"ok": True, "channel": info}
+
+    def _users_info(self, p: dict[str, Any]) -> dict[str, Any]:
+        user = str(p.get("user") or "")
+        if not user:
+            return {"ok": False, "error": "user_not_found"}
+        admin = user in self.admins
+        return {"ok": True, "user": {"id": user, "is_admin": admin, "is_owner": False}}
+
+    def _assistant_thread(self, p: dict[str, Any], what: str, value: Any) -> dict[str, Any]:
+        channel, thread = str(p.get("channel_id") or ""), str(p.get("thread_ts") or "")
+        if not channel or not thread or value is None:
+            return {"ok": False, "error": "invalid_arguments"}
+        self.threads.setdefault((channel, thread), {}).setdefault(what, []).append(value)
+        return {"ok": True}
+
+    def _set_status(self, p: dict[str, Any]) -> dict[str, Any]:
+        return self._assistant_thread(p, "status", p.get("status"))
+
+    def _set_title(self, p: dict[str, Any]) -> dict[str, Any]:
+        return self._assistant_thread(p, "title", p.get("title"))
+
+    def _set_prompts(self, p: dict[str, Any]) -> dict[str, Any]:
+        prompts = p.get("prompts")
+        if isinstance(prompts, str):
+            prompts = json.loads(prompts)
+        if not isinstance(prompts, list) or not 1 <= len(prompts) <= 4:
+            return {"ok": False, "error": "invalid_arguments"}
+        return self._assistant_thread(p, "prompts", prompts)
+
+    def _start_stream(self, p: dict[str, Any]) -> dict[str, Any]:
+        channel = str(p.get("channel") or "")
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        if not channel.startswith("D") and not (
+            p.get("recipient_user_id") and p.get("recipient_team_id")
+        ):
+            return {"ok": False, "error": "invalid_arguments"}
+        msg = StoredMessage(
+            channel=channel,
+            ts=self._next_ts(),
+            text=str(p.get("markdown_text") or ""),
+            user=self.bot_user_id,
+            bot_id=self.bot_id,
+            thread_ts=str(p["thread_ts"]) if p.get("thread_ts") else None,
+            streaming=True,
+        )
+        self._store(msg)
+        return {"ok": True, "channel": channel, "ts": msg.ts}
+
+    def _streaming_message(self, p: dict[str, Any]) -> tuple[StoredMessage | None, Any]:
+        msg, answer = self._bots_message(p, "update")
+        if msg is not None and not msg.streaming:
+            return None, {"ok": False, "error": "message_not_in_streaming_state"}
+        return msg, answer
+
+    def _append_stream(self, p: dict[str, Any]) -> dict[str, Any]:
+        msg, answer = self._streaming_message(p)
+        if msg is None:
+            return answer
+        if not p.get("markdown_text"):
+            return {"ok": False, "error": "invalid_arguments"}
+        msg.text += str(p["markdown_text"])
+        return answer
+
+    def _stop_stream(self, p: dict[str, Any]) -> dict[str, Any]:
+        msg, answer = self._streaming_message(p)
+        if msg is None:
+            return answer
+        msg.text += str(p.get("markdown_text") or "")
+        msg.blocks = p.get("blocks") or msg.blocks
+        msg.streaming = False
+        return answer | {"message": self._message_json(msg)}
+
     def _apps_connections_open(self, p: dict[str, Any]) -> dict[str, Any]:
         url = self.socket_mode_url
         if url is None:
@@ -414,7 +529,15 @@ _METHODS: dict[str, Callable[[FakeSlackAPI, dict[str, Any]], dict[str, Any]]] = 
     "chat.update": FakeSlackAPI._chat_update,
     "chat.delete": FakeSlackAPI._chat_delete,
     "conversations.replies": FakeSlackAPI._conversations_replies,
+    "conversations.info": FakeSlackAPI._conversations_info,
+    "users.info": FakeSlackAPI._users_info,
     "apps.connections.open": FakeSlackAPI._apps_connections_open,
+    "assistant.threads.setStatus": FakeSlackAPI._set_status,
+    "assistant.threads.setTitle": FakeSlackAPI._set_title,
+    "assistant.threads.setSuggestedPrompts": FakeSlackAPI._set_prompts,
+    "chat.startStream": FakeSlackAPI._start_stream,
+    "chat.appendStream": FakeSlackAPI._append_stream,
+    "chat.stopStream": FakeSlackAPI._stop_stream,
 }
 
 

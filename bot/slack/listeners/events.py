@@ -1,6 +1,7 @@
 """@mentions, direct messages and thread follow-ups -> a job in the answer queue.
 
-The ack path only writes the job (bot/slack/answer_queue.py answers it): written before
+Bots, and channels outside PAPERBOT_ALLOWED_CHANNELS, are skipped here, before any Slack
+call. The ack path only writes the job (bot/slack/answer_queue.py answers it): written before
 Slack gets its ack, an accepted question survives a crash or restart. Slack may deliver one
 message twice (app_mention and message.im, or a retry): the job's (channel, ts) key is
 unique, so only the first delivery becomes a job.
@@ -12,7 +13,7 @@ import logging
 from typing import Any
 
 from bot.services import Services
-from bot.slack import answer_queue
+from bot.slack import answer_queue, permissions, user_text
 from bot.slack.replies import strip_mentions
 from bot.slack.settings import SlackSettings
 
@@ -59,7 +60,7 @@ def _enqueue(
         message_ts=ts,
         user_id=event.get("user"),
         bot_user_id=context.get("bot_user_id"),
-        question=strip_mentions(event.get("text", "")),
+        question=strip_mentions(user_text.clean(event.get("text", ""))),
     )
 
 
@@ -77,11 +78,7 @@ def _should_answer(settings: SlackSettings, event: dict[str, Any], context: Any)
     if event.get("bot_id") or event.get("user") in (None, context.get("bot_user_id")):
         return False  # never answer ourselves or other bots
     channel = event.get("channel", "")
-    if (
-        settings.allowed_channels
-        and event.get("channel_type") != "im"
-        and channel not in settings.allowed_channels
-    ):
+    if event.get("channel_type") != "im" and not permissions.channel_allowed(settings, channel):
         log.info("ignoring a message in %s: not in PAPERBOT_ALLOWED_CHANNELS", channel)
         return False
     return True
