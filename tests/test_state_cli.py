@@ -19,27 +19,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from bot.cli.main import app
+from tests.support.cli import cli_env
+from tests.support.cli import run_cli as _run
 
 pytestmark = pytest.mark.integration
 
-
-@pytest.fixture
-def cli_env(tmp_path: Path, tiktoken_dir: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    env = {
-        "PAPERBOT_DATA_DIR": str(tmp_path / "data"),
-        "PAPERBOT_TIKTOKEN_CACHE_DIR": str(tiktoken_dir),
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    return env
-
-
-def _run(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout if "--json" in args else result.output
+__all__ = ["cli_env"]
 
 
 def _cli(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -57,7 +56,7 @@ def settings_rows() -> list[dict[str, Any]]:
     from retrieval import env_file_path
 
     env_path = env_file_path()
-    dotenv = _dotenv(env_path)
+    dotenv = options.dotenv_vars(env_path)
     environ = {k.upper(): v for k, v in os.environ.items()}
     rows: dict[str, dict[str, Any]] = {}
     for instance in _classes():
@@ -97,11 +96,3 @@ def _shown(value: Any) -> str:
     if isinstance(value, list | tuple | set | frozenset):
         return ",".join(str(v) for v in value) if value else "(none)"
     return str(value)
-
-
-def _dotenv(path: Path | None) -> dict[str, str]:
-    if path is None or not path.is_file():
-        return {}
-    from dotenv import dotenv_values
-
-    return {k.upper(): v or "" for k, v in dotenv_values(path).items()}

@@ -154,7 +154,7 @@ def locations() -> dict[str, Any]:
     data_dir = settings().data_dir
     if "PAPERBOT_DATA_DIR" in os.environ:
         why = "PAPERBOT_DATA_DIR or --data-dir"
-    elif env_path is not None and "PAPERBOT_DATA_DIR" in _dotenv_keys(env_path):
+    elif "PAPERBOT_DATA_DIR" in dotenv_vars(env_path):
         why = f"PAPERBOT_DATA_DIR in {env_path}"
     elif os.environ.get("PAPERBOT_HOME"):
         why = "$PAPERBOT_HOME/data"
@@ -170,7 +170,10 @@ def locations() -> dict[str, Any]:
     }
 
 
-def _dotenv_keys(path: Path) -> set[str]:
+def dotenv_vars(path: Path | None) -> dict[str, str]:
+    """The variables a `.env` file sets (names upper-cased), or none without a file."""
+    if path is None or not path.is_file():
+        return {}
     from dotenv import dotenv_values
 
-    return {k.upper() for k in dotenv_values(path)}
+    return {k.upper(): v or "" for k, v in dotenv_values(path).items()}
