@@ -106,6 +106,15 @@ class PaperbotSettings(BaseSettings):
         )
         return init_settings, env_settings, dotenv_settings, file_secret_settings
 
+    # --- shared state (every settings class: the corpus and the bot keep their state there) ---
+    database_url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "PostgreSQL URL (postgresql://user:pass@host:5432/db) for the state shared by "
+            "several replicas; unset = SQLite files in the data dir."
+        ),
+    )
+
 
 class RetrievalSettings(PaperbotSettings):
     data_dir: Path = Field(
@@ -123,6 +132,24 @@ class RetrievalSettings(PaperbotSettings):
         pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,40}$",
         description="Collection name prefix; the embedding model is appended.",
     )
+    chroma_token: SecretStr | None = Field(
+        default=None, description="Token for a secured or hosted Chroma server."
+    )
+    chroma_auth_header: Literal["Authorization", "X-Chroma-Token"] = Field(
+        default="Authorization",
+        description="How the token is sent: 'Authorization' (Bearer) or 'X-Chroma-Token'.",
+    )
+    chroma_tenant: str = Field(default="default_tenant", description="Chroma tenant.")
+    chroma_database: str = Field(default="default_database", description="Chroma database.")
+    hnsw_m: int = Field(
+        default=16, ge=4, le=128, description="HNSW max neighbours per node (M) for new collections."
+    )
+    hnsw_ef_construction: int = Field(
+        default=200, ge=16, le=2048, description="HNSW ef at build time for new collections."
+    )
+    hnsw_ef_search: int = Field(
+        default=100, ge=8, le=2048, description="HNSW ef at query time (recall vs latency)."
+    )
     # --- embeddings ---
     embedding_provider: Literal["local", "openai"] = Field(
         default="local",
@@ -135,6 +162,23 @@ class RetrievalSettings(PaperbotSettings):
     embedding_batch_size: int = Field(default=32, ge=1, le=2048)
     embedding_threads: int = Field(
         default=0, ge=0, description="ONNX threads for local embeddings; 0 = all cores."
+    )
+    embedding_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Bulk ingest: local ONNX worker processes (each with its own model).",
+    )
+    embedding_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Bulk ingest: concurrent requests to an OpenAI-compatible embedding endpoint.",
+    )
+    query_cache_size: int = Field(
+        default=2048,
+        ge=0,
+        description="Query embeddings kept in memory (LRU by normalised text); 0 = off.",
     )
     openai_api_key: SecretStr | None = Field(
         default=None, description="API key for OpenAI or an OpenAI-compatible server."
