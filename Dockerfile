@@ -24,10 +24,11 @@ RUN useradd --system --uid 10001 --user-group --home-dir /home/paperbot --create
 
 WORKDIR /src
 # Dependencies first, from pyproject.toml's list at the lock's versions: a layer that code edits
-# do not invalidate. Then the code itself, with nothing left to resolve. No dev extras (pytest,
-# ruff, mypy).
+# do not invalidate. Then the code itself, with nothing left to resolve. The `postgres` extra
+# (psycopg) is in, so one image serves PAPERBOT_DATABASE_URL deployments; no dev extras
+# (pytest, ruff, mypy).
 COPY pyproject.toml constraints.txt ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['postgres']))" > requirements.txt \
     && pip install -c constraints.txt -r requirements.txt
 COPY README.md ./
 COPY retrieval ./retrieval

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from retrieval import Hit
+from retrieval import Hit, unfound
 
 AnswerMode = Literal["llm", "extractive", "refused"]
 SentenceStatus = Literal["supported", "unsupported", "uncited", "no_claim"]
@@ -87,6 +87,10 @@ class Answer:
                 return "Extractive answer: the model did not answer; sentences are quoted verbatim."
             return "Extractive answer: no language model was used; sentences are quoted verbatim."
         if self.mode == "refused":
+            missing = unfound(self.hits[0]) if self.hits else ()
+            if missing:
+                words = ", ".join(f"“{t}”" for t in missing[:3])
+                return f"Not in the indexed papers: none of them mentions {words}."
             return "Not in the indexed papers."
         if not self.verified:
             return (

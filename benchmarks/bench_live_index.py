@@ -118,8 +118,9 @@ def data_dir_for(template: Path, mode: str) -> Path:
     for the server run, so nothing is embedded twice)."""
     dst = fresh_dir(LIVE_WORK / f"run-{mode}") / "data"
     dst.mkdir()
-    for name in ("state.sqlite3", "bm25.npz"):
-        shutil.copy2(template / "data" / name, dst / name)
+    shutil.copy2(template / "data" / "state.sqlite3", dst / "state.sqlite3")
+    if (template / "data" / "bm25").is_dir():  # the BM25 segments
+        shutil.copytree(template / "data" / "bm25", dst / "bm25")
     if mode == "embedded":
         shutil.copytree(template / "data" / "chroma", dst / "chroma")
     return dst

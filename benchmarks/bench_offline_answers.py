@@ -63,6 +63,7 @@ ASPECTS = ("challenge", "approach", "outcome")
 COVERAGES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 DENSES = (0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
 DISTINCTIVE = (0.0, 0.005, 0.01, 0.02)
+TOPIC_DENSES = (0.0, 0.4, 0.45, 0.5, 0.52, 0.55, 0.6, 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +228,37 @@ def sweep(signals: dict[float, list[Signals]]) -> list[dict[str, Any]]:
     return rows
 
 
+def topic_sweep(
+    names_only: list[Signals], with_topics: list[Signals], gate: Relevance
+) -> list[dict[str, Any]]:
+    """Precision / recall of "refuse" for every PAPERBOT_REFUSAL_TOPIC_MAX_DENSE: a question
+    with a lower-case topic no paper mentions (``with_topics``: the topic check always on)
+    is refused when its best cosine is below the threshold."""
+    rows = []
+    for limit in TOPIC_DENSES:
+        refused = [
+            n.unfound or (t.unfound and t.dense < limit) or not _accepts(gate, n)
+            for n, t in zip(names_only, with_topics, strict=True)
+        ]
+        pairs = list(zip(refused, names_only, strict=True))
+        tp = sum(r and not s.answerable for r, s in pairs)
+        fp = sum(r and s.answerable for r, s in pairs)
+        neg = sum(not s.answerable for s in names_only)
+        rows.append(
+            {
+                "topic_max_dense": limit,
+                "refused": tp + fp,
+                "false_refusals": sum(r and s.answerable and not s.summary for r, s in pairs),
+                "false_refusals_summaries": sum(r and s.answerable and s.summary for r, s in pairs),
+                "unanswerable_refused": tp,
+                "unanswerable": neg,
+                "precision": tp / (tp + fp) if tp + fp else 1.0,
+                "recall": tp / neg if neg else 1.0,
+            }
+        )
+    return rows
+
+
 def _accepts(gate: Relevance, s: Signals) -> bool:
     return gate.accepts(s.coverage, s.dense)
 
@@ -235,6 +267,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fresh", action="store_true", help="rebuild the indexes")
     parser.add_argument("--skip-sweep", action="store_true", help="answers only")
+    parser.add_argument("--sweep-only", action="store_true", help="the threshold sweeps only")
     args = parser.parse_args(argv)
     settings = make_settings(ANSWERS_WORK / "unused")
     embedder = TimedEmbedder(local_embedder(settings), PhaseTimer(), memo_queries=True)
@@ -255,7 +288,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ("ACLSum summaries as questions, 250 ACLSum papers", "acl", acl_summaries),
     ]
     answers: list[AnswerRow] = []
-    for label, name, cases in runs:
+    for label, name, cases in [] if args.sweep_only else runs:
         log(f"answers: {label} ({len(cases)} questions)")
         corpus = Corpus(make_settings(dirs[name]), embedder=embedder)
         answers.append(answer_quality(label, QAService(corpus, None, answer_settings()), cases))
@@ -279,11 +312,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 corpus.close()
             sweeps[label] = sweep(signals)
         result["sweep"] = sweeps
+        topics: dict[str, list[dict[str, Any]]] = {}
+        defaults = make_settings(ANSWERS_WORK / "unused")
+        for label, name, cases in [
+            ("grown", "mixed", [*dev, *held, *unans_mixed, *acl_summaries]),
+            ("one domain", "acl", [*unans_acl, *acl_summaries]),
+        ]:
+            runs_ = []
+            for limit in (0.0, 1.0):  # the topic check off, and on whatever the cosine
+                log(f"gate signals: {label}, topic check {'on' if limit else 'off'}")
+                corpus = Corpus(
+                    make_settings(dirs[name], refusal_topic_max_dense=limit), embedder=embedder
+                )
+                runs_.append(gate_signals(corpus, cases))
+                corpus.close()
+            topics[label] = topic_sweep(runs_[0], runs_[1], Relevance.from_settings(defaults))
+        result["topic_sweep"] = topics
     defaults = make_settings(ANSWERS_WORK / "unused")
     result["defaults"] = {
         "min_coverage": defaults.refusal_min_coverage,
         "min_dense": defaults.refusal_min_dense,
         "distinctive_df": defaults.refusal_distinctive_df,
+        "topic_max_dense": defaults.refusal_topic_max_dense,
     }
     markdown = render(result)
     save_results("offline_answers", result, markdown)
@@ -322,6 +372,8 @@ def render(result: dict[str, Any]) -> str:
         ),
         "",
     ]
+    if not result["answers"]:
+        return "\n".join([*out, *_render_sweeps(result)])
     dev_fact = result["answers"][0]
     dev_grown = result["answers"][2]
     out.append(
@@ -338,6 +390,11 @@ def render(result: dict[str, Any]) -> str:
     for a in result["answers"]:
         for miss in a["misses"][:12]:
             out.append(f"  - {a['label']}: {miss}")
+    return "\n".join([*out, *_render_sweeps(result)])
+
+
+def _render_sweeps(result: dict[str, Any]) -> list[str]:
+    out: list[str] = []
     if "sweep" in result:
         d = result["defaults"]
         for label, rows_ in result["sweep"].items():
@@ -385,7 +442,40 @@ def render(result: dict[str, Any]) -> str:
                     table,
                 )
             )
-    return "\n".join(out)
+    for label, rows_ in result.get("topic_sweep", {}).items():
+        out += [
+            "",
+            f"Lower-case topics no paper mentions, {label} corpus: refuse when the best cosine "
+            "is below PAPERBOT_REFUSAL_TOPIC_MAX_DENSE (0 = the check off):",
+            "",
+            md_table(
+                [
+                    "topic max cosine",
+                    "unanswerable refused",
+                    "false refusals (questions)",
+                    "false refusals (ACLSum summaries)",
+                    "precision",
+                    "recall",
+                ],
+                [
+                    [
+                        (
+                            "**default** "
+                            if r["topic_max_dense"] == result["defaults"]["topic_max_dense"]
+                            else ""
+                        )
+                        + str(r["topic_max_dense"]),
+                        f"{r['unanswerable_refused']} / {r['unanswerable']}",
+                        r["false_refusals"],
+                        r["false_refusals_summaries"],
+                        round(r["precision"], 3),
+                        round(r["recall"], 3),
+                    ]
+                    for r in rows_
+                ],
+            ),
+        ]
+    return out
 
 
 def _ok(a: dict[str, Any]) -> bool:

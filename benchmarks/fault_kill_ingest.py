@@ -225,7 +225,7 @@ def kill_modes(kills: int, rng: random.Random) -> list[str]:
 def check(feed: Path, data_dir: Path, expected_papers: int) -> list[tuple[str, bool, str]]:
     from retrieval import Corpus, Paper
     from retrieval.chunking import chunk_paper
-    from retrieval.lexical import BM25Index
+    from retrieval.lexical_store import SegmentStore
     from retrieval.sources import load_path
     from retrieval.tokens import get_encoding
 
@@ -242,7 +242,7 @@ def check(feed: Path, data_dir: Path, expected_papers: int) -> list[tuple[str, b
     state_ids = state.chunk_ids()
     store_ids = corpus.store.ids()
     vectors = corpus.store.count()
-    saved = BM25Index.load(settings.lexical_path)
+    saved = SegmentStore(settings.lexical_path.with_suffix("") / "chunks").open()
     paper_ids = {p.paper_id for p in state.list_papers()}
     results = [
         (

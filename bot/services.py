@@ -68,7 +68,8 @@ class Services:
         store: BotStore | None = None,
     ) -> Services:
         """Everything from settings; `corpus`, `llm` and `store` may be injected (tests,
-        benchmarks). The store defaults to the bot's file in `settings.data_dir`."""
+        benchmarks). The store defaults to PAPERBOT_DATABASE_URL, else the bot's file in
+        `settings.data_dir`."""
         from answers.digest import DigestService
         from answers.llm import build_chat_model, describe
         from answers.qa import QAService
@@ -88,7 +89,7 @@ class Services:
             qa=QAService(corpus, model, answer_settings),
             summarizer=summarizer,
             digests=DigestService(corpus, model, answer_settings, summarizer=summarizer),
-            store=store or BotStore.in_data_dir(settings.data_dir),
+            store=store or BotStore.from_settings(settings),
             arxiv_links=_arxiv_links(settings),
         )
 

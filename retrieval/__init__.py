@@ -15,12 +15,17 @@ from typing import TYPE_CHECKING, Any
 # name -> the module that defines it (a module's own name: the module itself)
 _EXPORTS = {
     "arxiv_id_by_title": "retrieval.sources.arxiv",
+    "bulk_embedder": "retrieval.embed_pool",
+    "close_embedder": "retrieval.embed_pool",
+    "open_arxiv_snapshot": "retrieval.sources.arxiv_snapshot",
+    "SnapshotReader": "retrieval.sources.arxiv_snapshot",
     "Chunk": "retrieval.models",
     "CollectionOwnedError": "retrieval.store",
     "ConfigError": "retrieval.errors",
     "Corpus": "retrieval.corpus",
     "DATE_FIELDS": "retrieval.search",
     "DateField": "retrieval.models",
+    "db": "retrieval.db",
     "EmbeddingError": "retrieval.errors",
     "Hit": "retrieval.models",
     "IngestReport": "retrieval.models",
@@ -39,6 +44,7 @@ _EXPORTS = {
     "default_data_dir": "retrieval.settings",
     "STOPWORDS": "retrieval.lexical",
     "SearchFilters": "retrieval.search",
+    "unfound": "retrieval.search",
     "SourceError": "retrieval.errors",
     "StateAdmin": "retrieval.state_admin",
     "StateFileError": "retrieval.errors",
@@ -69,9 +75,12 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
+    from retrieval import db as db
     from retrieval import feeds as feeds
     from retrieval import migrations as migrations
     from retrieval.corpus import Corpus as Corpus
+    from retrieval.embed_pool import bulk_embedder as bulk_embedder
+    from retrieval.embed_pool import close_embedder as close_embedder
     from retrieval.errors import (
         ConfigError as ConfigError,
     )
@@ -147,11 +156,14 @@ if TYPE_CHECKING:
     from retrieval.search import (
         SearchFilters as SearchFilters,
     )
+    from retrieval.search import unfound as unfound
     from retrieval.settings import PaperbotSettings as PaperbotSettings
     from retrieval.settings import RetrievalSettings as RetrievalSettings
     from retrieval.settings import default_data_dir as default_data_dir
     from retrieval.settings import env_file_path as env_file_path
     from retrieval.sources.arxiv import arxiv_id_by_title as arxiv_id_by_title
+    from retrieval.sources.arxiv_snapshot import SnapshotReader as SnapshotReader
+    from retrieval.sources.arxiv_snapshot import open_arxiv_snapshot as open_arxiv_snapshot
     from retrieval.state_admin import StateAdmin as StateAdmin
     from retrieval.state_files import refuse_emptied as refuse_emptied
     from retrieval.store import CollectionOwnedError as CollectionOwnedError

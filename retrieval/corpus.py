@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +33,8 @@ from retrieval.embeddings import Embedder
 from retrieval.errors import NotFoundError, PaperbotError, StateFileError
 from retrieval.freshness import Freshness
 from retrieval.ingest import Ingester, ProgressFn, embed_with_cache, reconcile, text_hash
-from retrieval.lexical import BM25Index, LexicalDoc
+from retrieval.lexical import BM25Index
+from retrieval.lexical_sync import LexicalIndexes
 from retrieval.models import Chunk, DateField, Hit, IngestReport, Listing, Paper, RecordError
 from retrieval.normalize import parse_arxiv_id, title_hash_id
 from retrieval.ownership import (
@@ -69,6 +69,7 @@ class Corpus:
         self._store = store
         self._codec = codec
         self._lexical: dict[str, BM25Index] = {}  # field ("chunks", "papers") -> index
+        self._lexical_indexes: LexicalIndexes | None = None
         self._searcher: HybridSearcher | None = None
         self._lock = threading.RLock()
         self._freshness = Freshness()
@@ -81,7 +82,7 @@ class Corpus:
     def state(self) -> StateStore:
         with self._lock:
             if self._state is None:
-                self._state = StateStore(self.settings.state_path)
+                self._state = StateStore.from_settings(self.settings)
             return self._state
 
     @property
@@ -247,41 +248,36 @@ class Corpus:
     # --- search ---
     def lexical_index(self) -> BM25Index:
         """The chunk BM25 index for the current generation of the state (rebuilt when stale)."""
-        return self._bm25("chunks", self.settings.lexical_path, self._lexical_docs)
+        return self._bm25("chunks")
 
     def paper_lexical_index(self) -> BM25Index:
         """The whole-paper BM25 field (title + abstract per paper), likewise."""
-        return self._bm25("papers", self.settings.paper_lexical_path, self._paper_docs)
+        return self._bm25("papers")
 
-    def _bm25(self, field: str, path: Path, docs: Callable[[], Iterable[LexicalDoc]]) -> BM25Index:
+    def rebuild_lexical_index(self) -> int:
+        """Rebuild both BM25 fields from the state (they are derived data); returns how many
+        chunks the chunk field holds."""
+        with self._lock:
+            self._lexical = self._lexical_fields().rebuild(self.state.generation)
+            return len(self._lexical["chunks"])
+
+    def _lexical_fields(self) -> LexicalIndexes:
+        if self._lexical_indexes is None:
+            root = self.settings.lexical_path.with_suffix("")  # data_dir/bm25
+            legacy = (self.settings.lexical_path, self.settings.paper_lexical_path)
+            self._lexical_indexes = LexicalIndexes(root, self.state, legacy=legacy)
+        return self._lexical_indexes
+
+    def _bm25(self, field: str) -> BM25Index:
+        """A BM25 field at the state's generation: mapped from the data dir's segments, which
+        follow the state by what changed (retrieval/lexical_sync.py)."""
         with self._lock:
             generation = self.state.generation
             index = self._lexical.get(field)
             if index is not None and index.generation == generation:
                 return index
-            index = BM25Index.load(path)
-            if index is None or index.generation != generation:
-                index = BM25Index.build(docs(), generation)
-                try:
-                    self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-                    index.save(path)
-                except OSError as exc:  # a read-only data dir: kept in memory only
-                    log.info("could not save %s (%s); using it from memory", path, exc)
-            self._lexical[field] = index
-            return index
-
-    def _lexical_docs(self) -> Iterator[LexicalDoc]:
-        for chunk, published, source in self.state.iter_chunks():
-            yield LexicalDoc(
-                chunk.chunk_id,
-                chunk.embed_text,
-                date.fromisoformat(published) if published else None,
-                source,
-            )
-
-    def _paper_docs(self) -> Iterator[LexicalDoc]:
-        for p in self.state.list_papers():
-            yield LexicalDoc(p.paper_id, f"{p.title}\n\n{p.abstract}", p.published, p.source)
+            self._lexical = self._lexical_fields().current(generation)
+            return self._lexical[field]
 
     def searcher(self) -> HybridSearcher:
         """One searcher per corpus, so its per-generation caches survive between queries;
@@ -309,6 +305,7 @@ class Corpus:
             dense_weight=self.settings.dense_weight,
             paper_weight=self.settings.paper_lexical_weight,
             distinctive_max_df=self.settings.refusal_distinctive_df,
+            topic_max_dense=self.settings.refusal_topic_max_dense,
         )
 
     def _chunk_vectors(self, chunk_ids: Sequence[str]) -> dict[str, np.ndarray]:
@@ -413,10 +410,11 @@ class Corpus:
         """When which feed listed which paper: filtered by papers, feed and day range."""
         return self.state.listings(paper_ids=paper_ids, feed=feed, since=since, until=until)
 
-    def papers_arrived_since(self, since: float) -> list[Paper]:
+    def papers_arrived_since(self, since: float, *, day_from: date | None = None) -> list[Paper]:
         """Papers that arrived after a UNIX time, oldest first: first listed by a feed then
-        (or, never listed, first ingested then). What subscriptions notify about."""
-        return self.state.papers_arrived_since(since)
+        (or, never listed, first ingested then); with ``day_from``, only those of that day or
+        later (listing, else publication day). What subscriptions notify about."""
+        return self.state.papers_arrived_since(since, day_from=day_from)
 
     def papers_by_id(self, paper_ids: Sequence[str]) -> dict[str, Paper]:
         return self.state.get_papers(paper_ids)
@@ -484,6 +482,7 @@ class Corpus:
         stats["vectors"] = self.store.count()
         stats["vector_store"] = self.store.where
         stats["collection"] = self.store.name
+        stats["hnsw"] = self.store.hnsw_status().describe()
         stats["embedding_model"] = self.embedder.model_id
         stats["in_step"] = stats["vectors"] == stats["chunks"] and not self.state.index_dirty
         owned = self.ownership()

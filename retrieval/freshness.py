@@ -88,8 +88,12 @@ class Freshness:
         embedded index), keeps this process's queries from reopening while it writes, and at
         the end bumps the epoch when the vector store was written, so other processes reopen.
         """
-        with writer_lock(data_dir, wait=wait) as locked:
-            if not locked:
+        # the data dir's flock, and on PostgreSQL the state's lock across hosts
+        with (
+            writer_lock(data_dir, wait=wait) as locked,
+            state.writer_lock(wait=wait) as shared,
+        ):
+            if not (locked and shared):
                 yield False
                 return
             self.refresh(state, store)

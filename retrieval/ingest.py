@@ -2,8 +2,17 @@
 
 Idempotent and crash-safe. The state store (SQLite) is the source of truth and is written
 first, in one transaction per batch that also marks the vector index dirty; the vector store is
-then brought in step. If the process dies in between, `reconcile` repairs the vector store
-from the state (using the embedding cache, so nothing is embedded twice).
+then brought in step, on a thread of its own while the next batches are prepared
+(retrieval/ingest_writes.py), and the index is marked clean once every write is done. If the
+process dies in between, `reconcile` repairs the vector store from the state (using the
+embedding cache, so nothing is embedded twice).
+
+Records stream through in windows of ``window_papers``: memory is bounded by a window, not by
+the input (an arXiv snapshot is millions of records). A `Resumable` stream (the snapshot
+reader) is resumed from the position stored in the state's meta table, and its new position is
+stored after every window the state holds (the vectors may lag: the next run repairs them
+from the state first), so a run killed at any point continues from its last whole window; the
+records after it are read again and, already stored, cost one comparison each.
 """
 
 from __future__ import annotations
@@ -13,11 +22,14 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
+from itertools import islice
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from retrieval.chunking import TokenCodec, chunk_paper
 from retrieval.embeddings import Embedder
+from retrieval.ingest_writes import VectorWrites
 from retrieval.models import MANUAL_FEED, Chunk, IngestReport, Paper, RecordError
 from retrieval.normalize import title_hash_id
 from retrieval.state import Change, StateStore, StoredVersion
@@ -28,6 +40,7 @@ log = logging.getLogger(__name__)
 # (phase, done, total): "embedding", 40, 120
 ProgressFn = Callable[[str, int, int], None]
 BATCH_PAPERS = 64
+WINDOW_PAPERS = 512  # records planned together; a resumable stream's cursor moves per window
 _MERGEABLE = (
     "authors",
     "published",
@@ -47,6 +60,23 @@ class _Planned:
     replaces: tuple[str, ...] = ()
 
 
+@runtime_checkable
+class Resumable(Protocol):
+    """A record stream that can continue where an earlier run stopped.
+
+    Before the first record the ingester calls ``resume`` with what it stored under
+    ``cursor_key`` (None the first time); after every committed window it stores
+    ``position()`` there. The position must cover exactly the records handed out so far.
+    """
+
+    @property
+    def cursor_key(self) -> str: ...
+
+    def resume(self, saved: str | None) -> None: ...
+
+    def position(self) -> str: ...
+
+
 def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
@@ -62,6 +92,8 @@ class Ingester:
         chunk_tokens: int,
         chunk_overlap: int,
         batch_papers: int = BATCH_PAPERS,
+        window_papers: int = WINDOW_PAPERS,
+        background_writes: bool = True,
     ) -> None:
         self.state = state
         self.store = store
@@ -70,6 +102,9 @@ class Ingester:
         self.chunk_tokens = chunk_tokens
         self.chunk_overlap = chunk_overlap
         self.batch_papers = batch_papers
+        self.window_papers = window_papers
+        self.background_writes = background_writes
+        self._writes = VectorWrites(store, background=background_writes)
 
     def run(
         self,
@@ -80,8 +115,45 @@ class Ingester:
         listed: date | None = None,
     ) -> IngestReport:
         """Ingest the records; every paper seen gets a listing under ``feed`` (default
-        "manual") on the record's own listing day, else ``listed``, else none."""
+        "manual") on the record's own listing day, else ``listed``, else none.
+
+        Read window by window; a `Resumable` stream starts at its stored position and its
+        position is stored after each window (see the module's docstring)."""
         report = IngestReport()
+        resumable = records if isinstance(records, Resumable) else None
+        if resumable is not None:
+            resumable.resume(self.state.get_meta(resumable.cursor_key))
+        stream = iter(records)
+        done = 0
+        self._writes = VectorWrites(self.store, background=self.background_writes)
+        try:
+            while window := list(islice(stream, self.window_papers)):
+                done = self._run_window(window, report, progress, done, feed=feed, listed=listed)
+                if resumable is not None:  # the state holds the window; vectors may lag
+                    self.state.set_meta(resumable.cursor_key, resumable.position())
+                if progress:  # a window of unchanged papers indexes nothing, yet it was read
+                    progress("window", done, done)
+            if resumable is not None:  # lines after the last paper (filtered out) are read too
+                self.state.set_meta(resumable.cursor_key, resumable.position())
+            if self._writes.drain():
+                self.state.mark_index_clean()
+        except BaseException:
+            self._writes.abandon()  # the state is ahead: the next write repairs the vectors
+            raise
+        return report
+
+    def _run_window(
+        self,
+        records: Sequence[Paper | RecordError],
+        report: IngestReport,
+        progress: ProgressFn | None,
+        done: int,
+        *,
+        feed: str | None,
+        listed: date | None,
+    ) -> int:
+        """Ingest one window of records; returns the papers indexed so far (``done`` + this
+        window's changed papers)."""
         days: dict[str, set[date]] = {}
         papers = _dedupe(_note_days(records, days, listed), report)
         redirects: dict[str, str] = {}  # a title-only record's id -> the stored arXiv twin
@@ -93,7 +165,7 @@ class Ingester:
             target = redirects.get(paper_id, paper_id)
             rows = listings.setdefault(target, [])
             rows.extend((target, feed or MANUAL_FEED, day) for day in sorted(seen_days))
-        done = 0
+        total = done + len(plan)
         for start in range(0, len(plan), self.batch_papers):
             batch = plan[start : start + self.batch_papers]
             batch_listings = [
@@ -102,7 +174,7 @@ class Ingester:
             self._apply(batch, report, batch_listings)
             done += len(batch)
             if progress:
-                progress("indexing", done, len(plan))
+                progress("indexing", done, total)
         # Papers seen but not changed (unchanged, an older version, a title-only twin): only
         # their listings are new, which changes no chunk (the generation stays).
         report.listings_added += self.state.add_listings(
@@ -110,7 +182,7 @@ class Ingester:
         )
         for item in plan:
             getattr(report, item.outcome).append(item.paper.paper_id)
-        return report
+        return done
 
     # --- planning: what changes, without touching any store ---
     def _plan(
@@ -194,7 +266,6 @@ class Ingester:
         report.chunks_deleted += len(stale)
         papers = {item.paper.paper_id: item.paper for item in batch}
         self._sync_store(all_chunks, vectors, papers, stale)
-        self.state.mark_index_clean()
 
     def _chunks_for(self, item: _Planned) -> list[Chunk]:
         return chunk_paper(item.paper, self.codec, self.chunk_tokens, self.chunk_overlap)
@@ -215,9 +286,9 @@ class Ingester:
         if chunks:
             matrix = np.stack([vectors[text_hash(c.embed_text)] for c in chunks])
             metas = [_meta(papers[c.paper_id]) for c in chunks]
-            self.store.upsert([c.chunk_id for c in chunks], matrix, metas)
+            self._writes.upsert([c.chunk_id for c in chunks], matrix, metas)
         if stale:
-            self.store.delete(stale)
+            self._writes.delete(stale)
 
 
 def embed_with_cache(

@@ -11,25 +11,28 @@ nouns that the refusal gate checks against the retrieved papers.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 import re
 import threading
 import unicodedata
 import zipfile
-from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections import Counter, OrderedDict
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import numpy as np
-from scipy import sparse
+
+from retrieval.lexical_segments import K1, Segment, Terms, as_bytes, merge
 
 log = logging.getLogger(__name__)
 
-K1 = 1.2
-B = 0.75
+# saturated term frequencies of recent query terms kept per index (`BM25Index._column`)
+COLUMN_CACHE_BYTES = 64 * 1024 * 1024
+
 _WORD = re.compile(r"[a-z0-9]+")
 # fmt: off
 STOPWORDS = frozenset(
@@ -94,57 +97,43 @@ class LexicalDoc:
 
 
 class BM25Index:
-    """Okapi BM25 with per-document date and source arrays for filtering."""
+    """Okapi BM25 over one or more segments (`lexical_segments.Segment`), with per-document
+    date and source arrays for filtering.
+
+    The corpus-wide statistics (N, average length, each term's document frequency) are summed
+    over the segments' live documents, a deleted document (``deleted[i][row]``) counting in
+    none of them, so the scores are those of one index built from the live documents alone.
+    """
 
     def __init__(
         self,
-        chunk_ids: np.ndarray,
-        vocab: dict[str, int],
-        weights: sparse.csc_matrix,
-        published: np.ndarray,
-        sources: np.ndarray,
+        segments: Sequence[Segment],
         generation: int,
+        deleted: Sequence[np.ndarray | None] | None = None,
     ) -> None:
-        self.chunk_ids = chunk_ids
-        self.vocab = vocab
-        self.weights = weights  # (n_chunks, n_terms): precomputed BM25 term weights
-        self.published = published  # int yyyymmdd, 0 when unknown
-        self.sources = sources
+        self.segments = list(segments)
+        self.deleted = list(deleted) if deleted is not None else [None] * len(self.segments)
         self.generation = generation
-        self._rows: dict[str, int] | None = None  # chunk id -> row, built on first use
+        live = [
+            (len(s) - int(d.sum()), int(np.asarray(s.lengths)[~d].sum(dtype=np.int64)))
+            if d is not None
+            else (len(s), int(np.asarray(s.lengths).sum(dtype=np.int64)))
+            for s, d in zip(self.segments, self.deleted, strict=True)
+        ]
+        self._n_docs = sum(n for n, _ in live)
+        total = sum(t for _, t in live)
+        self.avg_len = (total / self._n_docs if self._n_docs else 0.0) or 1.0
+        self._df: dict[str, int] = {}
+        self._columns: OrderedDict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._column_bytes = 0
+        self._columns_lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self.chunk_ids)
+        return self._n_docs
 
     @classmethod
     def build(cls, docs: Iterable[LexicalDoc], generation: int) -> BM25Index:
-        ids: list[str] = []
-        stamps: list[int] = []
-        srcs: list[str] = []
-        vocab: dict[str, int] = {}
-        rows: list[int] = []
-        cols: list[int] = []
-        tfs: list[int] = []
-        lengths: list[int] = []
-        for row, doc in enumerate(docs):
-            ids.append(doc.chunk_id)
-            stamps.append(int(doc.published.strftime("%Y%m%d")) if doc.published else 0)
-            srcs.append(doc.source)
-            terms = Counter(tokenize(doc.text))
-            lengths.append(sum(terms.values()))
-            for term, tf in terms.items():
-                rows.append(row)
-                cols.append(vocab.setdefault(term, len(vocab)))
-                tfs.append(tf)
-        weights = _bm25_weights(rows, cols, tfs, lengths, len(vocab))
-        return cls(
-            np.array(ids, dtype=object),
-            vocab,
-            weights,
-            np.array(stamps, dtype=np.int64),
-            np.array(srcs, dtype=object),
-            generation,
-        )
+        return cls([Segment.from_docs(_rows(docs), tokenize)], generation)
 
     def query(
         self,
@@ -155,22 +144,57 @@ class BM25Index:
         sources: Sequence[str] | None = None,
         only: Collection[str] | None = None,
     ) -> LexicalScores:
-        """Score every chunk once; the result answers top-N and per-chunk lookups.
+        """Score every document once; the result answers top-N and per-document lookups.
 
         ``since``/``until`` filter on the publication date stored in the index; ``only``
-        keeps just these chunk ids (how a filter the index does not store is applied).
+        keeps just these ids (how a filter the index does not store is applied).
         """
-        terms = [self.vocab[t] for t in tokenize(query) if t in self.vocab]
-        if not terms or not len(self):
+        counts = Counter(t for t in tokenize(query) if self.document_frequency(t))
+        if not counts or not len(self):
             return LexicalScores(self, None)
-        counts = Counter(terms)
-        cols = list(counts)
-        qtf = np.array([counts[c] for c in cols], dtype=np.float32)
-        scores = np.asarray(self.weights[:, cols] @ qtf).ravel()
-        mask = self._mask(since, until, sources, only)
-        if mask is not None:
-            scores = np.where(mask, scores, 0.0)
-        return LexicalScores(self, scores)
+        per_segment: list[np.ndarray] = []
+        only_ids = as_bytes(only) if only is not None else None
+        for seg, dead in zip(self.segments, self.deleted, strict=True):
+            scores = np.zeros(len(seg), dtype=np.float32)
+            for term, qtf in counts.items():
+                col = seg.terms.find(term) if len(seg) else -1
+                if col < 0:
+                    continue
+                rows, weight = self._column(seg, term, col)
+                # rows are unique within a term: a fancy-index add is exact (and faster than
+                # one np.bincount over all the terms' postings, measured)
+                scores[rows] += weight * np.float32(qtf) if qtf > 1 else weight
+            mask = self._mask(seg, dead, since, until, sources, only_ids)
+            if mask is not None:
+                scores = np.where(mask, scores, np.float32(0.0))
+            per_segment.append(scores)
+        return LexicalScores(self, per_segment)
+
+    def _column(self, seg: Segment, term: str, col: int) -> tuple[np.ndarray, np.ndarray]:
+        """A term's documents and their BM25 weights, idf * tf * (K1 + 1) / (tf + K1 * (1 -
+        B + B * length / avg_len)), with this index's N, average length and document
+        frequency. Kept for the index's lifetime within `COLUMN_CACHE_BYTES` (least recently
+        used dropped first), so frequent query terms are not recomputed per query."""
+        key = (id(seg), col)
+        with self._columns_lock:  # searches run in several threads of one process
+            hit = self._columns.get(key)
+            if hit is not None:
+                self._columns.move_to_end(key)
+                return hit
+        rows, tf = seg.postings_of(col)
+        n = np.float32(self._n_docs)
+        df = np.float32(self.document_frequency(term))
+        idf = np.log(np.float32(1.0) + (n - df + np.float32(0.5)) / (df + np.float32(0.5)))
+        tf32 = tf.astype(np.float32)
+        weight = idf * tf32 * np.float32(K1 + 1.0) / (tf32 + seg.norm(self.avg_len)[rows])
+        with self._columns_lock:
+            if key not in self._columns:
+                self._columns[key] = (rows, weight)
+                self._column_bytes += weight.nbytes
+            while self._column_bytes > COLUMN_CACHE_BYTES and len(self._columns) > 1:
+                _, (_, dropped) = self._columns.popitem(last=False)
+                self._column_bytes -= dropped.nbytes
+        return rows, weight
 
     def search(
         self,
@@ -181,17 +205,22 @@ class BM25Index:
         until: date | None = None,
         sources: Sequence[str] | None = None,
     ) -> list[tuple[str, float]]:
-        """Best chunks for the query as (chunk id, BM25 score), best first; zero scores dropped."""
+        """Best documents for the query as (id, BM25 score), best first; zero scores dropped."""
         return self.query(query, since=since, until=until, sources=sources).top(n)
 
-    def score_ids(self, query: str, chunk_ids: Sequence[str]) -> dict[str, float]:
-        """BM25 scores of specific chunks (0 when a chunk matches no query term)."""
-        return self.query(query).of(chunk_ids)
+    def has_prefix(self, prefix: str) -> bool:
+        """Whether any term of any segment starts with ``prefix`` (binary search in each sorted
+        vocabulary; tombstoned documents may keep a term alive until a merge)."""
+        key = prefix.encode()
+        for segment in self.segments:
+            i = bisect.bisect_left(segment.terms, key)
+            if i < len(segment.terms) and segment.terms[i].startswith(key):
+                return True
+        return False
 
-    def _row_of(self) -> dict[str, int]:
-        if self._rows is None:
-            self._rows = {str(cid): i for i, cid in enumerate(self.chunk_ids)}
-        return self._rows
+    def score_ids(self, query: str, chunk_ids: Sequence[str]) -> dict[str, float]:
+        """BM25 scores of specific documents (0 when one matches no query term)."""
+        return self.query(query).of(chunk_ids)
 
     def query_ceiling(self, query: str) -> float:
         """Sum of the query terms' idf: roughly what a chunk containing every term once scores.
@@ -202,76 +231,110 @@ class BM25Index:
         never mentions gets a large ceiling and so a low coverage.
         """
         n_docs = len(self)
-        df = np.diff(self.weights.indptr) if n_docs else np.zeros(0)
         total = 0.0
         for term in tokenize(query):
-            col = self.vocab.get(term)
-            freq = float(df[col]) if col is not None else 0.0
+            freq = float(self.document_frequency(term))
             total += float(np.log(1.0 + (n_docs - freq + 0.5) / (freq + 0.5)))
         return total
 
     def document_frequency(self, term: str) -> int:
-        """How many documents contain ``term`` (a token as `tokenize` makes it)."""
-        col = self.vocab.get(term)
-        if col is None:
-            return 0
-        return int(self.weights.indptr[col + 1] - self.weights.indptr[col])
+        """How many live documents contain ``term`` (a token as `tokenize` makes it)."""
+        df = self._df.get(term)
+        if df is None:
+            df = 0
+            for seg, dead in zip(self.segments, self.deleted, strict=True):
+                col = seg.terms.find(term)
+                if col < 0:
+                    continue
+                if dead is None:
+                    df += int(seg.ptr[col + 1] - seg.ptr[col])
+                else:
+                    df += int((~dead[seg.postings_of(col)[0]]).sum())
+            if len(self._df) > 100_000:
+                self._df.clear()
+            self._df[term] = df
+        return df
+
+    def locate(self, doc_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """Each live document's (segment, row); ids not in the index are left out."""
+        found: dict[str, tuple[int, int]] = {}
+        if not doc_ids:
+            return found
+        keys = as_bytes(doc_ids)
+        for i, (seg, dead) in enumerate(zip(self.segments, self.deleted, strict=True)):
+            rows = seg.locate(keys)
+            for doc_id, row in zip(doc_ids, rows.tolist(), strict=True):
+                if row >= 0 and (dead is None or not dead[row]):
+                    found[doc_id] = (i, row)
+        return found
 
     def terms_in(self, doc_ids: Sequence[str], terms: Collection[str]) -> dict[str, set[str]]:
         """Which of ``terms`` each document contains (a document not in the index: none)."""
-        rows = self._row_of()
         found: dict[str, set[str]] = {d: set() for d in doc_ids}
-        wanted = {rows[d]: d for d in doc_ids if d in rows}
-        for term in terms:
-            col = self.vocab.get(term)
-            if col is None:
+        where = self.locate(doc_ids)
+        for i, seg in enumerate(self.segments):
+            wanted = {row: d for d, (s, row) in where.items() if s == i}
+            if not wanted:
                 continue
-            start, end = self.weights.indptr[col], self.weights.indptr[col + 1]
-            for row in self.weights.indices[start:end]:
-                doc = wanted.get(int(row))
-                if doc is not None:
-                    found[doc].add(term)
+            keys = np.array(sorted(wanted), dtype=np.int64)
+            for term in terms:
+                col = seg.terms.find(term)
+                if col < 0:
+                    continue
+                hit = np.isin(keys, seg.postings_of(col)[0])
+                for row in keys[hit].tolist():
+                    found[wanted[row]].add(term)
         return found
 
     def _mask(
         self,
+        seg: Segment,
+        dead: np.ndarray | None,
         since: date | None,
         until: date | None,
         sources: Sequence[str] | None,
-        only: Collection[str] | None = None,
+        only: np.ndarray | None,
     ) -> np.ndarray | None:
-        if not (since or until or sources or only is not None):
+        if not (since or until or sources or only is not None or dead is not None):
             return None
-        mask = np.ones(len(self), dtype=bool)
+        mask = np.ones(len(seg), dtype=bool) if dead is None else ~dead
         if only is not None:
-            rows = self._row_of()
-            keep = np.zeros(len(self), dtype=bool)
-            keep[[rows[c] for c in only if c in rows]] = True
+            keep = np.zeros(len(seg), dtype=bool)
+            rows = seg.locate(only)
+            keep[rows[rows >= 0]] = True
             mask &= keep
         if since:
-            mask &= self.published >= int(since.strftime("%Y%m%d"))
+            mask &= seg.published >= int(since.strftime("%Y%m%d"))
         if until:
-            mask &= (self.published <= int(until.strftime("%Y%m%d"))) & (self.published > 0)
+            mask &= (seg.published <= int(until.strftime("%Y%m%d"))) & (seg.published > 0)
         if sources:
-            mask &= np.isin(self.sources, list(sources))
+            mask &= seg.source_mask(sources)
         return mask
 
+    def merged(self) -> Segment:
+        """The live documents as one segment."""
+        if len(self.segments) == 1 and self.deleted[0] is None:
+            return self.segments[0]
+        return merge(self.segments, self.deleted)
+
     def save(self, path: Path) -> None:
-        """Atomic: a reader sees the old file or the new one, never half of one. Several
-        processes may save one generation at once (a query in `serve`, a CLI ingest): each
-        writes a temporary file of its own, then renames it into place."""
+        """One file of the whole index (the corpus keeps its fields as segment directories,
+        `lexical_store.SegmentStore`). Atomic: a reader sees the old file or the new one;
+        several processes may save at once, each through a temporary file of its own."""
         tmp = path.with_name(f"{path.stem}.{os.getpid()}-{threading.get_ident()}.tmp.npz")
-        vocab_terms = np.array(sorted(self.vocab, key=self.vocab.__getitem__), dtype=str)
+        seg = self.merged()
         np.savez(
             tmp,
-            chunk_ids=self.chunk_ids.astype(str),
-            vocab=vocab_terms,
-            data=self.weights.data,
-            indices=self.weights.indices,
-            indptr=self.weights.indptr,
-            shape=np.array(self.weights.shape),
-            published=self.published,
-            sources=self.sources.astype(str),
+            ids=np.asarray(seg.ids),
+            lengths=np.asarray(seg.lengths),
+            published=np.asarray(seg.published),
+            sources=np.asarray(seg.sources),
+            source_names=np.array(seg.source_names, dtype=str),
+            ptr=np.asarray(seg.ptr),
+            rows=np.asarray(seg.rows),
+            tf=np.asarray(seg.tf),
+            term_blob=np.asarray(seg.terms.blob),
+            term_offsets=np.asarray(seg.terms.offsets),
             generation=np.array([self.generation]),
         )
         os.replace(tmp, path)
@@ -283,42 +346,56 @@ class BM25Index:
             return None
         try:
             with np.load(path, allow_pickle=False) as f:
-                shape = tuple(int(x) for x in f["shape"])
-                weights = sparse.csc_matrix((f["data"], f["indices"], f["indptr"]), shape=shape)
-                vocab = {str(t): i for i, t in enumerate(f["vocab"])}
-                return cls(
-                    f["chunk_ids"].astype(object),
-                    vocab,
-                    weights,
+                seg = Segment(
+                    path.stem,
+                    f["ids"],
+                    f["lengths"],
                     f["published"],
-                    f["sources"].astype(object),
-                    int(f["generation"][0]),
+                    f["sources"],
+                    tuple(str(s) for s in f["source_names"]),
+                    Terms(f["term_blob"], f["term_offsets"]),
+                    f["ptr"],
+                    f["rows"],
+                    f["tf"],
                 )
+                return cls([seg], int(f["generation"][0]))
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
             log.warning("BM25 index at %s is unreadable (%s); it will be rebuilt", path, exc)
             return None
 
 
-class LexicalScores:
-    """BM25 scores of every chunk for one query (None when no query term is in the index)."""
+def _rows(docs: Iterable[LexicalDoc]) -> Iterator[tuple[str, str, int, str]]:
+    for doc in docs:
+        stamp = int(doc.published.strftime("%Y%m%d")) if doc.published else 0
+        yield doc.chunk_id, doc.text, stamp, doc.source
 
-    def __init__(self, index: BM25Index, scores: np.ndarray | None) -> None:
+
+class LexicalScores:
+    """BM25 scores of every document for one query (None when no query term is indexed)."""
+
+    def __init__(self, index: BM25Index, scores: list[np.ndarray] | None) -> None:
         self._index = index
         self._scores = scores
 
     def top(self, n: int) -> list[tuple[str, float]]:
-        if self._scores is None:
+        if self._scores is None or n <= 0:
             return []
-        scores, ids = self._scores, self._index.chunk_ids
-        return [(str(ids[i]), float(scores[i])) for i in _top_n(scores, n) if scores[i] > 0]
+        found: list[tuple[float, bytes]] = []
+        for seg, scores in zip(self._index.segments, self._scores, strict=True):
+            rows = np.flatnonzero(scores > 0)
+            if len(rows) > n:  # the n best, and every row tied with the n-th
+                values = scores[rows]
+                rows = rows[values >= -np.partition(-values, n - 1)[n - 1]]
+            found += zip(scores[rows].tolist(), seg.ids[rows].tolist(), strict=True)
+        found.sort(key=lambda t: (-t[0], t[1]))  # ties by id: the same for any segmentation
+        return [(doc_id.decode(), score) for score, doc_id in found[:n]]
 
     def of(self, chunk_ids: Sequence[str]) -> dict[str, float]:
-        rows = self._index._row_of()
-        result: dict[str, float] = {}
-        for cid in chunk_ids:
-            row = rows.get(cid)
-            ok = self._scores is not None and row is not None
-            result[cid] = float(self._scores[row]) if ok else 0.0  # type: ignore[index]
+        result = dict.fromkeys(chunk_ids, 0.0)
+        if self._scores is None:
+            return result
+        for doc_id, (i, row) in self._index.locate(chunk_ids).items():
+            result[doc_id] = float(self._scores[i][row])
         return result
 
 
@@ -356,30 +433,3 @@ def distinctive_terms(query: str, index: BM25Index, max_df_share: float) -> list
         if term in names and index.document_frequency(term) <= limit:
             out.append(term)
     return out
-
-
-def _bm25_weights(
-    rows: list[int], cols: list[int], tfs: list[int], lengths: list[int], n_terms: int
-) -> sparse.csc_matrix:
-    n_docs = len(lengths)
-    if not n_docs or not n_terms:
-        return sparse.csc_matrix((n_docs, n_terms), dtype=np.float32)
-    row_arr = np.array(rows, dtype=np.int64)
-    col_arr = np.array(cols, dtype=np.int64)
-    tf = np.array(tfs, dtype=np.float32)
-    doc_len = np.array(lengths, dtype=np.float32)
-    avg_len = float(doc_len.mean()) or 1.0
-    df = np.bincount(col_arr, minlength=n_terms).astype(np.float32)
-    idf = np.log(1.0 + (n_docs - df + 0.5) / (df + 0.5))
-    norm = K1 * (1.0 - B + B * doc_len[row_arr] / avg_len)
-    values = idf[col_arr] * tf * (K1 + 1.0) / (tf + norm)
-    return sparse.csc_matrix(
-        (values, (row_arr, col_arr)), shape=(n_docs, n_terms), dtype=np.float32
-    )
-
-
-def _top_n(scores: np.ndarray, n: int) -> np.ndarray:
-    if n >= len(scores):
-        return np.argsort(-scores, kind="stable")
-    part = np.argpartition(-scores, n)[:n]
-    return part[np.argsort(-scores[part], kind="stable")]

@@ -27,6 +27,7 @@ from typing import Literal
 
 import numpy as np
 
+from retrieval.absent_topics import absent_topics, compounds
 from retrieval.lexical import BM25Index, LexicalScores, distinctive_terms, name_terms, tokenize
 from retrieval.models import Chunk, DateField, Hit
 from retrieval.settings import RetrievalSettings
@@ -186,6 +187,7 @@ class HybridSearcher:
         dense_weight: float = 0.5,
         paper_weight: float = 0.5,
         distinctive_max_df: float = 0.0,
+        topic_max_dense: float = 0.0,
     ) -> None:
         self._state = state
         self._store = store
@@ -199,6 +201,7 @@ class HybridSearcher:
         self.dense_weight = dense_weight
         self.paper_weight = paper_weight
         self.distinctive_max_df = distinctive_max_df
+        self.topic_max_dense = topic_max_dense
         self._count: tuple[int, int] | None = None  # (state generation, chunk count)
 
     def search(
@@ -424,7 +427,9 @@ class HybridSearcher:
         names = name_terms(query)
         present = index.terms_in([h.paper.paper_id for h in hits], terms) if terms else {}
         found = set().union(*present.values()) if present else set()
-        unfound = tuple(t for t in terms if t not in found)
+        unfound = tuple(t for t in terms if t not in found) + self._absent_topics(
+            query, hits, index
+        )
         if unfound:
             log.debug("distinctive query terms in no retrieved paper: %s", ", ".join(unfound))
         out: list[Hit] = []
@@ -436,6 +441,20 @@ class HybridSearcher:
             named = set(present.get(h.paper.paper_id, ())) | in_title
             out.append(replace(h, unfound=unfound, named=tuple(sorted(named))))
         return out
+
+    def _absent_topics(self, query: str, hits: list[Hit], index: BM25Index) -> tuple[str, ...]:
+        """Lower-case topics of the query the corpus never writes (`absent_topics`), when even
+        the best dense match is weak: a question about something the corpus does not cover,
+        not a rewording of a paper it has."""
+        best_dense = max((h.dense_score for h in hits if h.dense_score is not None), default=-1.0)
+        if best_dense >= self.topic_max_dense:
+            return ()
+        papers = {h.paper.paper_id: h.paper for h in hits}
+        for compound in compounds(query):  # where the corpus would write it, if anywhere
+            top = [pid for pid, _ in index.query(compound.replace("-", " ")).top(20)]
+            papers.update(self._state.get_papers([p for p in top if p not in papers]))
+        texts = [f"{p.title}\n{p.abstract}" for p in papers.values()]
+        return absent_topics(query, index, texts)
 
 
 def _with_coverage(hit: Hit, ceiling: float, paper_coverage: float | None = None) -> Hit:

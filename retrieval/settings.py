@@ -142,13 +142,16 @@ class RetrievalSettings(PaperbotSettings):
     chroma_tenant: str = Field(default="default_tenant", description="Chroma tenant.")
     chroma_database: str = Field(default="default_database", description="Chroma database.")
     hnsw_m: int = Field(
-        default=16, ge=4, le=128, description="HNSW max neighbours per node (M) for new collections."
+        default=16,
+        ge=4,
+        le=128,
+        description="HNSW max neighbours per node (M) for new collections.",
     )
     hnsw_ef_construction: int = Field(
         default=200, ge=16, le=2048, description="HNSW ef at build time for new collections."
     )
     hnsw_ef_search: int = Field(
-        default=100, ge=8, le=2048, description="HNSW ef at query time (recall vs latency)."
+        default=200, ge=8, le=2048, description="HNSW ef at query time (recall vs latency)."
     )
     # --- embeddings ---
     embedding_provider: Literal["local", "openai"] = Field(
@@ -253,6 +256,15 @@ class RetrievalSettings(PaperbotSettings):
         description=(
             "Refuse when a distinctive query term (a name absent from the index, or a term in "
             "at most this share of the papers) is in none of the retrieved papers; 0 = off."
+        ),
+    )
+    refusal_topic_max_dense: float = Field(
+        default=0.52,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "A question using a lower-case topic no paper mentions ('sarcasm') is refused when "
+            "its best cosine is below this; 0 = off."
         ),
     )
     # --- live feeds ---

@@ -1,6 +1,9 @@
-"""SQLite state of the corpus: paper metadata, chunk texts, the embedding cache, caches.
+"""The state of the corpus: paper metadata, chunk texts, the embedding cache, caches.
 
-This is the only module that touches the state file. It is the source of truth for which
+It lives in a SQLite file (the default) or, with `PAPERBOT_DATABASE_URL`, in the
+`paperbot_corpus` schema of a PostgreSQL database that several replicas share (the same
+queries on both, through retrieval/db.py; a new PostgreSQL schema is created at the latest
+version). This is the only module that touches the state. It is the source of truth for which
 papers and chunks exist; the Chroma index and the BM25 index are kept in step with it.
 The file carries a schema version (`PRAGMA user_version`) and is migrated in place on open
 (retrieval/state_schema.py). The Slack bot keeps its bookkeeping in a file of its own.
@@ -31,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from retrieval.db import Database, PostgresDatabase, SqliteDatabase, migrate_postgres, secret
 from retrieval.errors import StateFileError
 from retrieval.migrations import damaged, integrity_problems, is_damage, migrate, use_wal
 from retrieval.models import Chunk, DateField, Listing, Paper
@@ -44,8 +48,9 @@ from retrieval.state_rows import (
     row_to_chunk,
     row_to_paper,
     upsert_paper,
+    upsert_papers,
 )
-from retrieval.state_schema import MIGRATIONS
+from retrieval.state_schema import MIGRATIONS, PG_CREATE, PG_MIGRATIONS, PG_SCHEMA, SCHEMA_VERSION
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,25 +73,61 @@ class Change:
 
 # files beside the state that show a data dir has been used (a 0-byte state next to them
 # was lost, not created)
-_EVIDENCE = ("chroma", "bm25.npz", "bot.sqlite3")
+_EVIDENCE = ("chroma", "bm25.npz", "bm25", "bot.sqlite3")  # bm25/: the segmented index
+_NO_LIMIT = 2**62  # LIMIT ? without a limit (SQLite's -1 is not PostgreSQL's)
 
 
 class StateStore:
-    """Thread-safe wrapper over one SQLite connection (WAL, so readers never block writers)."""
+    """Thread-safe wrapper over one connection: a SQLite file (WAL, so readers never block
+    writers) or, with ``database_url``, a PostgreSQL database (``path`` then only names the
+    data dir in messages)."""
 
-    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        database_url: Any = None,
+    ) -> None:
         self.path = path
         self._clock = clock  # when papers are ingested and listings first seen
         self._lock = threading.RLock()
+        url = secret(database_url)
+        self._url = url
+        self.read_only = False
+        if url is not None:
+            pg = PostgresDatabase(url, PG_SCHEMA)
+            try:
+                migrate_postgres(pg, PG_CREATE, SCHEMA_VERSION, PG_MIGRATIONS)
+            except BaseException:
+                pg.close()
+                raise
+            self._db: Database = pg
+            return
         refuse_emptied(path, [path.parent / name for name in _EVIDENCE])
         self.read_only = path.is_file() and not writable(path)
         if not self.read_only:
             path.parent.mkdir(parents=True, exist_ok=True)
         self._db = self._connect()
 
-    def _connect(self) -> sqlite3.Connection:
+    @classmethod
+    def from_settings(cls, settings: Any, *, clock: Callable[[], float] = time.time) -> StateStore:
+        """The state the settings name: PAPERBOT_DATABASE_URL, else the data dir's file."""
+        return cls(settings.state_path, clock=clock, database_url=settings.database_url)
+
+    @property
+    def backend(self) -> str:
+        """ "sqlite" or "postgres"."""
+        return self._db.dialect
+
+    @property
+    def location(self) -> str:
+        """Where the state is, for messages: the file, or the database (no password)."""
+        return self._db.label
+
+    def _connect(self) -> SqliteDatabase:
         if self.read_only:
-            return open_read_only(self.path, len(MIGRATIONS))
+            return SqliteDatabase(open_read_only(self.path, len(MIGRATIONS)), str(self.path))
         try:
             db = sqlite3.connect(
                 self.path, check_same_thread=False, isolation_level=None, timeout=30
@@ -105,7 +146,7 @@ class StateStore:
         except BaseException:
             db.close()
             raise
-        return db
+        return SqliteDatabase(db, str(self.path))
 
     def close(self) -> None:
         with self._lock:
@@ -128,24 +169,45 @@ class StateStore:
             raise
 
     def integrity_problems(self) -> list[str]:
-        """What `PRAGMA quick_check` finds wrong with the file now (empty: sound)."""
+        """What `PRAGMA quick_check` finds wrong with the file now (empty: sound). A
+        PostgreSQL state has no file to check: the server keeps its own pages sound."""
+        if not isinstance(self._db, SqliteDatabase):
+            return []
         with self._lock:
-            return integrity_problems(self._db)
+            return integrity_problems(self._db.raw)
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """All or nothing: a crash inside leaves the file as it was before."""
-        with self._lock, self._guard():
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def transaction(self) -> Iterator[Database]:
+        """All or nothing: a crash inside leaves the state as it was before. One writer at a
+        time (SQLite's BEGIN IMMEDIATE; PostgreSQL's lock on the schema, across hosts)."""
+        with self._lock, self._guard(), self._db.transaction() as db:
+            yield db
 
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    @contextmanager
+    def writer_lock(self, *, wait: bool = True) -> Iterator[bool]:
+        """One corpus writer at a time across every host that shares this PostgreSQL state
+        (a session advisory lock, on a connection of its own, held for the whole write);
+        yields False, without the lock, when ``wait`` is off and another writer holds it.
+        A SQLite state yields True at once: the data dir's `ingest.lock` serialises its
+        writers (retrieval/freshness.py `writer_lock`)."""
+        if self._url is None:
+            yield True
+            return
+        lock = PostgresDatabase(self._url, PG_SCHEMA, create=False)
+        key = f"paperbot:{PG_SCHEMA}:writer"
+        try:
+            if wait:
+                lock.execute("SELECT pg_advisory_lock(hashtext(?))", (key,))
+            else:
+                row = lock.execute("SELECT pg_try_advisory_lock(hashtext(?)) AS ok", (key,))
+                if not row.fetchone()["ok"]:
+                    yield False
+                    return
+            yield True
+        finally:
+            lock.close()  # the session ends: its advisory lock is released with it
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock, self._guard():
             return list(self._db.execute(sql, params))
 
@@ -154,7 +216,7 @@ class StateStore:
         rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
         return str(rows[0]["value"]) if rows else default
 
-    def set_meta(self, key: str, value: str, db: sqlite3.Connection | None = None) -> None:
+    def set_meta(self, key: str, value: str, db: Database | None = None) -> None:
         sql = (
             "INSERT INTO meta(key, value) VALUES (?, ?) "
             "ON CONFLICT(key) DO UPDATE SET value=excluded.value"
@@ -217,11 +279,11 @@ class StateStore:
         day = DAY_SQL[by]
         sql = (
             f"SELECT {READ_COLUMNS} FROM papers {where} "
-            # SQLite sorts NULL lowest: papers without a day come last, and the day index
-            # serves the order
-            f"ORDER BY {day} DESC, upvotes DESC, title LIMIT ? OFFSET ?"
+            # papers without a day come last (SQLite's order, said for PostgreSQL), and the
+            # day index serves the order
+            f"ORDER BY {day} DESC NULLS LAST, upvotes DESC NULLS LAST, title LIMIT ? OFFSET ?"
         )
-        rows = self._query(sql, [*params, -1 if limit is None else limit, offset])
+        rows = self._query(sql, [*params, _NO_LIMIT if limit is None else limit, offset])
         return [row_to_paper(r) for r in rows]
 
     def paper_ids_between(
@@ -251,20 +313,27 @@ class StateStore:
         )
         return [row_to_paper(r) for r in rows]
 
-    def papers_arrived_since(self, since: float) -> list[Paper]:
+    def papers_arrived_since(self, since: float, *, day_from: date | None = None) -> list[Paper]:
         """Papers that arrived after a UNIX time, oldest first. A paper arrives when a feed
         first lists it (else, never listed, when it is first ingested): an old paper a feed
-        lists today is new today; one a second feed lists again is not."""
+        lists today is new today; one a second feed lists again is not. ``day_from``: only
+        papers whose day (listing, else publication; none known counts) is that day or later,
+        so a backfill of past years arrives without being news."""
         arrived = (
             "COALESCE((SELECT MIN(l.first_seen_at) FROM listings l "
             "WHERE l.paper_id = papers.paper_id), ingested_at)"
         )
+        day = DAY_SQL["listed"]
+        recent = f"AND ({day} IS NULL OR {day} >= ?) " if day_from else ""
+        params: list[Any] = [since, since, since]
+        if day_from:
+            params.append(day_from.isoformat())
         rows = self._query(
             f"SELECT {READ_COLUMNS}, {arrived} AS arrived FROM papers "
             "WHERE (ingested_at > ? OR paper_id IN "
             "(SELECT paper_id FROM listings WHERE first_seen_at > ?)) "
-            f"AND {arrived} > ? ORDER BY arrived, paper_id",
-            (since, since, since),
+            f"AND {arrived} > ? {recent}ORDER BY arrived, paper_id",
+            params,
         )
         return [row_to_paper(r) for r in rows]
 
@@ -397,14 +466,18 @@ class StateStore:
         (a title-hash duplicate) takes over its listings. Returns the new listings' count.
         """
         now = self._clock()
+        ids = [c.paper.paper_id for c in changes]
+        if not any(c.replaces for c in changes) and len(set(ids)) == len(ids):
+            return self._apply_batch(changes, vectors, model, listings, now)
         with self.transaction() as db:
             for change in changes:
                 new_id = change.paper.paper_id
                 upsert_paper(db, change.paper, now, content_changed=change.chunks is not None)
                 for old_id in change.replaces:
                     db.execute(
-                        "INSERT OR IGNORE INTO listings(paper_id, feed, day, first_seen_at) "
-                        "SELECT ?, feed, day, first_seen_at FROM listings WHERE paper_id = ?",
+                        "INSERT INTO listings(paper_id, feed, day, first_seen_at) "
+                        "SELECT ?, feed, day, first_seen_at FROM listings WHERE paper_id = ? "
+                        "ON CONFLICT DO NOTHING",
                         (new_id, old_id),
                     )
                     db.execute("DELETE FROM papers WHERE paper_id = ?", (old_id,))
@@ -424,6 +497,40 @@ class StateStore:
                 self._bump(db)
         return added
 
+    def _apply_batch(
+        self,
+        changes: Sequence[Change],
+        vectors: dict[str, np.ndarray],
+        model: str,
+        listings: Iterable[tuple[str, str, date]],
+        now: float,
+    ) -> int:
+        """`apply` of distinct papers that replace none: the same writes, a few statements
+        per batch instead of a few per paper (PostgreSQL pays a round trip per statement)."""
+        changed = [c for c in changes if c.chunks is not None]
+        with self.transaction() as db:
+            upsert_papers(db, [c.paper for c in changed], now, content_changed=True)
+            upsert_papers(
+                db, [c.paper for c in changes if c.chunks is None], now, content_changed=False
+            )
+            for start in range(0, len(changed), 500):
+                batch = [c.paper.paper_id for c in changed[start : start + 500]]
+                marks = ",".join("?" * len(batch))
+                db.execute(f"DELETE FROM chunks WHERE paper_id IN ({marks})", batch)
+            db.executemany(
+                "INSERT INTO chunks(chunk_id, paper_id, idx, text, n_tokens) VALUES (?,?,?,?,?)",
+                [
+                    (c.chunk_id, c.paper_id, c.index, c.text, c.n_tokens)
+                    for change in changed
+                    for c in change.chunks or ()
+                ],
+            )
+            self._put_vectors(db, vectors, model)
+            added = insert_listings(db, list(listings), now)
+            if changed:
+                self._bump(db)
+        return added
+
     def delete_papers(self, paper_ids: Sequence[str]) -> int:
         with self.transaction() as db:
             marks = ",".join("?" * len(paper_ids))
@@ -432,9 +539,12 @@ class StateStore:
                 self._bump(db)
             return int(deleted.rowcount)
 
-    def _bump(self, db: sqlite3.Connection) -> None:
-        row = db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
-        self.set_meta("generation", str(int(row[0] if row else 0) + 1), db)
+    def _bump(self, db: Database) -> None:
+        """One step up, in the database (replicas sharing a PostgreSQL state never lose one)."""
+        db.execute(
+            "INSERT INTO meta(key, value) VALUES ('generation', '1') ON CONFLICT(key) DO UPDATE "
+            "SET value = CAST(CAST(meta.value AS BIGINT) + 1 AS TEXT)"
+        )
         self.set_meta("index_dirty", "1", db)
 
     # --- cache of recomputable values (TL;DRs, topic names): JSON under (namespace, key) ---
@@ -479,8 +589,9 @@ class StateStore:
             self._put_vectors(db, vectors, model)
 
     @staticmethod
-    def _put_vectors(db: sqlite3.Connection, vectors: dict[str, np.ndarray], model: str) -> None:
+    def _put_vectors(db: Database, vectors: dict[str, np.ndarray], model: str) -> None:
         db.executemany(
-            "INSERT OR IGNORE INTO embedding_cache(model, text_hash, vector) VALUES (?, ?, ?)",
+            "INSERT INTO embedding_cache(model, text_hash, vector) VALUES (?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
             [(model, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in vectors.items()],
         )

@@ -13,6 +13,11 @@ recreated from it: the rebuild names those papers (their ids, arXiv ids for most
 re-ingesting their feeds brings them back (with the embedding cache rows that survived, their
 chunks are not embedded again). The bot's file has no other copy: what its damaged pages held
 is lost (a backup is the only way back).
+
+With PAPERBOT_DATABASE_URL the state and the bot's store are two schemas of a PostgreSQL
+database: `check` reports them (reachable, schema version, rows per table, bytes), and
+backup, restore and rebuild refuse with the way to do it there (`pg_dump` / `pg_restore`;
+the server keeps its own pages sound).
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from retrieval.db import PostgresDatabase, postgres_version, redact_url, secret
 from retrieval.errors import StateFileError
 from retrieval.freshness import writer_lock
 from retrieval.settings import RetrievalSettings
 from retrieval.state_files import (
+    FileCheck,
     backup_file,
     check_file,
     refuse_if_open,
@@ -42,6 +49,24 @@ log = logging.getLogger(__name__)
 STATE_FILE = "state.sqlite3"
 BOT_FILE = "bot.sqlite3"
 FILES = (STATE_FILE, BOT_FILE)
+# the PostgreSQL schema that holds each file's tables (retrieval/state_schema.py,
+# bot/slack/store_schema.py)
+SCHEMAS = {STATE_FILE: "paperbot_corpus", BOT_FILE: "paperbot_bot"}
+_POSTGRES_WAY = {
+    "backup": (
+        "back it up with `pg_dump --format=custom --schema=paperbot_corpus "
+        '--schema=paperbot_bot -f paperbot.dump "$PAPERBOT_DATABASE_URL"` (consistent while '
+        "paperbot runs)."
+    ),
+    "restore": (
+        "stop every paperbot process, then `pg_restore --clean --if-exists -d "
+        '"$PAPERBOT_DATABASE_URL" paperbot.dump`.'
+    ),
+    "rebuild": (
+        "PostgreSQL keeps its own pages sound, there is nothing to salvage: restore a pg_dump "
+        "(`pg_restore`), or `paperbot state reindex` to rebuild the vector index from the state."
+    ),
+}
 
 
 class StateAdmin:
@@ -58,12 +83,32 @@ class StateAdmin:
 
     def _evidence(self, name: str) -> list[Path]:
         others = [self.path(f) for f in FILES if f != name]
-        return [*others, self.settings.chroma_path, self.settings.lexical_path]
+        lexical = self.settings.lexical_path
+        # bm25.npz, or the segmented index's folder beside it (data_dir/bm25)
+        return [*others, self.settings.chroma_path, lexical, lexical.with_suffix("")]
+
+    @property
+    def database_url(self) -> str | None:
+        return secret(self.settings.database_url)
+
+    def _not_on_postgres(self, what: str) -> None:
+        url = self.database_url
+        if url is None:
+            return
+        where = redact_url(url)
+        raise StateFileError(
+            f"The state is in PostgreSQL ({where}), not in files: `paperbot state {what}` "
+            f"works on SQLite files only. Fix: {_POSTGRES_WAY[what]}"
+        )
 
     # --- check ---
     def check(self) -> dict[str, Any]:
-        """Every file's check (a full `PRAGMA quick_check`, whatever its size)."""
-        files = {name: check_file(self.path(name), self._evidence(name)) for name in FILES}
+        """Every file's check (a full `PRAGMA quick_check`, whatever its size); with a
+        database URL, each schema's (reachable, version, rows)."""
+        if self.database_url is not None:
+            files = {name: check_schema(self.database_url, name) for name in FILES}
+        else:
+            files = {name: check_file(self.path(name), self._evidence(name)) for name in FILES}
         return {
             "data_dir": str(self.data_dir),
             "ok": all(f.ok for f in files.values()),
@@ -74,6 +119,7 @@ class StateAdmin:
     def backup(self, dest: Path | None = None) -> dict[str, Any]:
         """Back up every file that exists into ``dest`` (default: a new timestamped folder
         under data_dir/backups), consistently while other processes use them."""
+        self._not_on_postgres("backup")
         target = dest or self.data_dir / "backups" / time.strftime("%Y%m%dT%H%M%S")
         done: dict[str, int] = {}
         for name in FILES:
@@ -89,6 +135,7 @@ class StateAdmin:
         """Put the files of a backup (a folder made by `backup`, or one file named like the
         one it replaces) in place. Refuses while another process writes the index or has a
         file open; each replaced file is kept as `<name>.bak`."""
+        self._not_on_postgres("restore")
         found = self._backup_files(source)
         with writer_lock(self.data_dir, wait=False) as locked:
             if not locked:
@@ -122,6 +169,7 @@ class StateAdmin:
         """Salvage the readable rows of a damaged file into a new one, keep the damaged file
         as `<name>.damaged`, and put the new one in its place. For the state, compare with the
         vector index and name what could not be recovered."""
+        self._not_on_postgres("rebuild")
         if name not in FILES:
             raise StateFileError(f"No data file {name!r}; choose one of {', '.join(FILES)}.")
         path = self.path(name)
@@ -212,3 +260,39 @@ def _mark_for_repair(path: Path) -> None:
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 (key, value),
             )
+
+
+def check_schema(url: str, name: str) -> FileCheck:
+    """What `paperbot state check` reports about one store's PostgreSQL schema (``name``:
+    the file it stands for): reachable, its version, rows per table, bytes on disk."""
+    schema = SCHEMAS[name]
+    report = FileCheck(f"{redact_url(url)} (schema {schema})", False)
+    try:
+        db = PostgresDatabase(url, schema, create=False)
+    except StateFileError as exc:
+        report.ok = False
+        report.problems.append(str(exc))
+        return report
+    try:
+        report.schema_version = postgres_version(db) or None
+        report.exists = report.schema_version is not None
+        tables = [
+            str(r["table_name"])
+            for r in db.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = ? "
+                "AND table_type = 'BASE TABLE' ORDER BY table_name",
+                (schema,),
+            )
+        ]
+        for table in tables:
+            if table != "schema_version":
+                count = db.execute(f'SELECT COUNT(*) AS n FROM "{table}"').fetchone()
+                report.rows[table] = int(count["n"])
+            size = db.execute("SELECT pg_total_relation_size(?) AS n", (f'{schema}."{table}"',))
+            report.size += int(size.fetchone()["n"] or 0)
+    except StateFileError as exc:
+        report.ok = False
+        report.problems.append(str(exc))
+    finally:
+        db.close()
+    return report

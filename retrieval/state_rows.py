@@ -6,11 +6,11 @@ run inside its transactions.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
+from retrieval.db import Database
 from retrieval.models import Chunk, DateField, Paper
 from retrieval.normalize import title_key
 
@@ -25,29 +25,35 @@ READ_COLUMNS = PAPER_COLUMNS + ", listed"
 DAY_SQL: dict[str, str] = {"listed": "COALESCE(listed, published)", "published": "published"}
 
 
-def insert_listings(
-    db: sqlite3.Connection, listings: Sequence[tuple[str, str, date]], now: float
-) -> int:
+def insert_listings(db: Database, listings: Sequence[tuple[str, str, date]], now: float) -> int:
     """Insert listings of stored papers (others are ignored); the trigger keeps papers.listed."""
     if not listings:
         return 0
     cursor = db.executemany(
-        "INSERT OR IGNORE INTO listings(paper_id, feed, day, first_seen_at) "
-        "SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM papers WHERE paper_id = ?)",
+        "INSERT INTO listings(paper_id, feed, day, first_seen_at) "
+        "SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM papers WHERE paper_id = ?) "
+        "ON CONFLICT DO NOTHING",
         [(pid, feed, day.isoformat(), now, pid) for pid, feed, day in listings],
     )
     return max(0, cursor.rowcount)
 
 
-def upsert_paper(db: sqlite3.Connection, paper: Paper, now: float, content_changed: bool) -> None:
-    values = paper_to_row(paper)
-    db.execute(
+def upsert_paper(db: Database, paper: Paper, now: float, content_changed: bool) -> None:
+    upsert_papers(db, [paper], now, content_changed)
+
+
+def upsert_papers(db: Database, papers: Sequence[Paper], now: float, content_changed: bool) -> None:
+    """Insert or update papers in one statement (one round trip per batch on PostgreSQL)."""
+    if not papers:
+        return
+    width = len(PAPER_COLUMNS.split(",")) + 2
+    db.executemany(
         f"INSERT INTO papers({PAPER_COLUMNS}, ingested_at, changed_at) "
-        f"VALUES ({','.join('?' * (len(values) + 2))}) "
+        f"VALUES ({','.join('?' * width)}) "
         "ON CONFLICT(paper_id) DO UPDATE SET "
         + ", ".join(f"{c.strip()}=excluded.{c.strip()}" for c in PAPER_COLUMNS.split(",")[1:])
         + (", changed_at=excluded.changed_at" if content_changed else ""),
-        (*values, now, now),
+        [(*paper_to_row(p), now, now) for p in papers],
     )
 
 
@@ -72,7 +78,7 @@ def paper_to_row(p: Paper) -> tuple[Any, ...]:
     )
 
 
-def row_to_paper(row: sqlite3.Row) -> Paper:
+def row_to_paper(row: Any) -> Paper:
     return Paper(
         paper_id=row["paper_id"],
         title=row["title"],
@@ -92,7 +98,7 @@ def row_to_paper(row: sqlite3.Row) -> Paper:
     )
 
 
-def row_to_chunk(row: sqlite3.Row) -> Chunk:
+def row_to_chunk(row: Any) -> Chunk:
     return Chunk(
         row["chunk_id"], row["paper_id"], row["idx"], row["text"], row["n_tokens"], row["title"]
     )

@@ -6,6 +6,7 @@ retrieval/migrations.py). A released step is never edited: a schema change is a 
 
 from __future__ import annotations
 
+from retrieval.db import PgMigration
 from retrieval.migrations import Migration, execute_all
 
 # Version 1: the schema of the releases before schema versions (those files have
@@ -118,3 +119,77 @@ MIGRATIONS = (
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+
+# PostgreSQL (PAPERBOT_DATABASE_URL): the schema `paperbot_corpus` is created at the latest
+# version in one step (retrieval/db.py `migrate_postgres`); a later change adds a
+# `PgMigration` to PG_MIGRATIONS as well as a step to MIGRATIONS. Times are UNIX seconds as
+# DOUBLE PRECISION (PostgreSQL's REAL is 4 bytes), days ISO text as in SQLite, so every query
+# of retrieval/state.py runs on both.
+PG_SCHEMA = "paperbot_corpus"
+PG_CREATE = (
+    """CREATE TABLE papers (
+        paper_id TEXT PRIMARY KEY,
+        title TEXT NOT NULL,
+        title_key TEXT NOT NULL,
+        abstract TEXT NOT NULL,
+        authors TEXT NOT NULL,
+        published TEXT,
+        updated TEXT,
+        source TEXT NOT NULL,
+        arxiv_id TEXT,
+        version INTEGER,
+        url TEXT,
+        pdf_url TEXT,
+        upvotes INTEGER,
+        comments INTEGER,
+        categories TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        ingested_at DOUBLE PRECISION NOT NULL,
+        changed_at DOUBLE PRECISION NOT NULL,
+        listed TEXT
+    )""",
+    "CREATE INDEX papers_title_key ON papers(title_key)",
+    "CREATE INDEX papers_published ON papers(published)",
+    "CREATE INDEX papers_day ON papers((COALESCE(listed, published)))",
+    "CREATE INDEX papers_ingested ON papers(ingested_at)",
+    """CREATE TABLE chunks (
+        chunk_id TEXT PRIMARY KEY,
+        paper_id TEXT NOT NULL REFERENCES papers(paper_id) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        n_tokens INTEGER NOT NULL
+    )""",
+    "CREATE INDEX chunks_paper ON chunks(paper_id)",
+    """CREATE TABLE embedding_cache (
+        model TEXT NOT NULL,
+        text_hash TEXT NOT NULL,
+        vector BYTEA NOT NULL,
+        PRIMARY KEY (model, text_hash)
+    )""",
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE cache (
+        namespace TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (namespace, key)
+    )""",
+    """CREATE TABLE listings (
+        paper_id TEXT NOT NULL REFERENCES papers(paper_id) ON DELETE CASCADE,
+        feed TEXT NOT NULL,
+        day TEXT NOT NULL,
+        first_seen_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (paper_id, feed, day)
+    )""",
+    "CREATE INDEX listings_day ON listings(day, feed)",
+    "CREATE INDEX listings_seen ON listings(first_seen_at)",
+    """CREATE FUNCTION listings_first_day() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE papers SET listed = NEW.day
+        WHERE paper_id = NEW.paper_id AND (listed IS NULL OR listed > NEW.day);
+        RETURN NULL;
+    END $$""",
+    """CREATE TRIGGER listings_first_day AFTER INSERT ON listings
+        FOR EACH ROW EXECUTE FUNCTION listings_first_day()""",
+)
+PG_MIGRATIONS: tuple[PgMigration, ...] = ()

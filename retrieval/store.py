@@ -13,7 +13,6 @@ the policy (who may write a collection) is `retrieval/ownership.py`'s.
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import threading
@@ -26,10 +25,11 @@ from typing import Any
 import numpy as np
 
 from retrieval.chroma_client import (
-    SPACE,
     Handle,
-    connect_embedded,
-    connect_server,
+    Hnsw,
+    HnswStatus,
+    apply_ef_search,
+    connector,
     create_collection,
     embedded_fix,
     get_collection,
@@ -103,8 +103,13 @@ class VectorStore:
         where: str,
         *,
         embedded: bool = False,
+        hnsw: Hnsw | None = None,
+        explain: Callable[[BaseException], str | None] | None = None,
     ) -> None:
         self._connect = connect  # -> (client, the chroma System it alone holds, or None)
+        self.hnsw = hnsw or Hnsw()  # for a collection this store creates; ef_search also later
+        self._explain = explain  # a server's refusal (token, tenant, database) as one line
+        self._ef_search_applied = False
         self.name = name
         self.where = where  # human-readable location, for messages
         self.embedded = embedded
@@ -120,15 +125,17 @@ class VectorStore:
     def from_settings(
         cls, settings: RetrievalSettings, model_id: str, embedding_function: Any
     ) -> VectorStore:
-        if settings.chroma_host:
-            scheme = "https" if settings.chroma_ssl else "http"
-            where = f"{scheme}://{settings.chroma_host}:{settings.chroma_port}"
-            connect = functools.partial(connect_server, settings, where)
-        else:
-            where = str(settings.chroma_path)
-            connect = functools.partial(connect_embedded, settings.chroma_path)
+        connect, where, explain = connector(settings)
         name = collection_name(settings.chroma_collection, model_id)
-        return cls(connect, name, embedding_function, where, embedded=not settings.chroma_host)
+        return cls(
+            connect,
+            name,
+            embedding_function,
+            where,
+            embedded=not settings.chroma_host,
+            hnsw=Hnsw.from_settings(settings),
+            explain=explain,
+        )
 
     # --- handles: open lazily, reopen safely under concurrent calls ---
     @property
@@ -216,9 +223,25 @@ class VectorStore:
                 handle.client.get_or_create_collection,
                 name=self.name,
                 embedding_function=self._ef,
-                configuration=SPACE,
+                configuration=self.hnsw.configuration(),  # only used if it must be created
             )
+        if create and self.writer is not None and not self._ef_search_applied:
+            handle.collection = self._apply_ef_search(handle.client, handle.collection)
         return handle.collection
+
+    def _apply_ef_search(self, client: Any, collection: Any) -> Any:
+        """The settings' ef_search, once per store and by the owner only (see
+        `apply_ef_search`); the collection as Chroma has it afterwards."""
+        self._ef_search_applied = True
+        if apply_ef_search(collection, self.hnsw.ef_search, f"{self.name} at {self.where}"):
+            return self._get(client) or collection
+        return collection
+
+    def hnsw_status(self) -> HnswStatus:
+        """The collection's HNSW parameters against the settings (reading creates nothing)."""
+        found = self._use_client("read the collection", self._get)
+        actual = None if found is None else Hnsw.of(found.configuration_json)
+        return HnswStatus(self.hnsw, actual)
 
     # --- vectors ---
     def count(self) -> int:
@@ -340,7 +363,7 @@ class VectorStore:
         already (someone created it first), whatever its metadata."""
         made = self._use_client(
             "create the collection",
-            lambda client: create_collection(client, self.name, self._ef, metadata),
+            lambda client: create_collection(client, self.name, self._ef, metadata, self.hnsw),
         )
         return made is not None
 
@@ -391,6 +414,9 @@ class VectorStore:
         except (StoreUnavailableError, CollectionOwnedError):
             raise
         except Exception as exc:
+            refusal = self._explain(exc) if self._explain is not None else None
+            if refusal is not None:
+                raise StoreUnavailableError(f"Could not {what}: {refusal}") from exc
             if is_connection_error(exc) and self.embedded:
                 raise StoreUnavailableError(
                     f"Could not {what}: the embedded Chroma index at {self.where} cannot be "

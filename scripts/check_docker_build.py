@@ -40,8 +40,9 @@ SAMPLE_DATE = "2025-05-16"
 QUESTION = "Which papers study parameter-efficient fine-tuning with LoRA?"
 # The Dockerfile's `python -c "…" > requirements.txt`, writing the file itself.
 REQUIREMENTS_FROM_PYPROJECT = (
-    "import tomllib; open('requirements.txt', 'w').write('\\n'.join("
-    "tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']) + '\\n')"
+    "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; "
+    "open('requirements.txt', 'w').write("
+    "'\\n'.join(p['dependencies'] + p['optional-dependencies']['postgres']) + '\\n')"
 )
 
 

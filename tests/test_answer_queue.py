@@ -20,6 +20,7 @@ import pytest
 from bot.slack import blocks
 from bot.slack.answer_queue import RESTARTED, AnswerQueue, SlackAnswers, give_up_text
 from bot.slack.store import BotStore
+from tests.support.postgres import backend_url, postgres_server
 from tests.support.slack_fixtures import SECRET, SlackHarness, corpus, harness_factory, services
 from tests.support.slack_requests import (
     CHANNEL_ID,
@@ -31,7 +32,7 @@ from tests.support.slack_requests import (
     slash_command,
 )
 
-__all__ = ["corpus", "harness_factory", "services"]
+__all__ = ["backend_url", "corpus", "harness_factory", "postgres_server", "services"]
 
 Job = dict[str, Any]
 
@@ -81,8 +82,9 @@ def add(store: BotStore, n: int, prefix: str = "q") -> None:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Any:
-    with BotStore(tmp_path / "bot.sqlite3") as opened:
+def store(tmp_path: Path, backend_url: str | None) -> Any:
+    """The store tests and the queue tests run on SQLite and on PostgreSQL."""
+    with BotStore(tmp_path / "bot.sqlite3", database_url=backend_url) as opened:
         yield opened
 
 
@@ -156,9 +158,15 @@ def test_a_job_whose_process_died_each_time_gives_up_without_a_fourth_try(
     )
 
 
-def test_two_queues_on_one_data_dir_answer_each_job_once(tmp_path: Path) -> None:
+def test_two_queues_on_one_data_dir_answer_each_job_once(
+    tmp_path: Path, backend_url: str | None
+) -> None:
+    """Two processes' queues (one connection each) on one file or one PostgreSQL database."""
     path = tmp_path / "bot.sqlite3"
-    with BotStore(path) as one, BotStore(path) as two:
+    with (
+        BotStore(path, database_url=backend_url) as one,
+        BotStore(path, database_url=backend_url) as two,
+    ):
         add(one, 40)
         recs = [Recorder(), Recorder()]
         queues = [make_queue(one, recs[0]).start(), make_queue(two, recs[1]).start()]

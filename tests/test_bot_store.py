@@ -1,4 +1,8 @@
-"""The bot's bookkeeping store: exactly-once claims, votes, subscriptions, schedules."""
+"""The bot's bookkeeping store: exactly-once claims, votes, subscriptions, schedules.
+
+The tests that take the `store` fixture run against both backends: the SQLite file and a
+real PostgreSQL (tests/support/postgres.py), the same contract.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,14 @@ from pathlib import Path
 import pytest
 
 from bot.slack.store import BotStore
+from tests.support.postgres import backend_url, postgres_server
+
+__all__ = ["backend_url", "postgres_server"]  # fixtures
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[BotStore]:
-    with BotStore.in_data_dir(tmp_path / "data") as opened:
+def store(tmp_path: Path, backend_url: str | None) -> Iterator[BotStore]:
+    with BotStore.in_data_dir(tmp_path / "data", database_url=backend_url) as opened:
         yield opened
 
 
@@ -126,18 +133,21 @@ def test_subscriptions_are_capped_per_creator_and_per_subscriber(store: BotStore
     assert len(store.subscriptions()) == 3
 
 
-def test_concurrent_subscriptions_never_overshoot_the_cap(tmp_path: Path) -> None:
+def test_concurrent_subscriptions_never_overshoot_the_cap(
+    tmp_path: Path, backend_url: str | None
+) -> None:
     import contextlib
     import threading
 
     from bot.slack.store import SubscriptionLimitError
 
     path = tmp_path / "data" / "bot.sqlite3"
-    BotStore(path).open().close()
+    BotStore(path, database_url=backend_url).open().close()
     barrier = threading.Barrier(8)
 
     def subscribe(n: int) -> None:
-        with BotStore(path) as store:  # one connection each, like several processes
+        # one connection each, like several processes
+        with BotStore(path, database_url=backend_url) as store:
             barrier.wait()
             for i in range(5):
                 with contextlib.suppress(SubscriptionLimitError):
@@ -148,7 +158,7 @@ def test_concurrent_subscriptions_never_overshoot_the_cap(tmp_path: Path) -> Non
         thread.start()
     for thread in threads:
         thread.join()
-    with BotStore(path) as store:
+    with BotStore(path, database_url=backend_url) as store:
         assert len(store.subscriptions("U1")) == 10
 
 

@@ -25,6 +25,7 @@ from retrieval.embeddings import (
     model_slug,
 )
 from retrieval.errors import ConfigError, EmbeddingError
+from retrieval.query_embeddings import QueryEmbedder
 from retrieval.settings import RetrievalSettings
 from retrieval.store import ChromaEmbeddingFunction
 from tests.support.openai_server import EMBEDDINGS_PATH, FakeOpenAIServer
@@ -280,7 +281,9 @@ def settings(**values: Any) -> RetrievalSettings:
 
 
 def test_build_local(clean_env: None) -> None:
-    embedder = build_embedder(settings(embedding_threads=1, embedding_batch_size=8))
+    built = build_embedder(settings(embedding_threads=1, embedding_batch_size=8))
+    assert isinstance(built, QueryEmbedder)  # queries cached and micro-batched
+    embedder = built.inner
     assert isinstance(embedder, LocalMiniLMEmbedder)
     assert (embedder.threads, embedder.batch_size) == (1, 8)
     with pytest.raises(ConfigError, match="PAPERBOT_EMBEDDING_PROVIDER=openai"):
@@ -302,14 +305,17 @@ def test_build_openai(clean_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
         "request_timeout": 7,
         "max_retries": 2,
     }
-    embedder = build_embedder(settings(**values))
+    built = build_embedder(settings(**values))
+    assert isinstance(built, QueryEmbedder)
+    embedder = built.inner
     assert isinstance(embedder, OpenAIEmbedder)
     assert (embedder.batch_size, embedder.timeout, embedder.max_retries) == (256, 7, 2)
     assert embedder.model_id == "openai:text-embedding-3-small"
     # The local default (32) is not used for APIs unless the user sets it.
     monkeypatch.setenv("PAPERBOT_EMBEDDING_BATCH_SIZE", "100")
     explicit = build_embedder(settings(**values))
-    assert isinstance(explicit, OpenAIEmbedder) and explicit.batch_size == 100
+    assert isinstance(explicit, QueryEmbedder)
+    assert isinstance(explicit.inner, OpenAIEmbedder) and explicit.inner.batch_size == 100
 
 
 def test_build_openai_local_server_without_key(clean_env: None, server: FakeOpenAIServer) -> None:

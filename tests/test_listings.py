@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -401,6 +401,33 @@ def test_subscriptions_notify_a_paper_when_a_feed_first_lists_it(
         assert corpus.papers_arrived_since(clock.now - 5) == [], "a second feed: not news"
         assert notify_subscribers(services, client, now=clock.now + 1) == 0
         assert [p["channel"] for p in client.posts] == ["U1"]
+    finally:
+        services.store.close()
+
+
+def test_a_backfill_of_past_years_notifies_nobody(
+    corpus: Corpus, settings: RetrievalSettings, clock: Clock
+) -> None:
+    """`ingest --arxiv-snapshot` lists years of papers today: history, not news. Before, the
+    next tick of `serve` would have sent subscribers every matching paper of the backfill."""
+    services = Services.build(settings, corpus=corpus, llm=None)
+    client = RecordingClient()
+    today = datetime.fromtimestamp(clock.now, UTC).date()  # 2024-10-27, HF_DAY is 2 days back
+    try:
+        services.store.subscribe("U1", "contrastive loss", created_by="U1")
+        old = make_paper(
+            title="Contrastive loss for memory-bounded training",
+            abstract=ABSTRACT,
+            source="arxiv",
+            arxiv_id="2210.00001v1",
+            published=today - timedelta(days=700),
+        )
+        corpus.ingest([old], feed="arxiv-snapshot", listed=today - timedelta(days=699))
+        assert notify_subscribers(services, client, now=clock.now + 1) == 0
+        clock.now += 10
+        corpus.ingest([_arxiv_paper()], feed="hf", listed=HF_DAY)  # this week's: news
+        assert notify_subscribers(services, client, now=clock.now + 1) == 1
+        assert "2210.00001" not in str(client.posts) and "2410.17243" in str(client.posts)
     finally:
         services.store.close()
 

@@ -459,7 +459,8 @@ def test_unanswerable_question_is_refused_without_calling_the_llm(
     assert server.requests == []  # the relevance gate refused before any LLM call
     assert 0 < len(answer.suggestions) <= 3
     assert answer.suggestions == answer.hits[: len(answer.suggestions)]
-    assert answer.label == "Not in the indexed papers."
+    # the label names the topics no indexed paper mentions (a name: "World Cup")
+    assert answer.label == "Not in the indexed papers: none of them mentions “cup”, “football”."
     assert answer.citations == [] and answer.tokens_in == 0
 
 

@@ -20,7 +20,13 @@ from bot.slack.answer_queue import SlackAnswers
 from bot.slack.notify import notify_subscribers
 from bot.slack.store import BotStore
 from retrieval import Corpus
-from tests.support.slack_fixtures import SECRET, SlackHarness, corpus, harness_factory
+from tests.support.slack_fixtures import (
+    SAMPLE_NEWS_TIME,
+    SECRET,
+    SlackHarness,
+    corpus,
+    harness_factory,
+)
 from tests.support.slack_requests import (
     CHANNEL_ID,
     DM_CHANNEL_ID,
@@ -198,7 +204,7 @@ def test_notifications_go_only_to_channels_that_pass_the_check_when_posting(
     for subscriber in (CHANNEL_ID, ALLOWED, "C0NOTLISTED", USER_ID):
         store.subscribe(subscriber, topic, created_by=USER_ID)
     h.api.leave(ALLOWED)  # subscribed while paperbot was in it; removed since
-    posted = notify_subscribers(h.services, h.app.client, settings=h.settings)
+    posted = notify_subscribers(h.services, h.app.client, settings=h.settings, now=SAMPLE_NEWS_TIME)
     channels = sorted(c.params["channel"] for c in h.api.calls_to("chat.postMessage"))
     assert posted == 2 and channels == [CHANNEL_ID, USER_ID]
     checked = sorted(c.params["channel"] for c in h.api.calls_to("conversations.info"))

@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Sequence
-from datetime import date
+from datetime import UTC, date, datetime
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Any
 
@@ -476,14 +477,18 @@ def test_a_notification_shows_every_new_paper_it_claims(services: Services) -> N
     ]
     services.corpus.ingest(papers)
     client = RecordingClient()
-    assert notify_subscribers(services, client, settings=SlackSettings.model_construct()) == 1
+    now = datetime.combine(DAY, dt_time(12), UTC).timestamp()  # the papers are news that day
+    notified = notify_subscribers(
+        services, client, settings=SlackSettings.model_construct(), now=now
+    )
+    assert notified == 1
     [post] = client.posts
     _check((post["text"], post["blocks"]))
     shown = _visible_text(post["blocks"])
     claimed = [p for p in papers if f"arxiv.org/abs/{p.arxiv_id}|arXiv" in shown]
     assert len(claimed) >= 11, "more than the old cap of 10"
     again = RecordingClient()
-    notify_subscribers(services, again, settings=SlackSettings.model_construct())
+    notify_subscribers(services, again, settings=SlackSettings.model_construct(), now=now + 60)
     assert again.posts == [], "nothing twice"
 
 

@@ -313,7 +313,7 @@ def doctor() -> None:
 def _store() -> BotStore:
     from bot.slack.store import BotStore
 
-    return BotStore.in_data_dir(options.settings().data_dir)
+    return BotStore.from_settings(options.settings())
 
 
 @schedule_app.command("add")

@@ -88,6 +88,42 @@ def ingest(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the counts and every problem as JSON (cron).")
     ] = False,
+    arxiv_snapshot: Annotated[
+        Path | None,
+        typer.Option(
+            "--arxiv-snapshot",
+            help="Backfill from arXiv's bulk metadata (the Kaggle arxiv-metadata-oai-snapshot "
+            "JSON lines; .gz and .zip too), streaming and resumable: a second run continues "
+            "where an interrupted one stopped.",
+        ),
+    ] = None,
+    categories: Annotated[
+        str | None,
+        typer.Option(
+            help="With --arxiv-snapshot: only papers with a category starting with one of "
+            "these (comma-separated, e.g. 'cs.CL,cs.LG' or 'cs.')."
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="With --arxiv-snapshot: only papers first submitted (v1) on this day or later."
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(help="With --arxiv-snapshot: only papers first submitted on or before."),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(min=1, help="With --arxiv-snapshot: stop after this many papers."),
+    ] = None,
+    restart: Annotated[
+        bool,
+        typer.Option(
+            "--restart", help="With --arxiv-snapshot: read from the start, not the stored cursor."
+        ),
+    ] = False,
 ) -> None:
     """Ingest papers from files or live feeds into the index (idempotent).
 
@@ -95,6 +131,30 @@ def ingest(
     """
 
     settings = options.settings()
+    snapshot_only = (categories, since, until, limit, restart or None)
+    if arxiv_snapshot is None and any(x is not None for x in snapshot_only):
+        raise typer.BadParameter(
+            "--categories, --since, --until, --limit and --restart go with --arxiv-snapshot"
+        )
+    if arxiv_snapshot is not None:
+        if paths or hf_date or arxiv_query or arxiv_ids:
+            raise typer.BadParameter("--arxiv-snapshot is ingested on its own; give no other feed")
+        from bot.cli import bulk_ingest
+
+        bulk_ingest.ingest_snapshot(
+            settings,
+            arxiv_snapshot,
+            categories=categories,
+            since=options.parse_date(since, "--since"),
+            until=options.parse_date(until, "--until"),
+            limit=limit,
+            restart=restart,
+            feed=feed,
+            force=force,
+            strict=strict,
+            as_json=as_json,
+        )
+        return
     feeds = _feeds(
         settings,
         paths or [],

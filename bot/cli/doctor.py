@@ -94,7 +94,11 @@ def _check(name: str, probe: Callable[[], str], fix: str, store_fix: str = "") -
     except StateFileError as exc:  # a damaged or emptied file: only its own fix works
         return Check(name, False, f"{type(exc).__name__}: {exc}", _DATA_FILES_FIX)
     except StoreUnavailableError as exc:  # the vector store's own fix, where it applies
-        return Check(name, False, f"{type(exc).__name__}: {exc}", store_fix or fix)
+        # a refused token, a missing tenant or database names its own setting: no other fix
+        own_fix = "Fix: set PAPERBOT_CHROMA_" in str(exc)
+        return Check(
+            name, False, f"{type(exc).__name__}: {exc}", "" if own_fix else (store_fix or fix)
+        )
     except Exception as exc:  # every failure is reported, none stops the other checks
         return Check(name, False, f"{type(exc).__name__}: {exc}", fix)
 
@@ -121,6 +125,12 @@ def _data_files(settings: RetrievalSettings) -> str:
         if not file["ok"]:
             raise StateFileError(f"{name}: {'; '.join(file['problems'][:2])}")
         found.append(f"{name} {'ok' if file['exists'] else 'absent'}")
+    if settings.database_url is not None:  # the path names the database, never its password
+        schemas = [
+            f"{file['path']}: {'v' + str(file['schema_version']) if file['exists'] else 'absent'}"
+            for file in report["files"].values()
+        ]
+        return "PostgreSQL " + ", ".join(schemas)
     return ", ".join(found)
 
 
@@ -167,7 +177,8 @@ def _store(corpus: Corpus) -> str:
             f"{collection} at {where} ({vectors} vectors) belongs to another data dir "
             f"({owner.owner_label or owner.owner_id}); this one may only read it"
         )
-    return f"{where}: {vectors} vectors in {collection}"
+    hnsw = corpus.stats().get("hnsw")
+    return f"{where}: {vectors} vectors in {collection}" + (f"; {hnsw}" if hnsw else "")
 
 
 def _index(corpus: Corpus) -> str:
@@ -209,13 +220,14 @@ def _feeds(settings: RetrievalSettings, slack: SlackSettings) -> Check:
     from bot.slack.feeds import Feed, FeedStatus
     from bot.slack.store import FILENAME, BotStore
 
-    if not (settings.data_dir / FILENAME).is_file() and not slack.feeds:
+    has_store = settings.database_url is not None or (settings.data_dir / FILENAME).is_file()
+    if not has_store and not slack.feeds:
         rows: list[dict[str, object]] = []
     else:
         try:
             from bot.slack.feed_watcher import seed_declared
 
-            with BotStore.in_data_dir(settings.data_dir) as store:
+            with BotStore.from_settings(settings) as store:
                 seed_declared(store, slack.feeds)
                 rows = store.feeds()
         except StateFileError as exc:

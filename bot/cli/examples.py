@@ -12,6 +12,9 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "paperbot ingest --arxiv-query 'cat:cs.CL AND ti:retrieval' --max-results 200",
         "paperbot ingest export.jsonl --feed team-picks --listed today --json",
         "paperbot ingest papers.jsonl --force",
+        "paperbot ingest --arxiv-snapshot arxiv-metadata-oai-snapshot.json --categories cs.CL,cs.LG "
+        "--since 2023-01-01",
+        "paperbot ingest --arxiv-snapshot arxiv-metadata-oai-snapshot.json.gz --limit 100000 --json",
     ),
     "search": (
         'paperbot search "gaussian splatting for avatars" -k 5',

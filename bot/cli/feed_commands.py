@@ -57,7 +57,7 @@ def _store() -> Iterator[BotStore]:
     from bot.slack.feed_watcher import seed_declared
     from bot.slack.store import BotStore
 
-    with BotStore.in_data_dir(options.settings().data_dir) as store:
+    with BotStore.from_settings(options.settings()) as store:
         seed_declared(store, options.slack_settings().feeds)
         yield store
 

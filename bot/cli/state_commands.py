@@ -174,6 +174,7 @@ def reindex(as_json: JsonOpt = False) -> None:
     corpus = Corpus(options.settings())
     try:
         added, removed = corpus.repair_if_needed()
+        bm25_chunks = corpus.rebuild_lexical_index()  # derived data too: rebuilt from the state
         where, collection, vectors = corpus.store_status()
     except PaperbotError as exc:
         if not as_json:
@@ -182,7 +183,13 @@ def reindex(as_json: JsonOpt = False) -> None:
         raise typer.Exit(1) from None
     finally:
         corpus.close()
-    report = {"added": added, "removed": removed, "vectors": vectors, "collection": collection}
+    report = {
+        "added": added,
+        "removed": removed,
+        "vectors": vectors,
+        "collection": collection,
+        "bm25_chunks": bm25_chunks,
+    }
     if as_json:
         typer.echo(json.dumps({**report, "where": where}))
         return

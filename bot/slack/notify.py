@@ -3,6 +3,8 @@
 A paper arrives when a feed first lists it (or, never listed, when it is first ingested):
 an older paper that a feed lists today is news today, the same paper listed again by a
 second feed is not (and `claim_notification` never posts a paper twice to one subscriber).
+A paper whose listing (else publication) day is more than `NEWS_DAYS` old is history, not
+news: a backfill of past years notifies nobody.
 Each paper reads as everywhere else (bot/slack/paper_lines.py): linked, with its authors.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from bot.services import Services
@@ -19,6 +22,8 @@ from retrieval import Paper
 
 log = logging.getLogger(__name__)
 WATERMARK = "notify_watermark"
+# a paper listed (else published) longer ago than this is history, not news: not notified
+NEWS_DAYS = 7
 
 
 def notify_subscribers(
@@ -27,13 +32,16 @@ def notify_subscribers(
     *,
     settings: SlackSettings | None = None,
     now: float | None = None,
+    today: date | None = None,
 ) -> int:
     """Post each subscriber the new papers matching their topics; each paper at most once.
 
     A channel subscriber is checked when there is something to post (the same rule as every
     other surface, bot/slack/permissions.py): outside PAPERBOT_ALLOWED_CHANNELS, or a channel
     paperbot is not a member of, it gets nothing (and the papers are not marked as sent).
-    ``settings`` defaults to the environment's. Returns the number of notifications posted.
+    ``settings`` defaults to the environment's. ``today`` (default: the day of ``now``, UTC) is
+    what "recent" is measured from: the scheduler passes its own clock's day. Returns the
+    number of notifications posted.
     """
     settings = settings or SlackSettings()
     store = services.store
@@ -43,7 +51,10 @@ def notify_subscribers(
     if not subscriptions:  # nothing to match: don't read every new paper into memory
         store.set_meta(WATERMARK, str(now))
         return 0
-    new = {p.paper_id: p for p in services.corpus.papers_arrived_since(since)}
+    # News only: a backfill of past years (`ingest --arxiv-snapshot`) arrives today too
+    today = today or datetime.fromtimestamp(now, UTC).date()
+    day_from = today - timedelta(days=NEWS_DAYS)
+    new = {p.paper_id: p for p in services.corpus.papers_arrived_since(since, day_from=day_from)}
     refused: dict[str, str | None] = {}  # channel -> why not (None: may post); once per run
     posted = 0
     linker = paper_links.of(services)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -153,7 +153,9 @@ class DigestScheduler:
                     missing=missing,
                 )
         try:
-            notify_subscribers(self.services, self.client, settings=self.settings)
+            # "recent" by this scheduler's clock, like the digests' days
+            today = now.astimezone(UTC).date()
+            notify_subscribers(self.services, self.client, settings=self.settings, today=today)
         except Exception:
             log.exception("subscription notifications failed; will retry on the next tick")
         return results

@@ -1,4 +1,6 @@
-"""The Slack bot's own bookkeeping: a SQLite file next to the corpus (data_dir/bot.sqlite3).
+"""The Slack bot's own bookkeeping: a SQLite file next to the corpus (data_dir/bot.sqlite3),
+or, with PAPERBOT_DATABASE_URL, the `paperbot_bot` schema of a PostgreSQL database that
+several `serve` replicas share (one implementation of the queries: retrieval/db.py).
 
 What lives here cannot be computed again: which digests were posted (and how far a
 half-posted one got), which Slack deliveries were already answered, the answers behind the
@@ -12,6 +14,9 @@ first use (bot/slack/store_schema.py). Version 2 imports, once, the bot's data o
 written before the bot had its own file: it sat in the corpus file (state.sqlite3), which is
 only read. Like the corpus state, one connection is shared by threads (WAL: readers never
 block the writer), and several processes may use the same file.
+
+Size: one method per bookkeeping query of one store; the feed tables and the answer queue
+are already mixins of their own (store_feeds.py, store_jobs.py).
 """
 
 from __future__ import annotations
@@ -29,8 +34,16 @@ from typing import Any
 
 from bot.slack.store_feeds import FeedTables
 from bot.slack.store_jobs import JobTables
-from bot.slack.store_schema import LEGACY, MIGRATIONS, SCHEMA_VERSION
+from bot.slack.store_schema import (
+    LEGACY,
+    MIGRATIONS,
+    PG_CREATE,
+    PG_MIGRATIONS,
+    PG_SCHEMA,
+    SCHEMA_VERSION,
+)
 from retrieval import PaperbotError, migrations
+from retrieval import db as database
 
 FILENAME = "bot.sqlite3"
 LEGACY_FILENAME = "state.sqlite3"  # the corpus file, which held the bot's tables before v2
@@ -52,15 +65,35 @@ class BotStore(FeedTables, JobTables):
     The feed tables' methods are in bot/slack/store_feeds.py, the answer queue's in
     bot/slack/store_jobs.py."""
 
-    def __init__(self, path: Path, *, legacy_path: Path | None = None) -> None:
+    def __init__(
+        self, path: Path, *, legacy_path: Path | None = None, database_url: Any = None
+    ) -> None:
         self.path = path
         self.legacy_path = legacy_path or path.with_name(LEGACY_FILENAME)
+        self._url = database.secret(database_url)  # PostgreSQL instead of the file
         self._lock = threading.RLock()
-        self._conn: sqlite3.Connection | None = None
+        self._conn: database.Database | None = None
 
     @classmethod
-    def in_data_dir(cls, data_dir: Path) -> BotStore:
-        return cls(data_dir / FILENAME)
+    def in_data_dir(cls, data_dir: Path, *, database_url: Any = None) -> BotStore:
+        return cls(data_dir / FILENAME, database_url=database_url)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> BotStore:
+        """The store the settings name: PAPERBOT_DATABASE_URL, else the data dir's file."""
+        return cls.in_data_dir(settings.data_dir, database_url=settings.database_url)
+
+    @property
+    def backend(self) -> str:
+        """ "sqlite" or "postgres"."""
+        return database.POSTGRES if self._url else database.SQLITE
+
+    @property
+    def location(self) -> str:
+        """Where the store is, for messages: the file, or the database (no password)."""
+        if self._url:
+            return f"{database.redact_url(self._url)} (schema {PG_SCHEMA})"
+        return str(self.path)
 
     def __enter__(self) -> BotStore:
         return self
@@ -88,15 +121,29 @@ class BotStore(FeedTables, JobTables):
     @property
     def schema_version(self) -> int:
         with self._lock:
-            return migrations.schema_version(self._db())
+            db = self._db()
+            if isinstance(db, database.PostgresDatabase):
+                return database.postgres_version(db)
+            assert isinstance(db, database.SqliteDatabase)
+            return migrations.schema_version(db.raw)
 
-    def _db(self) -> sqlite3.Connection:
+    def _db(self) -> database.Database:
         with self._lock:
             if self._conn is None:
-                self._conn = self._connect()
+                self._conn = self._connect_postgres() if self._url else self._connect()
             return self._conn
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect_postgres(self) -> database.Database:
+        assert self._url is not None
+        pg = database.PostgresDatabase(self._url, PG_SCHEMA)
+        try:
+            database.migrate_postgres(pg, PG_CREATE, SCHEMA_VERSION, PG_MIGRATIONS)
+        except BaseException:
+            pg.close()
+            raise
+        return pg
+
+    def _connect(self) -> database.Database:
         from retrieval import refuse_emptied
 
         # a 0-byte bot.sqlite3 beside a used state lost its data: never start afresh silently
@@ -118,7 +165,7 @@ class BotStore(FeedTables, JobTables):
         except BaseException:
             db.close()
             raise
-        return db
+        return database.SqliteDatabase(db, str(self.path))
 
     def _migrate(self, db: sqlite3.Connection) -> None:
         legacy = migrations.schema_version(db) < SCHEMA_VERSION and self.legacy_path.is_file()
@@ -137,22 +184,18 @@ class BotStore(FeedTables, JobTables):
                 db.execute(f"DETACH DATABASE {LEGACY}")
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            db = self._db()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+    def _transaction(self, *, serial: bool = True) -> Iterator[database.Database]:
+        """All or nothing. ``serial``: one writer at a time (SQLite's BEGIN IMMEDIATE; on
+        PostgreSQL a lock on the schema across hosts); else PostgreSQL locks only the rows
+        the statements lock (`skip_locked` claims)."""
+        with self._lock, self._db().transaction(serial=serial) as db:
+            yield db
 
-    def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+    def _execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Any:
         with self._lock:
             return self._db().execute(sql, params)
 
-    def _query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[sqlite3.Row]:
+    def _query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
         with self._lock:
             return list(self._db().execute(sql, params))
 
@@ -172,32 +215,25 @@ class BotStore(FeedTables, JobTables):
     def first_time(self, key: str) -> bool:
         """True the first time a key is seen (Slack retries, duplicate deliveries)."""
         cur = self._execute(
-            "INSERT OR IGNORE INTO seen_keys(key, seen_at) VALUES (?, ?)", (key, time.time())
+            "INSERT INTO seen_keys(key, seen_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            (key, time.time()),
         )
         return cur.rowcount == 1
 
     def claim_digest(self, channel: str, day: str, owner: str, lease_seconds: float) -> bool:
         """Claim the (channel, day) digest slot. Fails if it was posted, is empty, or another
         poster holds a live claim; a failed or waiting post, or an expired claim, can be
-        taken over."""
+        taken over. One statement decides, so two replicas (or hosts) never both win."""
         now = time.time()
-        with self._transaction() as db:
-            row = db.execute(
-                "SELECT status, claimed_at FROM digest_posts WHERE channel = ? AND day = ?",
-                (channel, day),
-            ).fetchone()
-            if row is not None:
-                live_claim = row["status"] == "claimed" and now - row["claimed_at"] < lease_seconds
-                if row["status"] in ("posted", "empty") or live_claim:
-                    return False
-            db.execute(
-                "INSERT INTO digest_posts(channel, day, status, owner, claimed_at) "
-                "VALUES (?, ?, 'claimed', ?, ?) ON CONFLICT(channel, day) DO UPDATE SET "
-                "status = 'claimed', owner = excluded.owner, claimed_at = excluded.claimed_at, "
-                "error = NULL",
-                (channel, day, owner, now),
-            )
-            return True
+        cur = self._execute(
+            "INSERT INTO digest_posts(channel, day, status, owner, claimed_at) "
+            "VALUES (?, ?, 'claimed', ?, ?) ON CONFLICT(channel, day) DO UPDATE SET "
+            "status = 'claimed', owner = excluded.owner, claimed_at = excluded.claimed_at, "
+            "error = NULL WHERE digest_posts.status NOT IN ('posted', 'empty') AND NOT "
+            "(digest_posts.status = 'claimed' AND ? - digest_posts.claimed_at < ?)",
+            (channel, day, owner, now, now, lease_seconds),
+        )
+        return int(cur.rowcount) == 1
 
     def finish_digest(
         self, channel: str, day: str, status: str, ts: str | None = None, error: str | None = None
@@ -288,8 +324,8 @@ class BotStore(FeedTables, JobTables):
                 "DO UPDATE SET vote = excluded.vote, created_at = excluded.created_at, "
                 "answer_id = excluded.answer_id, question = excluded.question, "
                 "answer = excluded.answer, "
-                "reason = CASE WHEN excluded.vote = 'up' OR excluded.answer_id IS NOT "
-                "feedback.answer_id THEN NULL ELSE feedback.reason END",
+                "reason = CASE WHEN excluded.vote = 'up' OR excluded.answer_id IS DISTINCT "
+                "FROM feedback.answer_id THEN NULL ELSE feedback.reason END",
                 (
                     row["id"],
                     row["question"],
@@ -395,7 +431,8 @@ class BotStore(FeedTables, JobTables):
 
     def claim_notification(self, subscriber: str, paper_id: str) -> bool:
         cur = self._execute(
-            "INSERT OR IGNORE INTO notified(subscriber, paper_id, notified_at) VALUES (?, ?, ?)",
+            "INSERT INTO notified(subscriber, paper_id, notified_at) VALUES (?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
             (subscriber, paper_id, time.time()),
         )
         return cur.rowcount == 1

@@ -4,21 +4,25 @@ which provides the connection; bot/slack/feeds.py turns the rows into `Feed`s.""
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from retrieval import db as database
 
 
 class FeedTables:
     if TYPE_CHECKING:  # provided by BotStore
 
-        def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor: ...
+        def _execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Any: ...
 
-        def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]: ...
+        def _query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]: ...
 
-        def _transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+        def _transaction(
+            self, *, serial: bool = True
+        ) -> AbstractContextManager[database.Database]: ...
 
     def add_feed(self, row: dict[str, Any], *, replace: bool = False) -> bool:
         """Add a feed definition (see bot/slack/feeds.py `Feed.row`). An existing name is kept
@@ -45,7 +49,7 @@ class FeedTables:
             )
             self._execute(sql, values)
             return True
-        return self._execute(sql.replace("INSERT", "INSERT OR IGNORE", 1), values).rowcount == 1
+        return self._execute(sql + " ON CONFLICT DO NOTHING", values).rowcount == 1
 
     def remove_feed(self, name: str) -> bool:
         """Delete a feed with its status and delivered days (its papers stay indexed)."""
@@ -71,8 +75,15 @@ class FeedTables:
         self, name: str, owner: str, now: float, lease_seconds: float, *, due_only: bool = True
     ) -> bool:
         """Take a feed's poll for ``lease_seconds`` so two processes (two `serve` replicas,
-        serve and cron) never poll one feed at once. ``due_only``: only when it is due."""
-        with self._transaction() as db:
+        serve and cron) never poll one feed at once. ``due_only``: only when it is due. On
+        PostgreSQL the feed's row is locked first; a feed another process is claiming right
+        now is not waited for (SKIP LOCKED): not claimed."""
+        with self._transaction(serial=False) as db:
+            locked = db.execute(
+                "SELECT name FROM feeds WHERE name = ?" + db.skip_locked, (name,)
+            ).fetchone()
+            if locked is None:
+                return False
             row = db.execute(
                 "SELECT f.enabled, s.next_due, s.owner, s.lease_until FROM feeds f "
                 "LEFT JOIN feed_status s USING (name) WHERE f.name = ?",
@@ -124,7 +135,8 @@ class FeedTables:
                 db.executemany(
                     "INSERT INTO feed_days(name, day, papers, new, first_at, last_at) "
                     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(name, day) DO UPDATE SET "
-                    "papers = MAX(papers, excluded.papers), new = new + excluded.new, "
+                    "papers = CASE WHEN excluded.papers > feed_days.papers THEN excluded.papers "
+                    "ELSE feed_days.papers END, new = feed_days.new + excluded.new, "
                     "last_at = excluded.last_at",
                     [(name, day, n, fresh, at, at) for day, (n, fresh) in (days or {}).items()],
                 )
@@ -133,7 +145,7 @@ class FeedTables:
                 "INSERT INTO feed_status(name, last_attempt, last_error, failures, next_due) "
                 "VALUES (?, ?, ?, 1, ?) ON CONFLICT(name) DO UPDATE SET last_attempt = "
                 "excluded.last_attempt, last_error = excluded.last_error, failures = "
-                "failures + 1, next_due = excluded.next_due, owner = NULL, lease_until = NULL",
+                "feed_status.failures + 1, next_due = excluded.next_due, owner = NULL, lease_until = NULL",
                 (name, at, error, next_due),
             )
             row = db.execute("SELECT failures FROM feed_status WHERE name = ?", (name,)).fetchone()

@@ -10,10 +10,12 @@ its lease expired. Times are UNIX seconds from the caller's clock.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from retrieval import db as database
 
 JOB_FIELDS = (
     "kind",
@@ -35,13 +37,13 @@ _CLAIMABLE = (
 class JobTables:
     if TYPE_CHECKING:  # provided by BotStore
 
-        def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor: ...
+        def _execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Any: ...
 
-        def _query(
-            self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
-        ) -> list[sqlite3.Row]: ...
+        def _query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]: ...
 
-        def _transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+        def _transaction(
+            self, *, serial: bool = True
+        ) -> AbstractContextManager[database.Database]: ...
 
     def add_job(self, key: str, now: float, **fields: Any) -> int | None:
         """Write a job for a Slack delivery (``fields``: see JOB_FIELDS). None when ``key`` was
@@ -52,25 +54,32 @@ class JobTables:
             raise ValueError(f"unknown job fields: {sorted(unknown)}")
         columns = ", ".join(fields)
         marks = ", ".join("?" * len(fields))
-        with self._transaction() as db:
+        # not serial: both inserts decide by their unique keys (a second replica inserting
+        # the same key waits for the first's commit, then inserts nothing)
+        with self._transaction(serial=False) as db:
             seen = db.execute(
-                "INSERT OR IGNORE INTO seen_keys(key, seen_at) VALUES (?, ?)", (key, now)
+                "INSERT INTO seen_keys(key, seen_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (key, now),
             )
             if seen.rowcount != 1:
                 return None
-            cur = db.execute(
-                f"INSERT OR IGNORE INTO answer_jobs(key, {columns}, created_at, updated_at) "
-                f"VALUES (?, {marks}, ?, ?)",
+            row = db.execute(
+                f"INSERT INTO answer_jobs(key, {columns}, created_at, updated_at) "
+                f"VALUES (?, {marks}, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
                 (key, *fields.values(), now, now),
-            )
-            return int(cur.lastrowid) if cur.rowcount == 1 and cur.lastrowid else None
+            ).fetchone()
+            return int(row["id"]) if row is not None else None
 
     def claim_job(self, owner: str, now: float, lease_seconds: float) -> dict[str, Any] | None:
-        """Take the oldest claimable job for ``lease_seconds`` (its attempts count up)."""
+        """Take the oldest claimable job for ``lease_seconds`` (its attempts count up). On
+        PostgreSQL a job another replica is taking right now is skipped (SKIP LOCKED), not
+        waited for; SQLite has one writer at a time anyway."""
         params = {"now": now}
-        with self._transaction() as db:
+        with self._transaction(serial=False) as db:
             row = db.execute(
-                f"SELECT id FROM answer_jobs WHERE {_CLAIMABLE} ORDER BY id LIMIT 1", params
+                f"SELECT id FROM answer_jobs WHERE {_CLAIMABLE} ORDER BY id LIMIT 1"
+                + db.skip_locked,
+                params,
             ).fetchone()
             if row is None:
                 return None
@@ -120,7 +129,7 @@ class JobTables:
         """Hand ``owner``'s running jobs back (shutdown): queued again, the attempt uncounted."""
         cur = self._execute(
             "UPDATE answer_jobs SET state = 'queued', owner = NULL, lease_expires = NULL, "
-            "attempts = MAX(attempts - 1, 0), updated_at = ? "
+            "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, updated_at = ? "
             "WHERE owner = ? AND state = 'running'",
             (now, owner),
         )

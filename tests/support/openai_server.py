@@ -73,8 +73,14 @@ class FakeOpenAIServer(HTTPFake[RecordedRequest]):
         api_key: str | None = None,
         chat_delay: float = 0.0,
         chunk_delay: float = 0.0,
+        embed_delay: float = 0.0,
     ) -> None:
         super().__init__()
+        #: Seconds every embeddings request waits before it is answered (a remote endpoint).
+        self.embed_delay = embed_delay
+        #: The most embeddings requests that were being answered at the same time.
+        self.peak_embed_requests = 0
+        self._embed_requests = 0
         self.dim = dim
         #: Seconds every chat request waits before it is answered (a stalled model).
         self.chat_delay = chat_delay
@@ -203,7 +209,16 @@ class FakeOpenAIServer(HTTPFake[RecordedRequest]):
                 text = self.reply_for(params)
             self._chat(ex, params, text, drop)
         elif request.method == "POST" and request.path == EMBEDDINGS_PATH:
-            _send(ex, self._embeddings(params), drop)
+            with self._cond:
+                self._embed_requests += 1
+                self.peak_embed_requests = max(self.peak_embed_requests, self._embed_requests)
+            try:
+                if self.embed_delay:
+                    self.pause(self.embed_delay)
+                _send(ex, self._embeddings(params), drop)
+            finally:
+                with self._cond:
+                    self._embed_requests -= 1
         else:
             ex.send_json(404, _error(f"no route {request.method} {request.path}", "not_found"))
 

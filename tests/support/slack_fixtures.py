@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,10 @@ BOT_TOKEN = "xoxb-1-test"
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "daily_papers_page.txt"
 
 
+SAMPLE_DAY = date(2025, 5, 16)  # the sample page's day: its papers are news on the day after
+SAMPLE_NEWS_TIME = datetime.combine(SAMPLE_DAY + timedelta(days=1), dt_time(9), UTC).timestamp()
+
+
 def ingested_corpus(data_dir: Path, tiktoken_dir: Path, embedder: Any) -> Corpus:
     settings = RetrievalSettings(
         _env_file=None,  # type: ignore[call-arg]
@@ -31,7 +36,7 @@ def ingested_corpus(data_dir: Path, tiktoken_dir: Path, embedder: Any) -> Corpus
         tiktoken_cache_dir=tiktoken_dir,
     )
     corpus = Corpus(settings, embedder=embedder)
-    records = page_text.parse(SAMPLE.read_bytes(), origin="sample", page_date=date(2025, 5, 16))
+    records = page_text.parse(SAMPLE.read_bytes(), origin="sample", page_date=SAMPLE_DAY)
     corpus.ingest(list(records))
     return corpus
 

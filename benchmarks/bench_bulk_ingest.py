@@ -1,0 +1,336 @@
+"""Bulk backfill throughput: `paperbot ingest --arxiv-snapshot` with cached embeddings, against
+the feed-file ingest path of the same papers, and embedding chunks/s per throughput mode.
+
+Target (issue 15): >= 2,000 papers/s with cached embeddings, i.e. everything but the model:
+read and parse the snapshot, normalise, chunk with tiktoken, compare with the state, write
+papers/chunks/listings, read the embedding cache, upsert into Chroma (embedded, in the data dir).
+
+The corpus: a synthetic arXiv snapshot (`tests/support/snapshots.py`) of ``--papers`` papers
+built from the 250 real ACLSum abstracts (distinct ids, titles and sentence orders). Vectors are
+synthetic (a hash of the text, 384 floats, unit length); both data dirs get the embedding cache
+of every chunk text before any timing, and the embedder used while timing refuses to embed,
+so a run that would need the model fails instead of being measured.
+
+Measured in the same run, each on a fresh data dir:
+  * bulk: the CLI's path (`open_arxiv_snapshot` read in slices, `Corpus.ingest` per slice);
+  * feed file (baseline): the same papers as flat JSON Lines through `load_path` and one
+    `Corpus.ingest`, with the ingester's pre-issue-15 batching (64 papers, one window);
+  * embedding modes, chunks/s on the same chunk texts: local model in 1 vs 2 worker processes,
+    and an OpenAI-compatible endpoint (FakeOpenAIServer, ``--endpoint-delay`` s per request)
+    at concurrency 1 vs 4.
+
+    python benchmarks/bench_bulk_ingest.py                 # 20,000 papers
+    python benchmarks/bench_bulk_ingest.py --papers 2000 --json
+    python benchmarks/bench_bulk_ingest.py --profile       # cProfile of the bulk run (top 30)
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import functools
+import hashlib
+import io
+import json
+import pstats
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np
+
+from benchmarks.common import WORK, fresh_dir, load_average, machine_info, make_settings
+from retrieval import Corpus, RetrievalSettings, open_arxiv_snapshot
+from retrieval.chunking import chunk_paper
+from retrieval.ingest import Ingester, text_hash
+from retrieval.models import Paper
+from retrieval.sources import load_path
+from tests.support.snapshots import write_snapshot
+
+DIM = 384
+MODEL = "bench-hash-384"
+
+
+class CachedOnlyEmbedder:
+    """Synthetic vectors for warming the cache; refuses to embed while `frozen`."""
+
+    model_id = MODEL
+    dim = DIM
+
+    def __init__(self) -> None:
+        self.frozen = False
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if self.frozen and len(texts):
+            raise AssertionError(f"{len(texts)} texts missed the embedding cache")
+        return np.stack([hash_vector(t) for t in texts]) if texts else np.zeros((0, DIM))
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return hash_vector(text)
+
+
+def hash_vector(text: str) -> np.ndarray:
+    seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+    row = np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
+    return row / np.linalg.norm(row)
+
+
+def snapshot(papers: int) -> Path:
+    path = WORK / "bulk" / f"snapshot-{papers}.json"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_snapshot(path, papers)
+    return path
+
+
+def flat_jsonl(snapshot_path: Path, settings: RetrievalSettings) -> Path:
+    """The snapshot's papers as the flat records a feed file carries."""
+    path = snapshot_path.with_suffix(".flat.jsonl")
+    if not path.exists():
+        with path.open("w", encoding="utf-8") as out:
+            for p in open_arxiv_snapshot(settings, snapshot_path):
+                if isinstance(p, Paper):
+                    record = p.model_dump(
+                        mode="json", include={"title", "abstract", "authors", "categories"}
+                    )
+                    record.update(
+                        arxiv_id=f"{p.arxiv_id}v{p.version}",
+                        published=str(p.published),
+                        listed=str(p.listed),
+                    )
+                    out.write(json.dumps(record) + "\n")
+    return path
+
+
+def prepared(name: str, snapshot_path: Path) -> tuple[Corpus, CachedOnlyEmbedder]:
+    """A fresh data dir whose embedding cache holds every chunk text of the snapshot."""
+    settings = make_settings(fresh_dir(WORK / "bulk" / name))
+    embedder = CachedOnlyEmbedder()
+    corpus = Corpus(settings, embedder=embedder)
+    vectors: dict[str, np.ndarray] = {}
+    for p in open_arxiv_snapshot(settings, snapshot_path):
+        if isinstance(p, Paper):
+            for chunk in chunk_paper(
+                p, corpus.codec, settings.chunk_tokens, settings.chunk_overlap
+            ):
+                vectors[text_hash(chunk.embed_text)] = hash_vector(chunk.embed_text)
+    corpus.state.put_vectors(vectors, MODEL)
+    corpus.store.count()  # open Chroma now, not inside the timing
+    embedder.frozen = True
+    return corpus, embedder
+
+
+def run_bulk(corpus: Corpus, snapshot_path: Path, profile: bool) -> dict[str, Any]:
+    reader = open_arxiv_snapshot(corpus.settings, snapshot_path)
+    profiler = cProfile.Profile() if profile else None
+    started = time.perf_counter()
+    if profiler:
+        profiler.enable()
+    new = chunks = 0
+    for piece in reader.slices(50_000):
+        report = corpus.ingest(piece)
+        new += len(report.new)
+    if profiler:
+        profiler.disable()
+    elapsed = time.perf_counter() - started
+    chunks = corpus.state.count_chunks()
+    result = _rates("bulk (--arxiv-snapshot)", new, chunks, elapsed)
+    if profiler:
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(30)
+        result["profile"] = out.getvalue()
+    return result
+
+
+def run_feed_file(corpus: Corpus, flat: Path) -> dict[str, Any]:
+    import retrieval.corpus as corpus_module
+
+    old = functools.partial(Ingester, batch_papers=64, window_papers=10**9, background_writes=False)
+    original = corpus_module.Ingester
+    corpus_module.Ingester = old  # type: ignore[misc,assignment]
+    try:
+        started = time.perf_counter()
+        records = list(load_path(flat))  # the CLI reads every feed first
+        report = corpus.ingest(records)
+        elapsed = time.perf_counter() - started
+    finally:
+        corpus_module.Ingester = original  # type: ignore[misc]
+    return _rates("feed file (baseline)", len(report.new), corpus.state.count_chunks(), elapsed)
+
+
+def run_without_vector_writes(corpus: Corpus, snapshot_path: Path) -> dict[str, Any]:
+    """Diagnostic: the bulk path with the vector store's writes skipped (what the rest of the
+    pipeline costs); the data dir's vector index is left behind the state (thrown away)."""
+    from retrieval.store import VectorStore
+
+    original = VectorStore.upsert
+    VectorStore.upsert = lambda self, ids, vectors, metas: None  # type: ignore[method-assign]
+    try:
+        result = run_bulk(corpus, snapshot_path, profile=False)
+    finally:
+        VectorStore.upsert = original  # type: ignore[method-assign]
+    result["path"] = "diagnostic: bulk without vector writes"
+    return result
+
+
+def run_reader(settings: RetrievalSettings, snapshot_path: Path) -> dict[str, Any]:
+    """Diagnostic: reading and normalising the snapshot alone."""
+    started = time.perf_counter()
+    papers = sum(isinstance(r, Paper) for r in open_arxiv_snapshot(settings, snapshot_path))
+    return _rates("diagnostic: read + parse only", papers, 0, time.perf_counter() - started)
+
+
+def run_chroma_alone(corpus: Corpus, vectors: int) -> dict[str, Any]:
+    """Diagnostic: Chroma's insert rate alone, same collection settings, batches of 1,024."""
+    from datetime import date
+
+    from retrieval.store import ChunkMeta
+
+    store = corpus.store
+    rows = np.stack([hash_vector(f"chroma alone {i}") for i in range(vectors)])
+    metas = [ChunkMeta(f"x{i}", date(2023, 1, 2), "arxiv") for i in range(vectors)]
+    ids = [f"x{i}#0:bench" for i in range(vectors)]
+    started = time.perf_counter()
+    for i in range(0, vectors, 1024):
+        store.upsert(ids[i : i + 1024], rows[i : i + 1024], metas[i : i + 1024])
+    elapsed = time.perf_counter() - started
+    result = _rates("diagnostic: Chroma inserts alone", 0, vectors, elapsed)
+    result["papers_per_s"] = None
+    return result
+
+
+def _rates(label: str, papers: int, chunks: int, elapsed: float) -> dict[str, Any]:
+    return {
+        "path": label,
+        "papers": papers,
+        "chunks": chunks,
+        "seconds": round(elapsed, 2),
+        "papers_per_s": round(papers / elapsed, 1),
+        "chunks_per_s": round(chunks / elapsed, 1),
+    }
+
+
+def embedding_modes(texts: list[str], delay: float, rounds: int) -> list[dict[str, Any]]:
+    """chunks/s of each throughput mode on the same texts (best of ``rounds``)."""
+    from retrieval.embed_pool import ConcurrentEmbedder, ProcessPoolEmbedder
+    from retrieval.embeddings import LocalMiniLMEmbedder, OpenAIEmbedder
+    from tests.support.openai_server import FakeOpenAIServer
+
+    rows = []
+
+    def timed(label: str, embed: Any, n: int) -> None:
+        embed(texts[:8])  # warm: model loaded, workers started, connection open
+        best = min(_seconds(embed, texts[:n]) for _ in range(rounds))
+        rows.append(
+            {
+                "mode": label,
+                "chunks": n,
+                "seconds": round(best, 2),
+                "chunks_per_s": round(n / best, 1),
+            }
+        )
+
+    single = LocalMiniLMEmbedder()
+    timed("local, 1 process (all cores)", single.embed, len(texts))
+    pool = ProcessPoolEmbedder(2)
+    try:
+        timed("local, 2 worker processes", pool.embed, len(texts))
+    finally:
+        pool.close()
+    with FakeOpenAIServer(dim=DIM, embed_delay=delay) as server:
+        remote = OpenAIEmbedder("embed-test", "k", server.base_url, 30.0, 2, batch_size=64)
+        texts = [texts[i % len(texts)] for i in range(1024)]  # 16 requests of 64
+        n = len(texts)
+        for concurrency in (1, 4):
+            embedder = ConcurrentEmbedder(remote, concurrency)
+            try:
+                timed(
+                    f"endpoint, concurrency {concurrency} ({delay:g} s/request)", embedder.embed, n
+                )
+            finally:
+                embedder.close()
+    return rows
+
+
+def _seconds(embed: Any, texts: list[str]) -> float:
+    started = time.perf_counter()
+    embed(texts)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--papers", type=int, default=20_000)
+    parser.add_argument("--embed-chunks", type=int, default=256, help="texts per embedding mode")
+    parser.add_argument("--endpoint-delay", type=float, default=0.1)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--skip-embedding", action="store_true")
+    parser.add_argument("--skip-diagnostics", action="store_true")
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    load_before = load_average()
+    path = snapshot(args.papers)
+    bulk_corpus, _ = prepared("bulk-dir", path)
+    bulk = run_bulk(bulk_corpus, path, args.profile)
+    chunk_texts = [
+        chunk.embed_text
+        for chunks in bulk_corpus.chunks_of(
+            [p.paper_id for p in bulk_corpus.papers(limit=args.embed_chunks)]
+        ).values()
+        for chunk in chunks
+    ][: args.embed_chunks]
+    bulk_corpus.close()
+    base_corpus, _ = prepared("feed-dir", path)
+    baseline = run_feed_file(base_corpus, flat_jsonl(path, base_corpus.settings))
+    base_corpus.close()
+    diagnostics = []
+    if not args.skip_diagnostics:
+        reader_only = run_reader(make_settings(WORK / "bulk" / "feed-dir"), path)
+        null_corpus, _ = prepared("null-dir", path)
+        no_vectors = run_without_vector_writes(null_corpus, path)
+        null_corpus.close()
+        chroma_corpus, _ = prepared("chroma-dir", path)
+        chroma = run_chroma_alone(chroma_corpus, int(bulk["chunks"]))
+        chroma_corpus.close()
+        diagnostics = [reader_only, no_vectors, chroma]
+    modes = (
+        []
+        if args.skip_embedding
+        else embedding_modes(chunk_texts, args.endpoint_delay, args.rounds)
+    )
+    result = {
+        "machine": machine_info(),
+        "load_before": load_before,
+        "load_after": load_average(),
+        "papers": args.papers,
+        "cached_ingest": [bulk, baseline],
+        "diagnostics": diagnostics,
+        "bulk_vs_feed_file": round(bulk["papers_per_s"] / baseline["papers_per_s"], 2),
+        "target_papers_per_s": 2000,
+        "embedding_modes": modes,
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    if bulk.get("profile"):
+        print(bulk.pop("profile"))
+    print(f"{args.papers:,} papers, load {load_before} -> {result['load_after']}")
+    for row in [*result["cached_ingest"], *diagnostics]:
+        print(
+            f"  {row['path']:<42} {row['papers_per_s'] or 0:>9,.1f} papers/s {row['chunks_per_s']:>9,.1f} chunks/s  ({row['seconds']} s)"
+        )
+    print(f"  bulk / feed file: {result['bulk_vs_feed_file']}x")
+    for row in modes:
+        print(
+            f"  {row['mode']:<45} {row['chunks_per_s']:>8,.1f} chunks/s ({row['chunks']} chunks, {row['seconds']} s)"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""`paperbot ingest --arxiv-snapshot`: a backfill from arXiv's metadata snapshot, with its
+cursor: the same command continues after an interruption (a real process killed with SIGKILL)
+and --restart reads the file again. Embeddings come from a local OpenAI-compatible fake."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.cli import cli_env, run_cli
+from tests.support.openai_server import FakeOpenAIServer
+from tests.support.snapshots import write_snapshot
+
+__all__ = ["cli_env"]  # the fixture, imported for pytest
+
+
+@pytest.fixture
+def endpoint(
+    cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FakeOpenAIServer]:
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with FakeOpenAIServer(dim=32) as server:
+        settings = {
+            "PAPERBOT_EMBEDDING_PROVIDER": "openai",
+            "PAPERBOT_OPENAI_BASE_URL": server.base_url,
+            "PAPERBOT_EMBEDDING_MODEL": "embed-test",
+            "PAPERBOT_MAX_RETRIES": "0",
+        }
+        for key, value in settings.items():
+            monkeypatch.setenv(key, value)
+        cli_env.update(settings)
+        yield server
+
+
+def _ingest(*args: str) -> dict[str, Any]:
+    code, out = run_cli("ingest", "--json", *args)
+    assert code == 0, out
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+def test_backfill_filters_reports_and_resumes(tmp_path: Path, endpoint: FakeOpenAIServer) -> None:
+    snap = write_snapshot(
+        tmp_path / "snap.json", 40, extra_lines=('{"categories": "cs.CL", broken',)
+    )
+    first = _ingest("--arxiv-snapshot", str(snap), "--categories", "cs.")
+    assert first["papers"] == {
+        "new": 30,
+        "updated": 0,
+        "metadata_updated": 0,
+        "unchanged": 0,
+        "skipped": 0,
+    }
+    assert (first["bad_lines"], first["filtered_out"], first["reached_end"]) == (1, 10, True)
+    assert first["chunks_added"] == first["chunks_embedded"] and int(first["chunks_added"]) >= 30
+    assert first["listings_added"] == 30 and first["cursor_byte"] == snap.stat().st_size
+    assert "invalid JSON" in str(first["problems"])
+
+    code, out = run_cli("papers", "show", "2301.00001", "--json")
+    shown = json.loads(out)
+    assert code == 0 and shown["version"] == 1 and shown["published"] == "2023-01-02"
+    assert shown["categories"] == ["cs.LG", "stat.ML"]
+    assert shown["listings"] == [{"feed": "arxiv-snapshot", "day": "2023-01-03"}]
+
+    again = _ingest("--arxiv-snapshot", str(snap), "--categories", "cs.")
+    assert again["resumed_from_byte"] == snap.stat().st_size and again["papers_read"] == 0
+
+    restarted = _ingest("--arxiv-snapshot", str(snap), "--categories", "cs.", "--restart")
+    assert restarted["resumed_from_byte"] == 0
+    assert restarted["papers"]["unchanged"] == 30
+    assert restarted["chunks_added"] == 0 and restarted["chunks_embedded"] == 0
+
+    # other filters have a cursor of their own: the math papers are read now
+    more = _ingest("--arxiv-snapshot", str(snap), "--categories", "math.ST")
+    assert more["papers"]["new"] == 10
+
+
+def test_snapshot_options_need_the_snapshot(endpoint: FakeOpenAIServer) -> None:
+    code, out = run_cli("ingest", "--since", "2023-01-01", "data/sample/daily_papers_page.txt")
+    assert code == 2 and "--arxiv-snapshot" in out
+    code, out = run_cli("ingest", "--arxiv-snapshot", "nope.json", "--json")
+    assert code == 1 and "no such file" in json.loads(out)["error"]
+
+
+def _cursor(state: Path) -> dict[str, Any] | None:
+    if not state.exists():
+        return None
+    try:
+        with sqlite3.connect(f"file:{state}?mode=ro", uri=True, timeout=1) as db:
+            rows = db.execute(
+                "SELECT value FROM meta WHERE key LIKE 'arxiv_snapshot_cursor:%'"
+            ).fetchall()
+    except sqlite3.OperationalError:
+        return None  # not created yet
+    return json.loads(rows[0][0]) if rows else None
+
+
+@pytest.mark.integration
+def test_killed_mid_run_the_same_command_continues_from_the_cursor(
+    tmp_path: Path, cli_env: dict[str, str], endpoint: FakeOpenAIServer
+) -> None:
+    """~10-25 s (load-dependent): one real `paperbot ingest` killed with SIGKILL after its first window."""
+    endpoint.embed_delay = 0.15  # each 64-paper batch waits for its embeddings
+    snap = write_snapshot(tmp_path / "snap.json.gz", 560)
+    state = Path(cli_env["PAPERBOT_DATA_DIR"]) / "state.sqlite3"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "ingest", "--arxiv-snapshot", str(snap), "--json"],
+        env={**os.environ, **cli_env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while (cursor := _cursor(state)) is None:
+            assert process.poll() is None, "the ingest ended before its first window"
+            assert time.monotonic() < deadline, "no cursor after 120 s"
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    stored = int(cursor["offset"])
+    assert stored > 0
+
+    rest = _ingest("--arxiv-snapshot", str(snap))
+    assert rest["resumed_from_byte"] >= stored and rest["reached_end"] is True
+    assert 0 < int(rest["papers_read"]) < 560
+    code, out = run_cli("stats", "--json")
+    stats = json.loads(out)
+    assert code == 0 and stats["papers"] == 560 and stats["in_step"] is True
+    assert stats["vectors"] == stats["chunks"]
