@@ -118,8 +118,11 @@ def synthetic_record(pool: Pool, rng: np.random.Generator, i: int) -> dict[str, 
     title = " ".join(head[: max(1, len(head) // 2)] + tail[len(tail) // 2 :])
     picks = rng.choice(len(pool.sentences), int(rng.integers(4, 10)), replace=False)
     published = date(2023, 1, 1) + timedelta(days=int(i % 1000))
+    # arXiv numbers have five digits: past 10⁵ papers the year (26, 27, ...: after every
+    # published date) carries the rest, so ids stay valid, unique and unchanged below 10⁵
+    yymm = f"{published:%y%m}" if i < 100_000 else f"{25 + i // 100_000}{published:%m}"
     return {
-        "arxiv_id": f"{published:%y%m}.{i:05d}",
+        "arxiv_id": f"{yymm}.{i % 100_000:05d}",
         "title": title,
         "abstract": " ".join(pool.sentences[j] for j in picks),
         "published": published.isoformat(),

@@ -19,18 +19,19 @@ import threading
 import unicodedata
 import zipfile
 from collections import Counter, OrderedDict
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 
+from retrieval.lexical_scores import LexicalScores, SegmentPlan, TermPlan
 from retrieval.lexical_segments import K1, Segment, Terms, as_bytes, merge
 
 log = logging.getLogger(__name__)
 
-# saturated term frequencies of recent query terms kept per index (`BM25Index._column`)
+# saturated term frequencies of recent query terms kept per index (`BM25Index.column`)
 COLUMN_CACHE_BYTES = 64 * 1024 * 1024
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -144,7 +145,8 @@ class BM25Index:
         sources: Sequence[str] | None = None,
         only: Collection[str] | None = None,
     ) -> LexicalScores:
-        """Score every document once; the result answers top-N and per-document lookups.
+        """The query's scores, computed as far as they are asked for (`LexicalScores`: the
+        top N, single documents by lookup).
 
         ``since``/``until`` filter on the publication date stored in the index; ``only``
         keeps just these ids (how a filter the index does not store is applied).
@@ -152,25 +154,26 @@ class BM25Index:
         counts = Counter(t for t in tokenize(query) if self.document_frequency(t))
         if not counts or not len(self):
             return LexicalScores(self, None)
-        per_segment: list[np.ndarray] = []
         only_ids = as_bytes(only) if only is not None else None
+        plans: list[SegmentPlan] = []
         for seg, dead in zip(self.segments, self.deleted, strict=True):
-            scores = np.zeros(len(seg), dtype=np.float32)
+            terms = []
             for term, qtf in counts.items():
                 col = seg.terms.find(term) if len(seg) else -1
-                if col < 0:
-                    continue
-                rows, weight = self._column(seg, term, col)
-                # rows are unique within a term: a fancy-index add is exact (and faster than
-                # one np.bincount over all the terms' postings, measured)
-                scores[rows] += weight * np.float32(qtf) if qtf > 1 else weight
-            mask = self._mask(seg, dead, since, until, sources, only_ids)
-            if mask is not None:
-                scores = np.where(mask, scores, np.float32(0.0))
-            per_segment.append(scores)
-        return LexicalScores(self, per_segment)
+                if col >= 0:
+                    terms.append(TermPlan(col, qtf, self._idf(term)))
+            keep = self._filter(seg, dead, since, until, sources, only_ids)
+            plans.append(SegmentPlan(seg, tuple(terms), keep))
+        return LexicalScores(self, plans)
 
-    def _column(self, seg: Segment, term: str, col: int) -> tuple[np.ndarray, np.ndarray]:
+    def _idf(self, term: str) -> np.float32:
+        n = np.float32(self._n_docs)
+        df = np.float32(self.document_frequency(term))
+        return np.float32(
+            np.log(np.float32(1.0) + (n - df + np.float32(0.5)) / (df + np.float32(0.5)))
+        )
+
+    def column(self, seg: Segment, col: int, idf: np.float32) -> tuple[np.ndarray, np.ndarray]:
         """A term's documents and their BM25 weights, idf * tf * (K1 + 1) / (tf + K1 * (1 -
         B + B * length / avg_len)), with this index's N, average length and document
         frequency. Kept for the index's lifetime within `COLUMN_CACHE_BYTES` (least recently
@@ -182,11 +185,7 @@ class BM25Index:
                 self._columns.move_to_end(key)
                 return hit
         rows, tf = seg.postings_of(col)
-        n = np.float32(self._n_docs)
-        df = np.float32(self.document_frequency(term))
-        idf = np.log(np.float32(1.0) + (n - df + np.float32(0.5)) / (df + np.float32(0.5)))
-        tf32 = tf.astype(np.float32)
-        weight = idf * tf32 * np.float32(K1 + 1.0) / (tf32 + seg.norm(self.avg_len)[rows])
+        weight = _weights(idf, tf, seg.norm(self.avg_len)[rows])
         with self._columns_lock:
             if key not in self._columns:
                 self._columns[key] = (rows, weight)
@@ -195,6 +194,21 @@ class BM25Index:
                 _, (_, dropped) = self._columns.popitem(last=False)
                 self._column_bytes -= dropped.nbytes
         return rows, weight
+
+    def postings_weights(
+        self, seg: Segment, col: int, idf: np.float32
+    ) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+        """A term's documents, and a function from positions in them to their weights (the
+        same values `column` computes, without computing the whole column when it is not
+        kept)."""
+        with self._columns_lock:
+            hit = self._columns.get((id(seg), col))
+        if hit is not None:
+            rows, weight = hit
+            return rows, lambda pos: weight[pos]
+        rows, tf = seg.postings_of(col)
+        norm = seg.norm(self.avg_len)
+        return rows, lambda pos: _weights(idf, tf[pos], norm[rows[pos]])
 
     def search(
         self,
@@ -286,7 +300,7 @@ class BM25Index:
                     found[wanted[row]].add(term)
         return found
 
-    def _mask(
+    def _filter(
         self,
         seg: Segment,
         dead: np.ndarray | None,
@@ -294,22 +308,34 @@ class BM25Index:
         until: date | None,
         sources: Sequence[str] | None,
         only: np.ndarray | None,
-    ) -> np.ndarray | None:
+    ) -> Callable[[np.ndarray], np.ndarray] | None:
+        """Which rows the filters keep, as a function of an array of rows (applied to the
+        rows a query touches only); None when every live row is kept."""
         if not (since or until or sources or only is not None or dead is not None):
             return None
-        mask = np.ones(len(seg), dtype=bool) if dead is None else ~dead
+        allowed = None
         if only is not None:
-            keep = np.zeros(len(seg), dtype=bool)
-            rows = seg.locate(only)
-            keep[rows[rows >= 0]] = True
-            mask &= keep
-        if since:
-            mask &= seg.published >= int(since.strftime("%Y%m%d"))
-        if until:
-            mask &= (seg.published <= int(until.strftime("%Y%m%d"))) & (seg.published > 0)
-        if sources:
-            mask &= seg.source_mask(sources)
-        return mask
+            allowed = seg.locate(only)
+            allowed = np.unique(allowed[allowed >= 0])
+        low = int(since.strftime("%Y%m%d")) if since else None
+        high = int(until.strftime("%Y%m%d")) if until else None
+        codes = seg.source_codes(sources) if sources else None
+
+        def keep(rows: np.ndarray) -> np.ndarray:
+            mask = np.ones(len(rows), dtype=bool) if dead is None else ~dead[rows]
+            if allowed is not None:
+                mask &= np.isin(rows, allowed, assume_unique=False)
+            if low is not None or high is not None:
+                days = seg.published[rows]
+                if low is not None:
+                    mask &= days >= low
+                if high is not None:
+                    mask &= (days <= high) & (days > 0)
+            if codes is not None:
+                mask &= np.isin(seg.sources[rows], codes)
+            return mask
+
+        return keep
 
     def merged(self) -> Segment:
         """The live documents as one segment."""
@@ -370,33 +396,11 @@ def _rows(docs: Iterable[LexicalDoc]) -> Iterator[tuple[str, str, int, str]]:
         yield doc.chunk_id, doc.text, stamp, doc.source
 
 
-class LexicalScores:
-    """BM25 scores of every document for one query (None when no query term is indexed)."""
-
-    def __init__(self, index: BM25Index, scores: list[np.ndarray] | None) -> None:
-        self._index = index
-        self._scores = scores
-
-    def top(self, n: int) -> list[tuple[str, float]]:
-        if self._scores is None or n <= 0:
-            return []
-        found: list[tuple[float, bytes]] = []
-        for seg, scores in zip(self._index.segments, self._scores, strict=True):
-            rows = np.flatnonzero(scores > 0)
-            if len(rows) > n:  # the n best, and every row tied with the n-th
-                values = scores[rows]
-                rows = rows[values >= -np.partition(-values, n - 1)[n - 1]]
-            found += zip(scores[rows].tolist(), seg.ids[rows].tolist(), strict=True)
-        found.sort(key=lambda t: (-t[0], t[1]))  # ties by id: the same for any segmentation
-        return [(doc_id.decode(), score) for score, doc_id in found[:n]]
-
-    def of(self, chunk_ids: Sequence[str]) -> dict[str, float]:
-        result = dict.fromkeys(chunk_ids, 0.0)
-        if self._scores is None:
-            return result
-        for doc_id, (i, row) in self._index.locate(chunk_ids).items():
-            result[doc_id] = float(self._scores[i][row])
-        return result
+def _weights(idf: np.float32, tf: np.ndarray, norm: np.ndarray) -> np.ndarray:
+    """BM25 weights of postings with these term frequencies and length norms (float32, the
+    same operations whether for a whole column or a few of its positions)."""
+    tf32 = tf.astype(np.float32)
+    return idf * tf32 * np.float32(K1 + 1.0) / (tf32 + norm)
 
 
 def name_terms(text: str) -> set[str]:

@@ -146,9 +146,10 @@ class Segment:
         clipped = np.minimum(pos, len(self.ids) - 1)
         return np.where(self.ids[clipped] == ids, clipped, -1)
 
-    def source_mask(self, wanted: Sequence[str]) -> np.ndarray:
+    def source_codes(self, wanted: Sequence[str]) -> np.ndarray:
+        """The codes of these source names in this segment."""
         codes = [i for i, s in enumerate(self.source_names) if s in set(wanted)]
-        return np.isin(self.sources, np.array(codes, dtype=self.sources.dtype))
+        return np.array(codes, dtype=self.sources.dtype)
 
     # --- building ---
     @classmethod
