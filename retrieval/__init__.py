@@ -48,6 +48,7 @@ _EXPORTS = {
     "SourceError": "retrieval.errors",
     "StateAdmin": "retrieval.state_admin",
     "StateFileError": "retrieval.errors",
+    "StoreRefusedError": "retrieval.errors",
     "StoreUnavailableError": "retrieval.errors",
     "clean_text": "retrieval.normalize",
     "env_file_path": "retrieval.settings",
@@ -98,6 +99,9 @@ if TYPE_CHECKING:
     )
     from retrieval.errors import (
         StateFileError as StateFileError,
+    )
+    from retrieval.errors import (
+        StoreRefusedError as StoreRefusedError,
     )
     from retrieval.errors import (
         StoreUnavailableError as StoreUnavailableError,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from retrieval.errors import StoreUnavailableError
+from retrieval.errors import StoreRefusedError, StoreUnavailableError
 from retrieval.settings import RetrievalSettings
 
 log = logging.getLogger(__name__)
@@ -294,14 +294,14 @@ def connect_server(settings: RetrievalSettings, where: str) -> tuple[Any, None]:
             database=settings.chroma_database,
         )
     except Exception as exc:
-        message = server_refusal(exc, settings, where)
-        if message is None:
-            message = (
-                f"Could not connect to the Chroma server at {where}: {exc}. Start it with "
-                "`chroma run --path DIR --port PORT` or unset PAPERBOT_CHROMA_HOST for "
-                "embedded mode."
-            )
-        raise StoreUnavailableError(message) from exc
+        refusal = server_refusal(exc, settings, where)
+        if refusal is not None:
+            raise StoreRefusedError(refusal) from exc
+        raise StoreUnavailableError(
+            f"Could not connect to the Chroma server at {where}: {exc}. Start it with "
+            "`chroma run --path DIR --port PORT` or unset PAPERBOT_CHROMA_HOST for "
+            "embedded mode."
+        ) from exc
     return client, None
 
 

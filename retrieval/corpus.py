@@ -476,13 +476,17 @@ class Corpus:
         self.refresh()
         return self.store.where, self.store.name, self.store.count()
 
+    def hnsw_status(self) -> str:
+        """The vector index's HNSW parameters, as built and as queried (one line)."""
+        return self.store.hnsw_status().describe()
+
     def stats(self) -> dict[str, Any]:
         self.refresh()
         stats = self.state.stats()
         stats["vectors"] = self.store.count()
         stats["vector_store"] = self.store.where
         stats["collection"] = self.store.name
-        stats["hnsw"] = self.store.hnsw_status().describe()
+        stats["hnsw"] = self.hnsw_status()
         stats["embedding_model"] = self.embedder.model_id
         stats["in_step"] = stats["vectors"] == stats["chunks"] and not self.state.index_dirty
         owned = self.ownership()

@@ -19,6 +19,11 @@ class StoreUnavailableError(PaperbotError):
     """The vector store (embedded Chroma or a Chroma server) cannot be reached or opened."""
 
 
+class StoreRefusedError(StoreUnavailableError):
+    """A reachable Chroma server refused this configuration (its token, tenant or database):
+    the message names the PAPERBOT_CHROMA_* setting to change, and nothing else fixes it."""
+
+
 class EmbeddingError(PaperbotError):
     """The embedding model could not be loaded or the embedding endpoint failed."""
 

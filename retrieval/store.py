@@ -36,7 +36,7 @@ from retrieval.chroma_client import (
     is_connection_error,
 )
 from retrieval.chroma_function import ChromaEmbeddingFunction
-from retrieval.errors import PaperbotError, StoreUnavailableError
+from retrieval.errors import PaperbotError, StoreRefusedError, StoreUnavailableError
 from retrieval.settings import RetrievalSettings
 
 __all__ = ["ChromaEmbeddingFunction", "ChunkMeta", "Owner", "VectorStore", "collection_name"]
@@ -416,7 +416,7 @@ class VectorStore:
         except Exception as exc:
             refusal = self._explain(exc) if self._explain is not None else None
             if refusal is not None:
-                raise StoreUnavailableError(f"Could not {what}: {refusal}") from exc
+                raise StoreRefusedError(f"Could not {what}: {refusal}") from exc
             if is_connection_error(exc) and self.embedded:
                 raise StoreUnavailableError(
                     f"Could not {what}: the embedded Chroma index at {self.where} cannot be "

@@ -15,11 +15,12 @@ import sys
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from retrieval import Corpus, Paper, RetrievalSettings
-from retrieval.errors import StoreUnavailableError
+from retrieval.errors import StoreRefusedError, StoreUnavailableError
 from retrieval.sources import page_text
 from retrieval.store import VectorStore
 from tests.support.chroma_server import AuthProxy, ChromaServer, free_port
@@ -124,8 +125,9 @@ def test_a_missing_or_wrong_token_is_one_line_naming_the_setting(
         make_settings, tmp_path, bearer_proxy.host, bearer_proxy.port, chroma_token=token
     )
     corpus = Corpus(settings, embedder=FakeEmbedder())
-    with pytest.raises(StoreUnavailableError) as refused:
+    with pytest.raises(StoreRefusedError) as refused:  # a StoreUnavailableError of its own
         corpus.store.count()
+    assert isinstance(refused.value, StoreUnavailableError)
     message = str(refused.value)
     assert expected in message and bearer_proxy.url_in(message)
     assert "\n" not in message and "wrong-token" not in message
@@ -248,3 +250,25 @@ def test_a_token_revoked_while_running_is_the_same_one_line_error(
     assert "refused the token in PAPERBOT_CHROMA_TOKEN (HTTP 401)" in message
     assert "\n" not in message and TOKEN not in message
     store.close()
+
+
+def test_doctor_gives_a_refused_token_no_other_fix(
+    bearer_proxy: AuthProxy,
+    make_settings: Callable[..., RetrievalSettings],
+    make_answer_settings: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    """The refusal names PAPERBOT_CHROMA_TOKEN; "start the Chroma server" would mislead."""
+    from bot.cli.doctor import run_checks
+    from bot.slack.settings import SlackSettings
+
+    settings = _settings(
+        make_settings, tmp_path, bearer_proxy.host, bearer_proxy.port, chroma_token="nope-nope"
+    )
+    slack = SlackSettings(_env_file=None)  # type: ignore[call-arg]
+    answer_settings = make_answer_settings(llm_provider="extractive")
+    checks = {c.name: c for c in run_checks(settings, answer_settings, slack)}
+    store = checks["vector store"]
+    assert not store.ok and "StoreRefusedError" in store.detail
+    assert "refused the token in PAPERBOT_CHROMA_TOKEN" in store.detail
+    assert store.fix == "" and "nope-nope" not in store.detail

@@ -87,18 +87,16 @@ _DATA_FILES_FIX = (
 
 
 def _check(name: str, probe: Callable[[], str], fix: str, store_fix: str = "") -> Check:
-    from retrieval import StoreUnavailableError
+    from retrieval import StoreRefusedError, StoreUnavailableError
 
     try:
         return Check(name, True, probe())
     except StateFileError as exc:  # a damaged or emptied file: only its own fix works
         return Check(name, False, f"{type(exc).__name__}: {exc}", _DATA_FILES_FIX)
+    except StoreRefusedError as exc:  # a refused token, tenant or database names its setting
+        return Check(name, False, f"{type(exc).__name__}: {exc}", "")
     except StoreUnavailableError as exc:  # the vector store's own fix, where it applies
-        # a refused token, a missing tenant or database names its own setting: no other fix
-        own_fix = "Fix: set PAPERBOT_CHROMA_" in str(exc)
-        return Check(
-            name, False, f"{type(exc).__name__}: {exc}", "" if own_fix else (store_fix or fix)
-        )
+        return Check(name, False, f"{type(exc).__name__}: {exc}", store_fix or fix)
     except Exception as exc:  # every failure is reported, none stops the other checks
         return Check(name, False, f"{type(exc).__name__}: {exc}", fix)
 
@@ -177,8 +175,7 @@ def _store(corpus: Corpus) -> str:
             f"{collection} at {where} ({vectors} vectors) belongs to another data dir "
             f"({owner.owner_label or owner.owner_id}); this one may only read it"
         )
-    hnsw = corpus.stats().get("hnsw")
-    return f"{where}: {vectors} vectors in {collection}" + (f"; {hnsw}" if hnsw else "")
+    return f"{where}: {vectors} vectors in {collection}; {corpus.hnsw_status()}"
 
 
 def _index(corpus: Corpus) -> str:
