@@ -101,3 +101,33 @@ def test_a_user_who_may_not_create_the_tables_gets_one_line(
             open_store()
         message = str(raised.value)
         assert "may create tables" in message and "\n" not in message, message
+
+
+def test_reindex_and_doctor_work_end_to_end_on_postgres(
+    cli_env: dict[str, str],
+    url_with_password: str,
+    sample_page: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The state in PostgreSQL, the vectors in embedded Chroma: a lost vector index is rebuilt
+    by `state reindex` from the database's embedding cache, and doctor says all is in step."""
+    monkeypatch.setenv("PAPERBOT_DATABASE_URL", url_with_password)
+    data_dir = Path(cli_env["PAPERBOT_DATA_DIR"])
+    code, out = _run("ingest", str(sample_page), "--json")
+    assert code == 0, out
+    assert not (data_dir / "state.sqlite3").exists()  # the state went to the database
+    chroma = data_dir / "chroma"
+    chroma.rename(chroma.with_name("chroma.lost"))
+
+    code, out = _run("state", "reindex", "--json")
+    assert code == 0, out
+    report = json.loads(out)
+    assert report["added"] == report["vectors"] > 0 and report["bm25_chunks"] == report["vectors"]
+    assert PASSWORD not in out
+
+    code, out = _run("doctor")
+    assert PASSWORD not in out
+    lines = {line[7:].partition(": ")[0]: line for line in out.splitlines() if line[:1] == "["}
+    for name in ("data files", "vector store", "index"):
+        assert lines[name].startswith("[PASS]"), lines[name]
+    assert "PostgreSQL" in lines["data files"] and "30 papers" in lines["index"]
