@@ -133,6 +133,8 @@ class Corpus:
             return self._codec
 
     def close(self) -> None:
+        if self._searcher is not None:
+            self._searcher.close()
         if self._store is not None:
             self._store.close()
         if self._state is not None:

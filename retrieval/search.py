@@ -20,7 +20,9 @@ together.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Literal
@@ -43,6 +45,8 @@ DATE_FIELDS: tuple[DateField, ...] = ("listed", "published")
 # A listing-day window of at most this many chunks is scored exactly from the embedding
 # cache; a larger one filters an over-fetched Chroma result.
 EXACT_DENSE_LIMIT = 10_000
+# threads that run searches' dense sides (embedding + nearest neighbours) beside their BM25
+DENSE_WORKERS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +192,7 @@ class HybridSearcher:
         paper_weight: float = 0.5,
         distinctive_max_df: float = 0.0,
         topic_max_dense: float = 0.0,
+        overlap: bool = True,
     ) -> None:
         self._state = state
         self._store = store
@@ -203,6 +208,9 @@ class HybridSearcher:
         self.distinctive_max_df = distinctive_max_df
         self.topic_max_dense = topic_max_dense
         self._count: tuple[int, int] | None = None  # (state generation, chunk count)
+        self.overlap = overlap
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     def search(
         self,
@@ -220,8 +228,16 @@ class HybridSearcher:
         allowed = window[1] if window is not None else None
         if allowed is not None and not allowed:
             return []
-        query_vec = self._embed_query(query) if mode in ("hybrid", "dense") else None
-        dense = self._dense(query_vec, flt, allowed) if query_vec is not None else []
+        # hybrid: the query embedding and the nearest neighbours (ONNX and Chroma let go of
+        # the GIL) run in a worker thread while this one scores BM25, so a query costs the
+        # longer of the two sides rather than their sum
+        dense_side = None
+        if mode == "hybrid" and self.overlap:
+            dense_side = self._workers().submit(self._dense_side, query, flt, allowed)
+        query_vec: np.ndarray | None = None
+        dense: list[tuple[str, float]] = []
+        if mode == "dense" or (mode == "hybrid" and dense_side is None):
+            query_vec, dense = self._dense_side(query, flt, allowed)
         index = self._lexical() if mode != "dense" else None
         scored = None
         if index is not None and allowed is not None:
@@ -232,6 +248,10 @@ class HybridSearcher:
         lexical = scored.top(self.candidates) if scored is not None else []
         ceiling = index.query_ceiling(query) if index is not None else 0.0
         papers = self._paper_field(query, flt, window) if index is not None else None
+        if papers is not None:
+            papers.scores.top(self.candidates)  # computed here, still beside the dense side
+        if dense_side is not None:
+            query_vec, dense = dense_side.result()
         if papers is not None and scored is not None:
             lexical += self._paper_candidates(papers, dense, lexical, scored)
         if scored is not None and query_vec is not None:
@@ -245,6 +265,25 @@ class HybridSearcher:
         if papers is not None:
             hits = self._mark_unfound(query, hits, papers.index)
         return hits
+
+    def _dense_side(
+        self, query: str, flt: SearchFilters, allowed: set[str] | None
+    ) -> tuple[np.ndarray, list[tuple[str, float]]]:
+        vector = self._embed_query(query)
+        return vector, self._dense(vector, flt, allowed)
+
+    def _workers(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(DENSE_WORKERS, thread_name_prefix="paperbot-dense")
+            return self._pool
+
+    def close(self) -> None:
+        """Stop the dense side's threads (idle ones; a running search finishes first)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     def _window(self, flt: SearchFilters) -> tuple[set[str], set[str]] | None:
         """The paper ids and chunk ids a listing-day filter allows, read from the state now (so
