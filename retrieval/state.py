@@ -219,6 +219,18 @@ class StateStore:
         finally:
             lock.close()  # the session ends: its advisory lock is released with it
 
+    def clock_skew(self) -> float | None:
+        """The database's clock minus this host's, in seconds (against the middle of the
+        round trip); None for a SQLite file, which has no clock of its own. Replicas compare
+        leases (answer jobs, digest and feed claims) with their own clocks, so their skew
+        must stay well below the shortest lease."""
+        if self.backend != "postgres":
+            return None
+        before = time.time()
+        rows = self._query("SELECT EXTRACT(EPOCH FROM clock_timestamp()) AS now")
+        after = time.time()
+        return float(rows[0]["now"]) - (before + after) / 2
+
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock, self._guard():
             return list(self._db.execute(sql, params))

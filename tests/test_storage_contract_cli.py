@@ -6,6 +6,7 @@ one line naming the fix."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -128,6 +129,25 @@ def test_reindex_and_doctor_work_end_to_end_on_postgres(
     code, out = _run("doctor")
     assert PASSWORD not in out
     lines = {line[7:].partition(": ")[0]: line for line in out.splitlines() if line[:1] == "["}
-    for name in ("data files", "vector store", "index"):
+    for name in ("data files", "clock", "vector store", "index"):
         assert lines[name].startswith("[PASS]"), lines[name]
     assert "PostgreSQL" in lines["data files"] and "30 papers" in lines["index"]
+    assert "the database's clock" in lines["clock"]
+
+
+def test_doctor_fails_a_host_whose_clock_is_off_from_the_database(
+    cli_env: dict[str, str], postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Leases compare replicas' clocks: a host a minute off would take others' jobs early."""
+    monkeypatch.setenv("PAPERBOT_DATABASE_URL", postgres_server.new_database())
+    real = time.time
+    monkeypatch.setattr("retrieval.state.time.time", lambda: real() + 61.0)
+    state = StateStore.from_settings(RetrievalSettings())
+    skew = state.clock_skew()
+    state.close()
+    assert skew is not None and -62.0 < skew < -60.0
+    code, out = _run("doctor")
+    assert code == 1
+    (line,) = [x for x in out.splitlines() if x.startswith("[FAIL] clock")]
+    assert "ahead of the database's clock" in line and "under 5 s" in line
+    assert "NTP" in out

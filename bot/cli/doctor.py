@@ -44,6 +44,19 @@ def run_checks(
             f"make {settings.data_dir} writable or set PAPERBOT_DATA_DIR",
         ),
         _check("data files", lambda: _data_files(settings), _DATA_FILES_FIX),
+        *(
+            [
+                _check(
+                    "clock",
+                    lambda: _clock(corpus),
+                    "sync this host's clock (NTP: chrony or systemd-timesyncd): replicas "
+                    "compare the answer queue's leases and the digest and feed claims with "
+                    "their own clocks",
+                )
+            ]
+            if settings.database_url is not None
+            else []
+        ),
         _check(
             "tokenizer",
             lambda: _tokenizer(corpus),
@@ -130,6 +143,20 @@ def _data_files(settings: RetrievalSettings) -> str:
         ]
         return "PostgreSQL " + ", ".join(schemas)
     return ", ".join(found)
+
+
+MAX_CLOCK_SKEW = 5.0  # seconds; the shortest lease (an answer job's) is 60 s
+
+
+def _clock(corpus: Corpus) -> str:
+    """How far this host's clock is from the shared database's (PostgreSQL only)."""
+    skew = corpus.state.clock_skew()
+    if skew is None:
+        return "no shared database"
+    line = f"{abs(skew):.3f} s {'behind' if skew > 0 else 'ahead of'} the database's clock"
+    if abs(skew) > MAX_CLOCK_SKEW:
+        raise RuntimeError(f"{line}; leases need under {MAX_CLOCK_SKEW:.0f} s")
+    return line
 
 
 def _store_fix(settings: RetrievalSettings) -> str:
