@@ -69,7 +69,7 @@ class LexicalScores:
             return []
         cached = self._tops.get(n)
         if cached is not None:
-            return cached
+            return list(cached)  # a copy: callers extend what they get
         found: list[tuple[float, bytes]] = []
         floor = 0.0  # the n-th best score found so far: no later row below it can enter
         for plan in self._plans:
@@ -80,7 +80,7 @@ class LexicalScores:
         found.sort(key=lambda t: (-t[0], t[1]))  # ties by id: the same for any segmentation
         result = [(doc_id.decode(), score) for score, doc_id in found[:n]]
         self._tops[n] = result
-        return result
+        return list(result)
 
     def of(self, doc_ids: Sequence[str]) -> dict[str, float]:
         """The scores of these documents (0 for one not indexed, filtered out or unmatched)."""

@@ -19,13 +19,14 @@ together.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import date
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -211,6 +212,7 @@ class HybridSearcher:
         self.overlap = overlap
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        self._busy = 0  # dense sides submitted and not yet done
 
     def search(
         self,
@@ -231,25 +233,29 @@ class HybridSearcher:
         # hybrid: the query embedding and the nearest neighbours (ONNX and Chroma let go of
         # the GIL) run in a worker thread while this one scores BM25, so a query costs the
         # longer of the two sides rather than their sum
-        dense_side = None
-        if mode == "hybrid" and self.overlap:
-            dense_side = self._workers().submit(self._dense_side, query, flt, allowed)
+        dense_side = self._submit_dense(query, flt, allowed) if mode == "hybrid" else None
         query_vec: np.ndarray | None = None
         dense: list[tuple[str, float]] = []
         if mode == "dense" or (mode == "hybrid" and dense_side is None):
             query_vec, dense = self._dense_side(query, flt, allowed)
-        index = self._lexical() if mode != "dense" else None
-        scored = None
-        if index is not None and allowed is not None:
-            scored = index.query(query, only=allowed)
-        elif index is not None:
-            srcs = flt.sources or None
-            scored = index.query(query, since=flt.since, until=flt.until, sources=srcs)
-        lexical = scored.top(self.candidates) if scored is not None else []
-        ceiling = index.query_ceiling(query) if index is not None else 0.0
-        papers = self._paper_field(query, flt, window) if index is not None else None
-        if papers is not None:
-            papers.scores.top(self.candidates)  # computed here, still beside the dense side
+        try:
+            index = self._lexical() if mode != "dense" else None
+            scored = None
+            if index is not None and allowed is not None:
+                scored = index.query(query, only=allowed)
+            elif index is not None:
+                srcs = flt.sources or None
+                scored = index.query(query, since=flt.since, until=flt.until, sources=srcs)
+            lexical = scored.top(self.candidates) if scored is not None else []
+            ceiling = index.query_ceiling(query) if index is not None else 0.0
+            papers = self._paper_field(query, flt, window) if index is not None else None
+            if papers is not None:
+                papers.scores.top(self.candidates)  # computed here, beside the dense side
+        except BaseException:
+            if dense_side is not None and not dense_side.cancel():
+                with contextlib.suppress(Exception):  # this side's error is the one to raise
+                    dense_side.result()
+            raise
         if dense_side is not None:
             query_vec, dense = dense_side.result()
         if papers is not None and scored is not None:
@@ -272,11 +278,27 @@ class HybridSearcher:
         vector = self._embed_query(query)
         return vector, self._dense(vector, flt, allowed)
 
-    def _workers(self) -> ThreadPoolExecutor:
+    def _submit_dense(
+        self, query: str, flt: SearchFilters, allowed: set[str] | None
+    ) -> Future[tuple[np.ndarray, list[tuple[str, float]]]] | None:
+        """The dense side started in a worker thread, or None (run it in the caller) when
+        overlapping is off or every worker is busy: a queued dense side would wait longer
+        than it takes."""
+        if not self.overlap:
+            return None
         with self._pool_lock:
+            if self._busy >= DENSE_WORKERS:
+                return None
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(DENSE_WORKERS, thread_name_prefix="paperbot-dense")
-            return self._pool
+            self._busy += 1
+            future = self._pool.submit(self._dense_side, query, flt, allowed)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, _: Future[Any]) -> None:
+        with self._pool_lock:
+            self._busy -= 1
 
     def close(self) -> None:
         """Stop the dense side's threads (idle ones; a running search finishes first)."""

@@ -74,6 +74,7 @@ class Change:
 # files beside the state that show a data dir has been used (a 0-byte state next to them
 # was lost, not created)
 _EVIDENCE = ("chroma", "bm25.npz", "bm25", "bot.sqlite3")  # bm25/: the segmented index
+_now = time.time  # this host's clock (`clock_skew`; a test moves it)
 _NO_LIMIT = 2**62  # LIMIT ? without a limit (SQLite's -1 is not PostgreSQL's)
 
 
@@ -133,10 +134,9 @@ class StateStore:
         return self._db.label
 
     def _connect(self) -> SqliteDatabase:
-        if self.read_only:
-            conn = open_read_only(self.path, len(MIGRATIONS))
-            conn.execute(f"PRAGMA mmap_size={self._mmap_bytes}")
-            return SqliteDatabase(conn, str(self.path))
+        if self.read_only:  # not mapped: an immutable=1 reader takes no locks, and a file
+            # another user's writer shrinks under a map is a SIGBUS instead of an error
+            return SqliteDatabase(open_read_only(self.path, len(MIGRATIONS)), str(self.path))
         try:
             db = sqlite3.connect(
                 self.path, check_same_thread=False, isolation_level=None, timeout=30
@@ -152,7 +152,8 @@ class StateStore:
             db.execute("PRAGMA foreign_keys=ON")
             db.execute("PRAGMA synchronous=NORMAL")
             # random row reads (a search's chunks) through the page cache without a read()
-            # call per page; measured 3.6x faster at 10⁵ chunks (docs/benchmarks.md §6)
+            # call per page: a search's chunk rows 1.8x faster at 10⁵ chunks (the SQL alone
+            # 3.6x; docs/benchmarks.md §6)
             db.execute(f"PRAGMA mmap_size={self._mmap_bytes}")
             migrate(db, MIGRATIONS, self.path)
         except BaseException:
@@ -226,10 +227,16 @@ class StateStore:
         must stay well below the shortest lease."""
         if self.backend != "postgres":
             return None
-        before = time.time()
-        rows = self._query("SELECT EXTRACT(EPOCH FROM clock_timestamp()) AS now")
-        after = time.time()
-        return float(rows[0]["now"]) - (before + after) / 2
+        best: tuple[float, float] | None = None  # (round trip, skew): the shortest trip wins
+        with self._lock, self._guard():
+            for _ in range(3):
+                before = _now()
+                row = self._db.execute("SELECT EXTRACT(EPOCH FROM clock_timestamp()) AS now")
+                database = float(row.fetchone()["now"])
+                after = _now()
+                if best is None or after - before < best[0]:
+                    best = (after - before, database - (before + after) / 2)
+        return best[1] if best is not None else None
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock, self._guard():

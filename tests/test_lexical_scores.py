@@ -148,9 +148,13 @@ def test_a_lookup_and_the_top_agree_to_the_bit() -> None:
     rng = np.random.default_rng(7)
     docs = _docs(3000, rng, "d")
     index = BM25Index.build(docs, generation=1)
-    for query in ("w000 w010 w200", "w001 w001 w050", "w003 w299"):
-        scores = index.query(query)
-        top = scores.top(40)
+    ids = [d.chunk_id for d in docs]
+    for query in ("w000 w010 w200", "w001 w001 w050", "w003 w299", "w000 w001 w002"):
+        # a fresh index: the lookups compute weights at positions, none cached by a top
+        every = BM25Index(index.segments, 1).query(query).of(ids)
+        top = index.query(query).top(40)
         assert top
-        looked_up = index.query(query).of([d for d, _ in top])
-        assert [looked_up[d] for d, _ in top] == [s for _, s in top]
+        assert [every[d] for d, _ in top] == [s for _, s in top]
+        # and the top is exactly every document ranked by those scores, ties by id
+        ranked = sorted(((-s, d) for d, s in every.items() if s > 0))[:40]
+        assert top == [(d, -s) for s, d in ranked]

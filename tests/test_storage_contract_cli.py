@@ -140,8 +140,7 @@ def test_doctor_fails_a_host_whose_clock_is_off_from_the_database(
 ) -> None:
     """Leases compare replicas' clocks: a host a minute off would take others' jobs early."""
     monkeypatch.setenv("PAPERBOT_DATABASE_URL", postgres_server.new_database())
-    real = time.time
-    monkeypatch.setattr("retrieval.state.time.time", lambda: real() + 61.0)
+    monkeypatch.setattr("retrieval.state._now", lambda: time.time() + 61.0)
     state = StateStore.from_settings(RetrievalSettings())
     skew = state.clock_skew()
     state.close()

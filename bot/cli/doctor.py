@@ -43,20 +43,8 @@ def run_checks(
             lambda: _data_dir(settings),
             f"make {settings.data_dir} writable or set PAPERBOT_DATA_DIR",
         ),
-        _check("data files", lambda: _data_files(settings), _DATA_FILES_FIX),
-        *(
-            [
-                _check(
-                    "clock",
-                    lambda: _clock(corpus),
-                    "sync this host's clock (NTP: chrony or systemd-timesyncd): replicas "
-                    "compare the answer queue's leases and the digest and feed claims with "
-                    "their own clocks",
-                )
-            ]
-            if settings.database_url is not None
-            else []
-        ),
+        data_files := _check("data files", lambda: _data_files(settings), _DATA_FILES_FIX),
+        *([_clock_check(corpus, data_files)] if settings.database_url is not None else []),
         _check(
             "tokenizer",
             lambda: _tokenizer(corpus),
@@ -148,11 +136,24 @@ def _data_files(settings: RetrievalSettings) -> str:
 MAX_CLOCK_SKEW = 5.0  # seconds; the shortest lease (an answer job's) is 60 s
 
 
+def _clock_check(corpus: Corpus, data_files: Check) -> Check:
+    if not data_files.ok:  # an unreachable database is not a clock problem
+        return Check("clock", False, "not checked: the database could not be read", "see above")
+    return _check(
+        "clock",
+        lambda: _clock(corpus),
+        "sync this host's clock (NTP: chrony or systemd-timesyncd): replicas compare the "
+        "answer queue's leases and the digest and feed claims with their own clocks",
+    )
+
+
 def _clock(corpus: Corpus) -> str:
     """How far this host's clock is from the shared database's (PostgreSQL only)."""
     skew = corpus.state.clock_skew()
     if skew is None:
         return "no shared database"
+    if abs(skew) < 0.0005:
+        return "in step with the database's clock"
     line = f"{abs(skew):.3f} s {'behind' if skew > 0 else 'ahead of'} the database's clock"
     if abs(skew) > MAX_CLOCK_SKEW:
         raise RuntimeError(f"{line}; leases need under {MAX_CLOCK_SKEW:.0f} s")
