@@ -8,6 +8,7 @@ benchmark uses it.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 import threading
@@ -145,6 +146,13 @@ class BM25Index:
             freq = float(df[col]) if col is not None else 0.0
             total += float(np.log(1.0 + (n_docs - freq + 0.5) / (freq + 0.5)))
         return total
+
+    def has_prefix(self, prefix: str) -> bool:
+        """What the searcher's topic check asks (as `retrieval.lexical.BM25Index.has_prefix`)."""
+        terms = self.segments[0].terms
+        key = prefix.encode()
+        i = bisect.bisect_left(terms, key)
+        return i < len(terms) and terms[i].startswith(key)
 
     def document_frequency(self, term: str) -> int:
         """How many documents contain ``term`` (a token as `tokenize` makes it)."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -48,6 +49,10 @@ DATE_FIELDS: tuple[DateField, ...] = ("listed", "published")
 EXACT_DENSE_LIMIT = 10_000
 # threads that run searches' dense sides (embedding + nearest neighbours) beside their BM25
 DENSE_WORKERS = 4
+# Overlapping the two sides only pays with cores to spare: on 2 cores the ONNX run and the BM25
+# scoring contend, and hybrid p95 at 10⁶ chunks was 76.0 ms overlapped against 72.5 ms in one
+# thread (docs/benchmarks.md §6). Not measured on more cores.
+OVERLAP_MIN_CPUS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +198,7 @@ class HybridSearcher:
         paper_weight: float = 0.5,
         distinctive_max_df: float = 0.0,
         topic_max_dense: float = 0.0,
-        overlap: bool = True,
+        overlap: bool | None = None,
     ) -> None:
         self._state = state
         self._store = store
@@ -209,7 +214,8 @@ class HybridSearcher:
         self.distinctive_max_df = distinctive_max_df
         self.topic_max_dense = topic_max_dense
         self._count: tuple[int, int] | None = None  # (state generation, chunk count)
-        self.overlap = overlap
+        # None: overlap the dense side with BM25 when the machine has cores to spare
+        self.overlap = (os.cpu_count() or 1) >= OVERLAP_MIN_CPUS if overlap is None else overlap
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         self._busy = 0  # dense sides submitted and not yet done
@@ -230,9 +236,9 @@ class HybridSearcher:
         allowed = window[1] if window is not None else None
         if allowed is not None and not allowed:
             return []
-        # hybrid: the query embedding and the nearest neighbours (ONNX and Chroma let go of
-        # the GIL) run in a worker thread while this one scores BM25, so a query costs the
-        # longer of the two sides rather than their sum
+        # hybrid with `overlap`: the query embedding and the nearest neighbours (ONNX and
+        # Chroma let go of the GIL) run in a worker thread while this one scores BM25, so a
+        # query costs the longer of the two sides rather than their sum
         dense_side = self._submit_dense(query, flt, allowed) if mode == "hybrid" else None
         query_vec: np.ndarray | None = None
         dense: list[tuple[str, float]] = []

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from retrieval import Corpus, RetrievalSettings
 from retrieval.lexical import BM25Index, LexicalDoc
 from retrieval.normalize import make_paper
@@ -83,3 +85,29 @@ def test_paper_index_document_frequency_and_terms_in() -> None:
         "p2": {"imagenet"},
         "nope": set(),
     }
+
+
+def test_the_dense_side_in_a_worker_thread_finds_the_same_hits(
+    make_settings: Callable[..., RetrievalSettings],
+) -> None:
+    """Overlapping the dense side with BM25 (machines with cores to spare) changes when the
+    work runs, never what is found; a failing BM25 side still raises its own error."""
+    corpus = Corpus(make_settings(chunk_tokens=40, chunk_overlap=0), embedder=FakeEmbedder())
+    corpus.ingest(_papers())
+    searcher = corpus.searcher()
+    found = {}
+    for overlap in (False, True):
+        searcher.overlap = overlap
+        found[overlap] = [
+            [(h.chunk.chunk_id, h.score) for h in corpus.search(q, 3)]
+            for q in ("xylophone quasar", "galaxy catalogue", "pitch of a resonator")
+        ]
+    assert found[True] == found[False] and all(found[True])
+
+    def broken() -> BM25Index:
+        raise RuntimeError("lexical side failed")
+
+    searcher._lexical = broken
+    with pytest.raises(RuntimeError, match="lexical side failed"):
+        corpus.search("xylophone quasar", 3)
+    corpus.close()
