@@ -125,6 +125,7 @@ class BM25Index:
         total = sum(t for _, t in live)
         self.avg_len = (total / self._n_docs if self._n_docs else 0.0) or 1.0
         self._df: dict[str, int] = {}
+        self._idfs: dict[str, np.float32] = {}
         self._columns: OrderedDict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._column_bytes = 0
         self._columns_lock = threading.Lock()
@@ -167,11 +168,17 @@ class BM25Index:
         return LexicalScores(self, plans)
 
     def _idf(self, term: str) -> np.float32:
-        n = np.float32(self._n_docs)
-        df = np.float32(self.document_frequency(term))
-        return np.float32(
-            np.log(np.float32(1.0) + (n - df + np.float32(0.5)) / (df + np.float32(0.5)))
-        )
+        idf = self._idfs.get(term)
+        if idf is None:
+            n = np.float32(self._n_docs)
+            df = np.float32(self.document_frequency(term))
+            idf = np.float32(
+                np.log(np.float32(1.0) + (n - df + np.float32(0.5)) / (df + np.float32(0.5)))
+            )
+            if len(self._idfs) > 100_000:
+                self._idfs.clear()
+            self._idfs[term] = idf
+        return idf
 
     def column(self, seg: Segment, col: int, idf: np.float32) -> tuple[np.ndarray, np.ndarray]:
         """A term's documents and their BM25 weights, idf * tf * (K1 + 1) / (tf + K1 * (1 -

@@ -35,6 +35,11 @@ if TYPE_CHECKING:
     from retrieval.lexical import BM25Index
 
 
+# np.add.at is the faster scatter-add from about this many postings (numpy 2, measured); below,
+# its fixed cost per call is not
+ADD_AT_FROM = 2048
+
+
 @dataclass(frozen=True, slots=True)
 class TermPlan:
     """One query term in one segment: its column, how often the query repeats it, its idf."""
@@ -112,7 +117,11 @@ class LexicalScores:
         rarest: tuple[int, np.ndarray] | None = None
         for term in plan.terms:
             rows, weight = self._index.column(seg, term.col, term.idf)
-            np.add.at(scores, rows, weight * np.float32(term.qtf) if term.qtf > 1 else weight)
+            add = weight * np.float32(term.qtf) if term.qtf > 1 else weight
+            if len(rows) >= ADD_AT_FROM:
+                np.add.at(scores, rows, add)
+            else:  # a short column: the fancy-index add costs less per call (rows are unique
+                scores[rows] += add  # within a term, so both add the same floats)
             if rarest is None or len(rows) < rarest[0]:
                 rarest = (len(rows), rows)
         # a lower bound of the n-th best: the n-th best among the rarest term's documents
