@@ -25,14 +25,29 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from retrieval.lexical_segments import Segment
 
-if TYPE_CHECKING:
-    from retrieval.lexical import BM25Index
+
+class ScoredIndex(Protocol):
+    """What scoring asks of the index (`retrieval.lexical.BM25Index`): its global weights."""
+
+    def column(self, seg: Segment, col: int, idf: np.float32) -> tuple[np.ndarray, np.ndarray]:
+        """A term's rows and their weights."""
+        ...
+
+    def postings_weights(
+        self, seg: Segment, col: int, idf: np.float32
+    ) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+        """A term's rows, and their weights at given positions."""
+        ...
+
+    def locate(self, doc_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """Each live document's (segment, row)."""
+        ...
 
 
 # np.add.at is the faster scatter-add from about this many postings (numpy 2, measured); below,
@@ -63,7 +78,7 @@ class LexicalScores:
     """BM25 scores of the index's documents for one query (``plans`` None: no query term is
     indexed, every score is 0)."""
 
-    def __init__(self, index: BM25Index, plans: list[SegmentPlan] | None) -> None:
+    def __init__(self, index: ScoredIndex, plans: list[SegmentPlan] | None) -> None:
         self._index = index
         self._plans = plans
         self._tops: dict[int, list[tuple[str, float]]] = {}
