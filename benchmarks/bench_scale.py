@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
-from benchmarks.bench_search import SEED, Pool, chunk_vector, synthetic_record
+from benchmarks.bench_search import SEED, Pool, synthetic_paper
 from benchmarks.common import (
     PhaseTimer,
     TimedEmbedder,
@@ -68,13 +68,11 @@ from benchmarks.common import (
     verdict,
 )
 from retrieval import Corpus
-from retrieval.chunking import chunk_paper
 from retrieval.ingest import text_hash
 from retrieval.lexical import BM25Index, LexicalDoc
 from retrieval.lexical_segments import Segment, as_bytes
 from retrieval.lexical_store import SegmentStore, live_ids
 from retrieval.lexical_sync import LexicalIndexes
-from retrieval.normalize import make_paper
 from retrieval.search import MODES
 from retrieval.sources import load_path
 from retrieval.state import StateStore
@@ -133,16 +131,8 @@ def build(target_chunks: int, work: Path) -> dict[str, Any]:
         records: list[dict[str, Any]] = []
         vectors: dict[str, np.ndarray] = {}
         while n_chunks < target_chunks and len(records) < PART_PAPERS:
-            record = synthetic_record(pool, rng, n_papers + 1)
-            title_index = record.pop("_title_index")
-            paper = make_paper(
-                title=record["title"],
-                abstract=record["abstract"],
-                source="file",
-                arxiv_id=record["arxiv_id"],
-            )
-            for chunk in chunk_paper(paper, codec, settings.chunk_tokens, settings.chunk_overlap):
-                vec, _ = chunk_vector(pool, chunk.text, pool.title_vectors[title_index], rng)
+            record, _, chunks, vecs = synthetic_paper(pool, rng, n_papers + 1, codec, settings)
+            for chunk, (vec, _) in zip(chunks, vecs, strict=True):
                 vectors[text_hash(chunk.embed_text)] = vec
                 n_chunks += 1
             records.append(record)
@@ -168,8 +158,33 @@ def build(target_chunks: int, work: Path) -> dict[str, Any]:
             f"part {part}: {n_papers:,} papers, {n_chunks:,} chunks, "
             f"{time.perf_counter() - started:.0f} s so far (load {loads[-1]})"
         )
+    return _built(
+        corpus,
+        data_dir,
+        target_chunks,
+        n_papers,
+        n_chunks,
+        {"parts": part, "path": "Corpus.ingest", **timings},
+        started,
+        loads,
+    )
+
+
+def _built(
+    corpus: Corpus,
+    data_dir: Path,
+    target_chunks: int,
+    n_papers: int,
+    n_chunks: int,
+    how: dict[str, Any],
+    started: float,
+    loads: list[str],
+) -> dict[str, Any]:
+    """A finished build: every chunk in the state and in Chroma (checked), the corpus closed,
+    its description written as the marker that makes the corpus reusable (`cached`)."""
     stats = corpus.stats()
     assert stats["chunks"] == n_chunks == stats["vectors"], stats
+    settings = corpus.settings
     corpus.close()
     meta = {
         "version": BUILD_VERSION,
@@ -177,9 +192,7 @@ def build(target_chunks: int, work: Path) -> dict[str, Any]:
         "target_chunks": target_chunks,
         "papers": n_papers,
         "chunks": n_chunks,
-        "parts": part,
-        "path": "Corpus.ingest",
-        **timings,
+        **how,
         "total_s": time.perf_counter() - started,
         "hnsw": {
             "m": settings.hnsw_m,
@@ -207,20 +220,12 @@ def _bulk_part(part: int, target_dir: str) -> tuple[list[Any], list[Any], int]:
     changes, batches = [], []
     n_chunks = 0
     for i in range(BULK_PAPERS):
-        record = synthetic_record(pool, rng, part * BULK_PAPERS + i + 1)
-        title_index = record.pop("_title_index")
-        paper = make_paper(
-            title=record["title"],
-            abstract=record["abstract"],
-            source="file",
-            arxiv_id=record["arxiv_id"],
-            published=date.fromisoformat(record["published"]),
-        )
-        chunks = chunk_paper(paper, codec, settings.chunk_tokens, settings.chunk_overlap)
-        vectors = {}
-        for chunk in chunks:
-            vec, _ = chunk_vector(pool, chunk.text, pool.title_vectors[title_index], rng)
-            vectors[chunk.chunk_id] = (text_hash(chunk.embed_text), vec)
+        number = part * BULK_PAPERS + i + 1
+        _, paper, chunks, vecs = synthetic_paper(pool, rng, number, codec, settings, dated=True)
+        vectors = {
+            chunk.chunk_id: (text_hash(chunk.embed_text), vec)
+            for chunk, (vec, _) in zip(chunks, vecs, strict=True)
+        }
         metas = [ChunkMeta(paper.paper_id, paper.published, paper.source) for _ in chunks]
         changes.append(Change(paper, chunks))
         batches.append((vectors, metas))
@@ -278,32 +283,14 @@ def build_bulk(target_chunks: int, work: Path) -> dict[str, Any]:
                 workers.terminate()
                 break
         corpus.state.mark_index_clean()
-    stats = corpus.stats()
-    assert stats["chunks"] == n_chunks == stats["vectors"], stats
-    corpus.close()
-    meta = {
-        "version": BUILD_VERSION,
-        "complete": True,
-        "target_chunks": target_chunks,
-        "papers": n_papers,
-        "chunks": n_chunks,
+    how = {
         "parts": parts,
         "path": "bulk: StateStore.apply + VectorStore.upsert per 5,000 papers",
         "generate_s": 0.0,
         "prefill_s": write_s,
         "ingest_s": upsert_s,
-        "total_s": time.perf_counter() - started,
-        "hnsw": {
-            "m": settings.hnsw_m,
-            "ef_construction": settings.hnsw_ef_construction,
-            "ef_search": settings.hnsw_ef_search,
-        },
-        "load_averages": loads,
-        "built": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
-    (data_dir / MARKER).write_text(json.dumps(meta, indent=2))
-    log(f"built {n_chunks:,} chunks of {n_papers:,} papers in {meta['total_s']:.0f} s")
-    return meta
+    return _built(corpus, data_dir, target_chunks, n_papers, n_chunks, how, started, loads)
 
 
 def _bulk_worker(args: tuple[int, str]) -> tuple[list[Any], list[Any], int]:
@@ -344,19 +331,21 @@ def build_lexical(data_dir: Path) -> dict[str, Any]:
     result = {
         "build_s": build_s,
         "load": load,
-        "fields": {
-            name: {
-                "docs": len(index),
-                "segments": len(index.segments),
-                "terms": sum(len(s.terms) for s in index.segments),
-                "postings": sum(s.postings for s in index.segments),
-                "bytes": indexes.stores[name].size_bytes(),
-            }
-            for name, index in fields.items()
-        },
+        "fields": {name: _field(index, indexes.stores[name]) for name, index in fields.items()},
     }
     state.close()
     return result
+
+
+def _field(index: BM25Index, store: SegmentStore) -> dict[str, int]:
+    """One built BM25 field: documents, segments, terms, postings, bytes on disk."""
+    return {
+        "docs": len(index),
+        "segments": len(index.segments),
+        "terms": sum(len(s.terms) for s in index.segments),
+        "postings": sum(s.postings for s in index.segments),
+        "bytes": store.size_bytes(),
+    }
 
 
 def build_lexical_parallel(data_dir: Path, workers: int = 2) -> dict[str, Any]:
@@ -387,13 +376,7 @@ def build_lexical_parallel(data_dir: Path, workers: int = 2) -> dict[str, Any]:
         ]
         with store.lock():
             index = store._commit(generation, segments, [None] * len(segments))
-        result["fields"][name] = {
-            "docs": len(index),
-            "segments": len(index.segments),
-            "terms": sum(len(s.terms) for s in index.segments),
-            "postings": sum(s.postings for s in index.segments),
-            "bytes": store.size_bytes(),
-        }
+        result["fields"][name] = _field(index, store)
     result["build_s"] = time.perf_counter() - start
     return result
 

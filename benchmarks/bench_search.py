@@ -130,6 +130,27 @@ def synthetic_record(pool: Pool, rng: np.random.Generator, i: int) -> dict[str, 
     }
 
 
+def synthetic_paper(
+    pool: Pool, rng: np.random.Generator, i: int, codec: Any, settings: Any, *, dated: bool = False
+) -> tuple[dict[str, Any], Any, list[Any], list[tuple[Any, bool]]]:
+    """Paper ``i`` of a synthetic corpus: its record (as a feed file holds it), the `Paper`
+    (``dated``: with the record's publication day), its chunks and each chunk's vector with
+    whether every sentence of it had one (`chunk_vector`, in chunk order: the same draws from
+    ``rng`` as the corpora built before)."""
+    record = synthetic_record(pool, rng, i)
+    title_index = record.pop("_title_index")
+    paper = make_paper(
+        title=record["title"],
+        abstract=record["abstract"],
+        source="file",
+        arxiv_id=record["arxiv_id"],
+        published=date.fromisoformat(record["published"]) if dated else None,
+    )
+    chunks = chunk_paper(paper, codec, settings.chunk_tokens, settings.chunk_overlap)
+    title_vec = pool.title_vectors[title_index]
+    return record, paper, chunks, [chunk_vector(pool, c.text, title_vec, rng) for c in chunks]
+
+
 def chunk_vector(pool: Pool, chunk_text: str, title_vec: np.ndarray, rng: Any) -> tuple[Any, bool]:
     idx = [pool.sentence_index.get(s) for s in split_sentences(chunk_text)]
     found = [i for i in idx if i is not None]
@@ -156,17 +177,8 @@ def build_index(target_chunks: int, data_dir: Path) -> dict[str, Any]:
     n_chunks = 0
     unmatched = 0
     while n_chunks < target_chunks:
-        record = synthetic_record(pool, rng, len(records) + 1)
-        title_index = record.pop("_title_index")
-        paper = make_paper(
-            title=record["title"],
-            abstract=record["abstract"],
-            source="file",
-            arxiv_id=record["arxiv_id"],
-        )
-        chunks = chunk_paper(paper, codec, settings.chunk_tokens, settings.chunk_overlap)
-        for chunk in chunks:
-            vec, matched = chunk_vector(pool, chunk.text, pool.title_vectors[title_index], rng)
+        record, _, chunks, vecs = synthetic_paper(pool, rng, len(records) + 1, codec, settings)
+        for chunk, (vec, matched) in zip(chunks, vecs, strict=True):
             vectors[text_hash(chunk.embed_text)] = vec
             unmatched += not matched
         records.append(record)

@@ -8,7 +8,6 @@ benchmark uses it.
 
 from __future__ import annotations
 
-import bisect
 import logging
 import os
 import threading
@@ -22,6 +21,7 @@ from types import SimpleNamespace
 import numpy as np
 from scipy import sparse
 
+from retrieval.lexical import BM25Index as SegmentedIndex
 from retrieval.lexical import LexicalDoc, tokenize
 from retrieval.lexical_segments import K1, B
 
@@ -148,11 +148,9 @@ class BM25Index:
         return total
 
     def has_prefix(self, prefix: str) -> bool:
-        """What the searcher's topic check asks (as `retrieval.lexical.BM25Index.has_prefix`)."""
-        terms = self.segments[0].terms
-        key = prefix.encode()
-        i = bisect.bisect_left(terms, key)
-        return i < len(terms) and terms[i].startswith(key)
+        """What the searcher's topic check asks: the current index's own check, over this
+        index's one sorted vocabulary (`segments`)."""
+        return SegmentedIndex.has_prefix(self, prefix)  # type: ignore[arg-type]
 
     def document_frequency(self, term: str) -> int:
         """How many documents contain ``term`` (a token as `tokenize` makes it)."""
