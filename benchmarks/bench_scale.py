@@ -551,12 +551,19 @@ def probe(data_dir: Path, variant: str, n_queries: int | None, repeats: int) -> 
             "p95": percentile(embed_ms, 95),
         },
         "rss_before_mib": mib(status0.get("VmRSS")),
-        "rss_mib": mib(status.get("VmRSS")),
-        "rss_anon_mib": mib(status.get("RssAnon")),
-        "rss_file_mib": mib(status.get("RssFile")),
+        **_memory(status),
         "hwm_mib": mib(status.get("VmHWM")),
         "load_before": load_before,
         "load_after": load_average(),
+    }
+
+
+def _memory(status: dict[str, int]) -> dict[str, float]:
+    """A process's resident memory from /proc status: all of it, anonymous, file-backed."""
+    return {
+        "rss_mib": mib(status.get("VmRSS")),
+        "rss_anon_mib": mib(status.get("RssAnon")),
+        "rss_file_mib": mib(status.get("RssFile")),
     }
 
 
@@ -978,9 +985,7 @@ def lexical_probe(root: Path, variant: str, n_queries: int | None, repeats: int)
         "mean": float(np.mean(times)),
         "rss_start_mib": mib(status0.get("VmRSS")),
         "rss_open_mib": mib(status1.get("VmRSS")),
-        "rss_mib": mib(status.get("VmRSS")),
-        "rss_anon_mib": mib(status.get("RssAnon")),
-        "rss_file_mib": mib(status.get("RssFile")),
+        **_memory(status),
         "load_before": load_before,
         "load_after": load_average(),
     }
