@@ -366,11 +366,19 @@ def test_serve_http_json_logs_health_no_bodies_and_sigterm(serve_env: dict[str, 
     assert MARKER not in output and "Traceback" not in output and "xoxb-1-test" not in output
 
 
-def test_serve_socket_mode_has_a_health_side_port(serve_env: dict[str, str]) -> None:
+@pytest.mark.parametrize("connecting", [False, True], ids=["connected", "still-connecting"])
+def test_serve_socket_mode_has_a_health_side_port_and_stops_on_sigterm(
+    serve_env: dict[str, str], connecting: bool
+) -> None:
+    """Socket Mode serves /healthz and /readyz on the health side port and stops on SIGTERM
+    with exit 0, also when the SIGTERM lands while the client is still connecting (Slack's
+    apps.connections.open is slow here)."""
     from tests.support.socket_mode import FakeSocketModeServer
 
     port = free_port()
     with FakeSocketModeServer() as sm, FakeSlackAPI(socket_mode_url=sm.new_url) as api:
+        if connecting:
+            api.delay_next("apps.connections.open", 3.0)
         env = {
             **serve_env,
             "SLACK_APP_TOKEN": "xapp-1-test",
@@ -380,19 +388,26 @@ def test_serve_socket_mode_has_a_health_side_port(serve_env: dict[str, str]) -> 
         process = _serve(env)
         try:
             base = f"http://127.0.0.1:{port}"
-            live = _wait(base + "/healthz", process, lambda r: r.json().get("papers") == 1)
-            assert live.status_code == 200
-            ready = _wait(base + "/readyz", process, lambda r: r.status_code == 200).json()
-            assert ready["ok"] and ready["slack_auth"]["ok"]
-            assert httpx.post(base + "/slack/events", content="{}").status_code == 404
+            if connecting:
+                _wait(base + "/healthz", process, lambda r: r.status_code == 200)
+                time.sleep(0.5)  # the health port opens just before the client connects
+                assert not api.calls_to("apps.connections.open")  # still inside the slow call
+            else:
+                live = _wait(base + "/healthz", process, lambda r: r.json().get("papers") == 1)
+                assert live.status_code == 200
+                ready = _wait(base + "/readyz", process, lambda r: r.status_code == 200).json()
+                assert ready["ok"] and ready["slack_auth"]["ok"]
+                assert httpx.post(base + "/slack/events", content="{}").status_code == 404
             process.send_signal(signal.SIGTERM)
             output, _ = process.communicate(timeout=60)
         finally:
             if process.poll() is None:
                 process.kill()
                 process.communicate()
-    assert "Traceback" not in output, output
-    assert "xapp-1-test" not in output
+    assert process.returncode == 0, output
+    messages = [json.loads(line)["message"] for line in output.splitlines() if line.strip()]
+    assert "stopped" in messages, messages
+    assert "Traceback" not in output and "xapp-1-test" not in output, output
 
 
 def test_the_module_level_app_runs_under_uvicorn(serve_env: dict[str, str]) -> None:

@@ -179,6 +179,8 @@ def _serve_socket(
 ) -> None:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
+    from bot.slack.socket_mode import close_socket_mode
+
     assert slack.app_token is not None
     health = None
     if services is not None and slack.health_port:
@@ -195,7 +197,7 @@ def _serve_socket(
         handler.start()
     except KeyboardInterrupt:  # SIGTERM or Ctrl-C: a normal stop (exit 0), as in HTTP mode
         log.info("stopping: closing the Socket Mode connection")
-        handler.close()
+        close_socket_mode(handler)
     finally:
         if health is not None:
             health.shutdown()

@@ -34,6 +34,7 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from bot.slack.socket_mode import close_socket_mode
 from tests.support.http_fake import Peer
 from tests.support.slack_requests import APP_ID
 
@@ -242,4 +243,4 @@ def close_handler(handler: Any, server: FakeSocketModeServer | None = None) -> N
     client.auto_reconnect_enabled = False
     if server is not None and server._loop is not None:
         server.close_connections()
-    handler.close()
+    close_socket_mode(handler)
