@@ -42,11 +42,11 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -73,7 +73,7 @@ from retrieval.lexical import BM25Index, LexicalDoc
 from retrieval.lexical_segments import Segment, as_bytes
 from retrieval.lexical_store import SegmentStore, live_ids
 from retrieval.lexical_sync import LexicalIndexes
-from retrieval.search import MODES
+from retrieval.search import MODES, OVERLAP_MIN_CPUS, Mode
 from retrieval.sources import load_path
 from retrieval.state import StateStore
 from retrieval.tokens import get_encoding
@@ -488,13 +488,54 @@ def update_cost(data_dir: Path, qs: list[str], *, added: int = 1000, removed: in
 # --------------------------------------------------------------------------------------------
 
 
-def probe(data_dir: Path, variant: str, n_queries: int | None, repeats: int) -> dict[str, Any]:
-    """Open the corpus as `serve` does (embedded Chroma, the local model), warm it up, time
-    every mode, then read this process's memory."""
+WARM_QUERIES = 10  # warm-up (opens Chroma, loads the HNSW graph and BM25 files); not timed
+
+
+def probe(
+    data_dir: Path,
+    variant: str,
+    n_queries: int | None,
+    repeats: int,
+    *,
+    chroma_server: bool = False,
+    modes: Sequence[str] = ("hybrid",),
+) -> dict[str, Any]:
+    """Open the corpus as `serve` does (embedded Chroma, or with ``chroma_server`` a local
+    `chroma run` on the same files, as docs/scaling.md deploys 10⁶; the local model), warm it
+    up, time ``modes``, then read this process's memory (and the Chroma server's)."""
+    if not chroma_server:
+        return _probe(data_dir, make_settings(data_dir), variant, n_queries, repeats, modes)
+    from tests.support.chroma_server import ChromaServer
+
+    server = ChromaServer(data_dir / "chroma")
+    server.start(timeout=300)
+    try:
+        settings = make_settings(data_dir, chroma_host=server.host, chroma_port=server.port)
+        result = _probe(data_dir, settings, variant, n_queries, repeats, modes)
+        result["chroma_server"] = _memory(proc_status(server.pid)) | {
+            "hwm_mib": mib(proc_status(server.pid).get("VmHWM"))
+        }
+    finally:
+        server.stop()
+    return result
+
+
+def _probe(
+    data_dir: Path,
+    settings: Any,
+    variant: str,
+    n_queries: int | None,
+    repeats: int,
+    modes: Sequence[str],
+) -> dict[str, Any]:
+    """Time ``modes`` over the queries after the warm-up ones: every query is one this process
+    has not searched for in any mode before its first timed round (a query searched a moment
+    earlier in another mode would find its columns, rows and pages warm, as the interleaved
+    probe before 2026-12-01 did: hybrid p50 57.6 ms at 10⁶ there against ~75 ms cold)."""
     from benchmarks.bench_search import SEARCH_PHASES, queries, warm_os_cache
 
     qs = queries(n_queries)
-    settings = make_settings(data_dir)
+    warm, measured = qs[:WARM_QUERIES], qs[WARM_QUERIES:]
     warm_s = warm_os_cache(data_dir)
     status0 = proc_status(os.getpid())
     timer = PhaseTimer()
@@ -503,52 +544,43 @@ def probe(data_dir: Path, variant: str, n_queries: int | None, repeats: int) -> 
     if variant == "matrix":
         _use_matrix(corpus, data_dir)
     searcher = corpus.searcher()
-    default = searcher.overlap  # the other way is measured beside it, as a same-run baseline
-    other = SERIAL if default else OVERLAPPED
-    latencies: dict[str, list[float]] = {m: [] for m in (*MODES, other)}
+    default = searcher.overlap
+    latencies: dict[str, list[float]] = {m: [] for m in modes}
     embed_ms: list[float] = []
     with timer.patch(SEARCH_PHASES):
         start = time.perf_counter()
-        for q in qs[:10]:
+        for q in warm:
             for mode in MODES:
                 corpus.search(q, 10, mode=mode)
         first_s = time.perf_counter() - start
         load_before = load_average()
         for _ in range(repeats):
-            for q in qs:
-                for mode in MODES:
+            for q in measured:
+                for label in modes:
+                    mode, searcher.overlap = _mode(label, default)
                     timer.reset()
                     start = time.perf_counter()
                     corpus.search(q, 10, mode=mode)
-                    latencies[mode].append(time.perf_counter() - start)
-                    if mode == "hybrid":
+                    latencies[label].append(time.perf_counter() - start)
+                    if label == "hybrid":
                         embed_ms.append(timer.seconds.get("query embedding", 0.0) * 1000)
-                searcher.overlap = not default
-                start = time.perf_counter()
-                corpus.search(q, 10, mode="hybrid")
-                latencies[other].append(time.perf_counter() - start)
-                searcher.overlap = default
+                    searcher.overlap = default
     status = proc_status(os.getpid())
     corpus.close()
-    modes = {
-        m: {
-            "n": len(v),
-            "p50": percentile([x * 1000 for x in v], 50),
-            "p95": percentile([x * 1000 for x in v], 95),
-            "mean": float(np.mean(v) * 1000),
-        }
-        for m, v in latencies.items()
-    }
-    return {
+    result = {
         "variant": variant,
-        "queries": len(qs),
+        "queries": len(measured),
         "repeats": repeats,
         "os_cache_warmed_s": warm_s,
         "warmup_s": first_s,
-        "modes": modes,
-        "hybrid_query_embedding_ms": {
-            "p50": percentile(embed_ms, 50),
-            "p95": percentile(embed_ms, 95),
+        "modes": {
+            m: {
+                "n": len(v),
+                "p50": percentile([x * 1000 for x in v], 50),
+                "p95": percentile([x * 1000 for x in v], 95),
+                "mean": float(np.mean(v) * 1000),
+            }
+            for m, v in latencies.items()
         },
         "rss_before_mib": mib(status0.get("VmRSS")),
         **_memory(status),
@@ -556,6 +588,21 @@ def probe(data_dir: Path, variant: str, n_queries: int | None, repeats: int) -> 
         "load_before": load_before,
         "load_after": load_average(),
     }
+    if embed_ms:
+        result["hybrid_query_embedding_ms"] = {
+            "p50": percentile(embed_ms, 50),
+            "p95": percentile(embed_ms, 95),
+        }
+    return result
+
+
+def _mode(label: str, default: bool) -> tuple[Mode, bool]:
+    """A probe label as (search mode, overlap): the two hybrid ways have labels of their own."""
+    if label == SERIAL:
+        return "hybrid", False
+    if label == OVERLAPPED:
+        return "hybrid", True
+    return cast(Mode, label), default
 
 
 def _memory(status: dict[str, int]) -> dict[str, float]:
@@ -586,26 +633,38 @@ def _use_matrix(corpus: Corpus, data_dir: Path) -> None:
     corpus.paper_lexical_index = lambda: field("papers")  # type: ignore[method-assign]
 
 
-def run_probe(data_dir: Path, variant: str, n_queries: int | None, repeats: int) -> dict:
-    """`probe` in a fresh process, so its memory is that of one serve-like process."""
-    cmd = [
-        sys.executable,
-        __file__,
-        "probe",
-        "--data-dir",
-        str(data_dir),
-        "--variant",
-        variant,
-        "--repeats",
-        str(repeats),
-    ]
-    if n_queries:
-        cmd += ["--queries", str(n_queries)]
-    log(f"probe {variant} on {data_dir.name} (load {load_average()})")
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if done.returncode:
-        raise SystemExit(f"probe failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def run_probe(
+    data_dir: Path,
+    variant: str,
+    n_queries: int | None,
+    repeats: int,
+    *,
+    chroma_server: bool = False,
+) -> dict:
+    """`probe` in fresh processes, one per mode (so no mode warms another's query, and the
+    memory is that of one serve-like process answering hybrid searches): hybrid first, then
+    the other hybrid way (the dense side overlapped or not) as a same-run baseline, then BM25
+    alone and dense alone."""
+    other = SERIAL if (os.cpu_count() or 1) >= OVERLAP_MIN_CPUS else OVERLAPPED
+    result: dict[str, Any] = {}
+    for mode in ("hybrid", other, "lexical", "dense"):
+        cmd = [sys.executable, __file__, "probe", "--data-dir", str(data_dir)]
+        cmd += ["--variant", variant, "--repeats", str(repeats), "--modes", mode]
+        if n_queries:
+            cmd += ["--queries", str(n_queries)]
+        if chroma_server:
+            cmd.append("--chroma-server")
+        log(f"probe {variant} {mode} on {data_dir.name} (load {load_average()})")
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode:
+            raise SystemExit(f"probe failed:\n{done.stderr[-3000:]}")
+        found = json.loads(done.stdout.strip().splitlines()[-1])
+        if not result:
+            result = found
+        else:
+            result["modes"] |= found["modes"]
+            result["load_after"] = found["load_after"]
+    return result
 
 
 def measure(sizes: list[int], work: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -1128,12 +1187,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chunks", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--work", type=Path, default=SCALE_WORK)
     parser.add_argument("--queries", type=int, default=None, help="only the first N queries")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--matrix-max", type=int, default=100_000, help="baseline up to here")
     parser.add_argument("--skip-build", action="store_true", help="reuse the built BM25 files")
     parser.add_argument("--data-dir", type=Path, help="probe: the corpus")
     parser.add_argument("--variant", choices=["segments", "matrix"], default="segments")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        default=["hybrid"],
+        choices=[*MODES, SERIAL, OVERLAPPED],
+        help="probe: the modes to time (`measure` runs each in its own process)",
+    )
+    parser.add_argument(
+        "--chroma-server",
+        action="store_true",
+        help="probe: the vectors in a local `chroma run` on the corpus's files, not embedded",
+    )
     parser.add_argument(
         "--bulk", action="store_true", help="build: write state and Chroma in large batches"
     )
@@ -1150,7 +1221,15 @@ def main(argv: list[str] | None = None) -> None:
         print(markdown)
         return
     if args.command == "probe":
-        print(json.dumps(probe(args.data_dir, args.variant, args.queries, args.repeats)))
+        found = probe(
+            args.data_dir,
+            args.variant,
+            args.queries,
+            args.repeats,
+            chroma_server=args.chroma_server,
+            modes=args.modes,
+        )
+        print(json.dumps(found))
         return
     args.work.mkdir(parents=True, exist_ok=True)
     if args.command == "build":

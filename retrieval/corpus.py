@@ -299,7 +299,7 @@ class Corpus:
             self.store,
             self.lexical_index,
             self.embedder.embed_query,
-            vectors_for=self._chunk_vectors,
+            vectors_of=self._chunk_vectors,
             paper_lexical=self.paper_lexical_index,
             candidates=self.settings.candidates,
             rrf_k=self.settings.rrf_k,
@@ -310,11 +310,10 @@ class Corpus:
             topic_max_dense=self.settings.refusal_topic_max_dense,
         )
 
-    def _chunk_vectors(self, chunk_ids: Sequence[str]) -> dict[str, np.ndarray]:
+    def _chunk_vectors(self, chunks: Sequence[Chunk]) -> dict[str, np.ndarray]:
         """Stored vectors of chunks, from the embedding cache only: no model call at query
         time (a chunk without a cached vector is simply left out)."""
-        chunks = self.state.get_chunks(chunk_ids)
-        hashes = {cid: text_hash(c.embed_text) for cid, c in chunks.items()}
+        hashes = {c.chunk_id: text_hash(c.embed_text) for c in chunks}
         cached = self.state.cached_vectors(self.embedder.model_id, list(hashes.values()))
         return {cid: cached[h] for cid, h in hashes.items() if h in cached}
 
@@ -349,7 +348,7 @@ class Corpus:
         index = self.lexical_index()
         ceiling = index.query_ceiling(topic)
         lexical = index.score_ids(topic, all_ids)
-        vectors = self._chunk_vectors(all_ids)
+        vectors = self._chunk_vectors(list(self.state.get_chunks(all_ids).values()))
         query = self.embedder.embed_query(topic)
 
         def relevant(paper_id: str) -> bool:

@@ -32,7 +32,7 @@ from retrieval.lexical_segments import K1, Segment, Terms, as_bytes, merge
 log = logging.getLogger(__name__)
 
 # saturated term frequencies of recent query terms kept per index (`BM25Index.column`)
-COLUMN_CACHE_BYTES = 64 * 1024 * 1024
+COLUMN_CACHE_BYTES = 256 * 1024 * 1024
 
 _WORD = re.compile(r"[a-z0-9]+")
 # fmt: off

@@ -39,6 +39,11 @@ class ChromaServer:
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
+    def pid(self) -> int:
+        assert self._proc is not None, "server not started"
+        return self._proc.pid
+
+    @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
