@@ -158,12 +158,15 @@ class LexicalScores:
         scores = np.zeros(len(rows), dtype=np.float32)
         if not len(rows):
             return scores
+        keys: np.ndarray | None = None
         for term in plan.terms:
             col_rows, weights = self._index.postings_weights(plan.segment, term.col, term.idf)
             if not len(col_rows):
                 continue
-            pos = np.minimum(np.searchsorted(col_rows, rows), len(col_rows) - 1)
-            hit = col_rows[pos] == rows
+            if keys is None:  # in the postings' dtype: numpy would otherwise convert the
+                keys = rows.astype(col_rows.dtype)  # whole column for every search (20× slower)
+            pos = np.minimum(np.searchsorted(col_rows, keys), len(col_rows) - 1)
+            hit = col_rows[pos] == keys
             w = weights(pos[hit])
             scores[hit] += w * np.float32(term.qtf) if term.qtf > 1 else w
         return scores

@@ -145,6 +145,18 @@ def test_segment_files_round_trip_and_merge(tmp_path: Path) -> None:
     _same(BM25Index([merged], 1), expected, "gaussian splatting")
 
 
+def test_locate_ids_longer_or_shorter_than_the_segments_own() -> None:
+    """Ids are looked up in the segment's own width: one longer than its longest id is not in
+    it even when its first bytes are (e.g. "2301.00001#1:…" against "2301.00001")."""
+    docs = [("p-1", "alpha beta", 0, "hf"), ("p-22", "beta gamma", 0, "hf")]
+    seg = Segment.from_docs(iter(docs), tokenize, name="ids")
+    assert seg.ids.dtype.itemsize == 4
+    found = seg.locate(as_bytes(["p-1", "p-22", "p-221", "p-1x", "p-2", "zz"]))
+    assert found.tolist() == [0, 1, -1, -1, -1, -1]
+    assert seg.locate(as_bytes(["p-22"])).tolist() == [1]  # same width
+    assert seg.locate(as_bytes(["p-1"])).tolist() == [0]  # narrower
+
+
 def test_save_and_load_keep_a_segmented_index_whole(tmp_path: Path) -> None:
     store = SegmentStore(tmp_path / "chunks")
     index = store.rebuild(3, _docs(80, seed=6))
