@@ -684,7 +684,9 @@ def measure(sizes: list[int], work: Path, args: argparse.Namespace) -> dict[str,
             entry["matrix_build"] = build_matrix(data_dir)
         entry["update"] = update_cost(data_dir, qs)
         repeats = args.repeats if meta["chunks"] < 1_000_000 else max(1, args.repeats - 1)
-        entry["probes"] = [run_probe(data_dir, "segments", args.queries, repeats)]
+        entry["probes"] = [
+            run_probe(data_dir, "segments", args.queries, repeats, chroma_server=args.chroma_server)
+        ]
         if meta["chunks"] <= args.matrix_max:
             entry["probes"].append(run_probe(data_dir, "matrix", args.queries, repeats))
         result["sizes"].append(entry)
@@ -1203,7 +1205,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--chroma-server",
         action="store_true",
-        help="probe: the vectors in a local `chroma run` on the corpus's files, not embedded",
+        help="probe/measure: the vectors in a local `chroma run` on the corpus's files",
     )
     parser.add_argument(
         "--bulk", action="store_true", help="build: write state and Chroma in large batches"
