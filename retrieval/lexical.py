@@ -191,7 +191,7 @@ class BM25Index:
             if hit is not None:
                 self._columns.move_to_end(key)
                 return hit
-        rows, tf = seg.postings_of(col)
+        rows, tf = seg.postings_of(col, checked=True)  # the scoring loop does not check bounds
         weight = _weights(idf, tf, seg.norm(self.avg_len)[rows])
         with self._columns_lock:
             if key not in self._columns:

@@ -50,9 +50,17 @@ class ScoredIndex(Protocol):
         ...
 
 
-# np.add.at is the faster scatter-add from about this many postings (numpy 2, measured); below,
-# its fixed cost per call is not
+# np.add.at is the faster numpy scatter-add from about this many postings (numpy 2, measured);
+# below, its fixed cost per call is not
 ADD_AT_FROM = 2048
+
+try:  # SciPy's compiled CSC mat-vec over one column: scores[rows] += weight * qtf in one C loop,
+    # the same float32 multiplications and additions in the same order as numpy's (bit-identical
+    # sums), twice as fast as np.add.at. It does not check bounds: `BM25Index.column` checks
+    # every column's rows once, when it computes the column.
+    from scipy.sparse._sparsetools import csc_matvec as _csc_matvec
+except ImportError:  # pragma: no cover - SciPy is a dependency; numpy is the fallback
+    _csc_matvec = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,11 +140,7 @@ class LexicalScores:
         rarest: tuple[int, np.ndarray] | None = None
         for term in plan.terms:
             rows, weight = self._index.column(seg, term.col, term.idf)
-            add = weight * np.float32(term.qtf) if term.qtf > 1 else weight
-            if len(rows) >= ADD_AT_FROM:
-                np.add.at(scores, rows, add)
-            else:  # a short column: the fancy-index add costs less per call (rows are unique
-                scores[rows] += add  # within a term, so both add the same floats)
+            scatter_add(scores, rows, weight, term.qtf)
             if rarest is None or len(rows) < rarest[0]:
                 rarest = (len(rows), rows)
         # a lower bound of the n-th best: the n-th best among the rarest term's documents
@@ -170,6 +174,32 @@ class LexicalScores:
             w = weights(pos[hit])
             scores[hit] += w * np.float32(term.qtf) if term.qtf > 1 else w
         return scores
+
+
+def scatter_add(
+    scores: np.ndarray, rows: np.ndarray, weight: np.ndarray, qtf: int, *, compiled: bool = True
+) -> None:
+    """``scores[rows] += weight * qtf`` for a term's postings (its rows unique and within
+    ``scores``), in float32: SciPy's loop when the arrays allow it, else numpy's."""
+    if (
+        compiled
+        and _csc_matvec is not None
+        and len(rows) >= 64
+        and rows.dtype == np.int32
+        and weight.dtype == np.float32
+        and scores.dtype == np.float32
+        and rows.flags.c_contiguous
+        and weight.flags.c_contiguous
+        and scores.flags.c_contiguous
+    ):
+        column = np.array([0, len(rows)], dtype=np.int32)
+        _csc_matvec(len(scores), 1, column, rows, weight, np.array([qtf], np.float32), scores)
+        return
+    add = weight * np.float32(qtf) if qtf > 1 else weight
+    if len(rows) >= ADD_AT_FROM:
+        np.add.at(scores, rows, add)
+    else:  # a short column: the fancy-index add costs less per call (rows are unique within a
+        scores[rows] += add  # term, so both add the same floats)
 
 
 def _best(rows: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
+from retrieval.errors import StateFileError
+
 K1 = 1.2
 B = 0.75
 ARRAYS = ("ids", "lengths", "published", "sources", "ptr", "rows", "tf", "term_offsets")
@@ -125,9 +127,17 @@ class Segment:
     def postings(self) -> int:
         return len(self.rows)
 
-    def postings_of(self, col: int) -> tuple[np.ndarray, np.ndarray]:
+    def postings_of(self, col: int, *, checked: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """A term's rows and term frequencies; ``checked``: refuse rows outside the segment (a
+        damaged file), which a loop without bounds checks would read or write past."""
         start, end = int(self.ptr[col]), int(self.ptr[col + 1])
-        return self.rows[start:end], self.tf[start:end]
+        rows = self.rows[start:end]
+        if checked and len(rows) and (int(rows.min()) < 0 or int(rows.max()) >= len(self)):
+            raise StateFileError(
+                f"The BM25 index is damaged (segment {self.name}: a posting points outside its "
+                "documents). `paperbot state reindex` rebuilds it from the state."
+            )
+        return rows, self.tf[start:end]
 
     def norm(self, avg_len: float) -> np.ndarray:
         """K1 * (1 - B + B * length / avg_len) per document, for this avg_len (kept: an index

@@ -11,7 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from retrieval.errors import StateFileError
 from retrieval.lexical import BM25Index, LexicalDoc, tokenize
+from retrieval.lexical_scores import scatter_add
 from retrieval.lexical_segments import K1, B, Segment
 
 # a Zipf-like vocabulary: a few words in most documents, many in few (what makes the rarest
@@ -158,3 +160,36 @@ def test_a_lookup_and_the_top_agree_to_the_bit() -> None:
         # and the top is exactly every document ranked by those scores, ties by id
         ranked = sorted(((-s, d) for d, s in every.items() if s > 0))[:40]
         assert top == [(d, -s) for s, d in ranked]
+
+
+@pytest.mark.parametrize("qtf", [1, 3])
+def test_the_compiled_scatter_add_adds_the_same_floats_as_numpy(qtf: int) -> None:
+    """SciPy's loop and numpy's scatter-add give bit-identical sums, long columns and short."""
+    rng = np.random.default_rng(qtf)
+    n = 50_000
+    compiled = np.zeros(n, np.float32)
+    plain = np.zeros(n, np.float32)
+    for size in (30_000, 5_000, 100, 10):
+        rows = np.sort(rng.choice(n, size, replace=False)).astype(np.int32)
+        weight = rng.random(size, dtype=np.float32) * np.float32(7.3)
+        scatter_add(compiled, rows, weight, qtf)
+        scatter_add(plain, rows, weight, qtf, compiled=False)
+    assert compiled.tobytes() == plain.tobytes()
+    assert np.count_nonzero(compiled) > 30_000
+
+
+def test_a_posting_outside_its_segment_is_a_damaged_index_not_a_crash() -> None:
+    """The compiled loop trusts the rows: a column pointing past its segment's documents is
+    refused before it is scored, with the command that rebuilds the index."""
+    docs = _docs(500, np.random.default_rng(3), "d")
+    seg = BM25Index.build(docs, generation=1).segments[0]
+    rows = np.array(seg.rows)
+    col = seg.terms.find("w000")
+    start = int(seg.ptr[col + 1]) - 1
+    rows[start] = len(seg) + 10  # the last posting of the commonest term
+    damaged = Segment(
+        seg.name, seg.ids, seg.lengths, seg.published, seg.sources, seg.source_names,
+        seg.terms, seg.ptr, rows, seg.tf,
+    )  # fmt: skip
+    with pytest.raises(StateFileError, match="state reindex"):
+        BM25Index([damaged], 1).query("w000 w001").top(10)
