@@ -73,7 +73,7 @@ from retrieval.lexical import BM25Index, LexicalDoc
 from retrieval.lexical_segments import Segment, as_bytes
 from retrieval.lexical_store import SegmentStore, live_ids
 from retrieval.lexical_sync import LexicalIndexes
-from retrieval.search import MODES, OVERLAP_MIN_CPUS, Mode
+from retrieval.search import MODES, Mode, overlap_by_default
 from retrieval.sources import load_path
 from retrieval.state import StateStore
 from retrieval.tokens import get_encoding
@@ -499,18 +499,27 @@ def probe(
     *,
     chroma_server: bool = False,
     modes: Sequence[str] = ("hybrid",),
+    embedding_threads: int | None = None,
 ) -> dict[str, Any]:
     """Open the corpus as `serve` does (embedded Chroma, or with ``chroma_server`` a local
-    `chroma run` on the same files, as docs/scaling.md deploys 10⁶; the local model), warm it
-    up, time ``modes``, then read this process's memory (and the Chroma server's)."""
+    `chroma run` on the same files, as docs/scaling.md deploys 10⁶; the local model with the
+    threads `serve` gives one answer unless ``embedding_threads`` says otherwise), warm it up,
+    time ``modes``, then read this process's memory (and the Chroma server's)."""
+    threads = serve_embedding_threads() if embedding_threads is None else embedding_threads
     if not chroma_server:
-        return _probe(data_dir, make_settings(data_dir), variant, n_queries, repeats, modes)
+        settings = make_settings(data_dir, embedding_threads=threads)
+        return _probe(data_dir, settings, variant, n_queries, repeats, modes)
     from tests.support.chroma_server import ChromaServer
 
     server = ChromaServer(data_dir / "chroma")
     server.start(timeout=300)
     try:
-        settings = make_settings(data_dir, chroma_host=server.host, chroma_port=server.port)
+        settings = make_settings(
+            data_dir,
+            embedding_threads=threads,
+            chroma_host=server.host,
+            chroma_port=server.port,
+        )
         result = _probe(data_dir, settings, variant, n_queries, repeats, modes)
         result["chroma_server"] = _memory(proc_status(server.pid)) | {
             "hwm_mib": mib(proc_status(server.pid).get("VmHWM"))
@@ -518,6 +527,14 @@ def probe(
     finally:
         server.stop()
     return result
+
+
+def serve_embedding_threads() -> int:
+    """The ONNX threads `serve` gives one answer on this machine with its default answer
+    workers (cores / workers, at least 1: bot/cli/bot_commands.py `_serving_settings`)."""
+    from bot.slack.answer_queue import embedding_threads_per_job
+
+    return embedding_threads_per_job(0)
 
 
 def _probe(
@@ -569,6 +586,8 @@ def _probe(
     corpus.close()
     result = {
         "variant": variant,
+        "embedding_threads": settings.embedding_threads,
+        "overlap_default": default,
         "queries": len(measured),
         "repeats": repeats,
         "os_cache_warmed_s": warm_s,
@@ -640,18 +659,21 @@ def run_probe(
     repeats: int,
     *,
     chroma_server: bool = False,
+    embedding_threads: int | None = None,
 ) -> dict:
     """`probe` in fresh processes, one per mode (so no mode warms another's query, and the
     memory is that of one serve-like process answering hybrid searches): hybrid first, then
     the other hybrid way (the dense side overlapped or not) as a same-run baseline, then BM25
     alone and dense alone."""
-    other = SERIAL if (os.cpu_count() or 1) >= OVERLAP_MIN_CPUS else OVERLAPPED
+    threads = serve_embedding_threads() if embedding_threads is None else embedding_threads
+    other = SERIAL if overlap_by_default(threads) else OVERLAPPED
     result: dict[str, Any] = {}
     for mode in ("hybrid", other, "lexical", "dense"):
         cmd = [sys.executable, __file__, "probe", "--data-dir", str(data_dir)]
         cmd += ["--variant", variant, "--repeats", str(repeats), "--modes", mode]
         if n_queries:
             cmd += ["--queries", str(n_queries)]
+        cmd += ["--embedding-threads", str(threads)]
         if chroma_server:
             cmd.append("--chroma-server")
         log(f"probe {variant} {mode} on {data_dir.name} (load {load_average()})")
@@ -685,7 +707,14 @@ def measure(sizes: list[int], work: Path, args: argparse.Namespace) -> dict[str,
         entry["update"] = update_cost(data_dir, qs)
         repeats = args.repeats if meta["chunks"] < 1_000_000 else max(1, args.repeats - 1)
         entry["probes"] = [
-            run_probe(data_dir, "segments", args.queries, repeats, chroma_server=args.chroma_server)
+            run_probe(
+                data_dir,
+                "segments",
+                args.queries,
+                repeats,
+                chroma_server=args.chroma_server,
+                embedding_threads=args.embedding_threads,
+            )
         ]
         if meta["chunks"] <= args.matrix_max:
             entry["probes"].append(run_probe(data_dir, "matrix", args.queries, repeats))
@@ -1203,6 +1232,12 @@ def main(argv: list[str] | None = None) -> None:
         help="probe: the modes to time (`measure` runs each in its own process)",
     )
     parser.add_argument(
+        "--embedding-threads",
+        type=int,
+        default=None,
+        help="probe/measure: ONNX threads (default: what `serve` gives one answer here; 0: all)",
+    )
+    parser.add_argument(
         "--chroma-server",
         action="store_true",
         help="probe/measure: the vectors in a local `chroma run` on the corpus's files",
@@ -1230,6 +1265,7 @@ def main(argv: list[str] | None = None) -> None:
             args.repeats,
             chroma_server=args.chroma_server,
             modes=args.modes,
+            embedding_threads=args.embedding_threads,
         )
         print(json.dumps(found))
         return

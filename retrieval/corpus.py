@@ -45,7 +45,7 @@ from retrieval.ownership import (
     state_owner,
     warn_if_foreign,
 )
-from retrieval.search import HybridSearcher, Mode, Relevance, SearchFilters
+from retrieval.search import HybridSearcher, Mode, Relevance, SearchFilters, overlap_by_default
 from retrieval.settings import RetrievalSettings
 from retrieval.state import StateStore
 from retrieval.store import Owner, VectorStore
@@ -308,6 +308,7 @@ class Corpus:
             paper_weight=self.settings.paper_lexical_weight,
             distinctive_max_df=self.settings.refusal_distinctive_df,
             topic_max_dense=self.settings.refusal_topic_max_dense,
+            overlap=overlap_by_default(self.settings.embedding_threads),
         )
 
     def _chunk_vectors(self, chunks: Sequence[Chunk]) -> dict[str, np.ndarray]:

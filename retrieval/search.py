@@ -49,10 +49,20 @@ DATE_FIELDS: tuple[DateField, ...] = ("listed", "published")
 EXACT_DENSE_LIMIT = 10_000
 # threads that run searches' dense sides (embedding + nearest neighbours) beside their BM25
 DENSE_WORKERS = 4
-# Overlapping the two sides only pays with cores to spare: on 2 cores the ONNX run and the BM25
-# scoring contend, and hybrid p95 at 10⁶ chunks was 76.0 ms overlapped against 72.5 ms in one
-# thread (docs/benchmarks.md §6). Not measured on more cores.
+# Overlapping the two sides pays when a core is left for BM25 while the query is embedded. At
+# 10⁶ chunks on 2 cores (docs/benchmarks.md §6): an embedding on one thread (as `serve` runs it
+# with 2 cores and 4 answer workers) overlapped with BM25, hybrid p50 46 / p95 56 ms, against
+# 53 / 68 ms for an embedding on both cores and the sides one after the other, and 76 / 72.5 ms
+# p95 for both cores overlapped against not. 4+ cores: not measured.
 OVERLAP_MIN_CPUS = 4
+
+
+def overlap_by_default(embedding_threads: int, cpus: int | None = None) -> bool:
+    """Whether a search overlaps its dense side with BM25 unless told: with 4+ cores, or when
+    the embedding may use fewer threads than there are cores (``embedding_threads`` 0: ONNX's
+    default, every core)."""
+    cpus = cpus or os.cpu_count() or 1
+    return cpus >= OVERLAP_MIN_CPUS or 0 < embedding_threads < cpus
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +225,7 @@ class HybridSearcher:
         self.topic_max_dense = topic_max_dense
         self._count: tuple[int, int] | None = None  # (state generation, chunk count)
         # None: overlap the dense side with BM25 when the machine has cores to spare
-        self.overlap = (os.cpu_count() or 1) >= OVERLAP_MIN_CPUS if overlap is None else overlap
+        self.overlap = overlap_by_default(0) if overlap is None else overlap
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         self._busy = 0  # dense sides submitted and not yet done

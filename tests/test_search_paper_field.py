@@ -3,6 +3,7 @@ still add up (issue 11), next to the chunk-level scores."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from retrieval import Corpus, RetrievalSettings
 from retrieval.lexical import BM25Index, LexicalDoc
 from retrieval.normalize import make_paper
+from retrieval.search import overlap_by_default
 from tests.support.fakes import FakeEmbedder
 
 FILLER = (
@@ -111,3 +113,19 @@ def test_the_dense_side_in_a_worker_thread_finds_the_same_hits(
     with pytest.raises(RuntimeError, match="lexical side failed"):
         corpus.search("xylophone quasar", 3)
     corpus.close()
+
+
+def test_the_dense_side_overlaps_when_a_core_is_left_for_bm25(
+    make_settings: Callable[..., RetrievalSettings],
+) -> None:
+    """Measured at 10⁶ chunks on 2 cores: overlapping pays when the embedding leaves a core
+    free (one thread, as `serve` runs it there), and costs when ONNX takes every core."""
+    assert not overlap_by_default(0, cpus=2)  # ONNX's default: every core
+    assert not overlap_by_default(2, cpus=2)
+    assert overlap_by_default(1, cpus=2)
+    assert overlap_by_default(0, cpus=8) and overlap_by_default(8, cpus=8)
+    assert not overlap_by_default(0, cpus=1) and not overlap_by_default(1, cpus=1)
+    cpus = os.cpu_count() or 1
+    for threads in (0, 1):
+        corpus = Corpus(make_settings(embedding_threads=threads), embedder=FakeEmbedder())
+        assert corpus.searcher().overlap == overlap_by_default(threads, cpus)
