@@ -265,8 +265,17 @@ class HybridSearcher:
             lexical = scored.top(self.candidates) if scored is not None else []
             ceiling = index.query_ceiling(query) if index is not None else 0.0
             papers = self._paper_field(query, flt, window) if index is not None else None
-            if papers is not None:
-                papers.scores.top(self.candidates)  # computed here, beside the dense side
+            if papers is not None and scored is not None:
+                lexical += self._paper_candidates(papers, lexical, scored)
+            # BM25's candidates' rows, stored vectors and paper coverage, beside the dense side
+            # (each row read once: at 10⁶ chunks one costs ~50 µs of random reads)
+            chunks = self._state.get_chunks([cid for cid, _ in lexical])
+            vectors = (
+                self._vectors_of(list(chunks.values()))
+                if mode == "hybrid" and chunks and self._vectors_of is not None
+                else {}
+            )
+            paper_cov = _coverage(papers, chunks, {})
         except BaseException:
             if dense_side is not None and not dense_side.cancel():
                 with contextlib.suppress(Exception):  # this side's error is the one to raise
@@ -274,14 +283,10 @@ class HybridSearcher:
             raise
         if dense_side is not None:
             query_vec, dense = dense_side.result()
-        if papers is not None and scored is not None:
-            lexical += self._paper_candidates(papers, dense, lexical, scored)
-        # every candidate's row, read once: fusion, grouping and the cosines of BM25's own
-        # candidates all use them (at 10⁶ chunks a row costs ~50 µs of random reads)
-        chunks = self._state.get_chunks(list(dict(dense).keys() | dict(lexical).keys()))
+        chunks |= self._state.get_chunks([cid for cid, _ in dense if cid not in chunks])
         if scored is not None and query_vec is not None:
-            dense, lexical = self._complete(query_vec, dense, lexical, scored, chunks)
-        paper_cov = papers.coverage(list({c.paper_id for c in chunks.values()})) if papers else {}
+            dense, lexical = self._complete(query_vec, dense, lexical, scored, vectors)
+        paper_cov = _coverage(papers, chunks, paper_cov)
         candidates = self._fuse(dense, lexical, ceiling, chunks, paper_cov)
         hits = self._group_by_paper(candidates, chunks, k)
         if lexical:
@@ -350,17 +355,16 @@ class HybridSearcher:
     def _paper_candidates(
         self,
         papers: _PaperField,
-        dense: list[tuple[str, float]],
         lexical: list[tuple[str, float]],
         scored: LexicalScores,
     ) -> list[tuple[str, float]]:
-        """The chunks of the best whole-paper BM25 matches that no chunk retriever brought,
+        """The chunks of the best whole-paper BM25 matches that BM25 over chunks did not bring,
         with their chunk-level BM25 scores: a paper whose terms are spread over its chunks
-        still becomes a candidate."""
+        still becomes a candidate (those the dense side also brings get the same score)."""
         top = [pid for pid, _ in papers.scores.top(self.candidates)]
         if not top:
             return []
-        seen = {cid for cid, _ in dense} | {cid for cid, _ in lexical}
+        seen = {cid for cid, _ in lexical}
         new = [
             cid for ids in self._state.chunk_ids_for(top).values() for cid in ids if cid not in seen
         ]
@@ -400,20 +404,23 @@ class HybridSearcher:
         dense: list[tuple[str, float]],
         lexical: list[tuple[str, float]],
         scored: LexicalScores,
-        chunks: dict[str, Chunk],
+        vectors: dict[str, np.ndarray],
     ) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
         """Score each retriever's candidates on the other retriever's scale too.
 
         A chunk that BM25 ranks first but that misses the dense top-N still has a cosine
         similarity; without it fusion would treat it as 0 and rank it below weak dense hits.
+        ``vectors``: the stored vectors of BM25's candidates.
         """
         dense_ids = {cid for cid, _ in dense}
         lexical_ids = {cid for cid, _ in lexical}
         only_lexical = [cid for cid, _ in lexical if cid not in dense_ids]
         only_dense = [cid for cid, _ in dense if cid not in lexical_ids]
-        if only_lexical and self._vectors_of is not None:
-            vectors = self._vectors_of([chunks[cid] for cid in only_lexical if cid in chunks])
-            dense = dense + [(cid, float(np.dot(v, query_vec))) for cid, v in vectors.items()]
+        if only_lexical and vectors:
+            cosines = [
+                (c, float(np.dot(vectors[c], query_vec))) for c in only_lexical if c in vectors
+            ]
+            dense = dense + cosines
         if only_dense:
             lexical = lexical + list(scored.of(only_dense).items())
         return dense, lexical
@@ -436,7 +443,10 @@ class HybridSearcher:
         }
         paper_run = sorted(paper.items(), key=lambda kv: (-kv[1], kv[0])) if paper_cov else []
         if self.fusion == "rrf":
-            runs = [sorted(run, key=lambda kv: -kv[1]) for run in (dense, lexical, paper_run)]
+            # ties by id: the same ranks whichever order the candidates were gathered in
+            runs = [
+                sorted(run, key=lambda kv: (-kv[1], kv[0])) for run in (dense, lexical, paper_run)
+            ]
             fused = rrf_fuse([[i for i, _ in run] for run in runs if run], self.rrf_k)
         elif self.fusion == "minmax":
             lexical_w = 1.0 - self.dense_weight
@@ -535,6 +545,16 @@ class HybridSearcher:
             papers.update(self._state.get_papers([p for p in top if p not in papers]))
         texts = [f"{p.title}\n{p.abstract}" for p in papers.values()]
         return absent_topics(query, index, texts)
+
+
+def _coverage(
+    papers: _PaperField | None, chunks: dict[str, Chunk], known: dict[str, float]
+) -> dict[str, float]:
+    """``known`` and the whole-paper coverage of the other papers these chunks belong to."""
+    if papers is None:
+        return {}
+    missing = list({c.paper_id for c in chunks.values()} - known.keys())
+    return known | papers.coverage(missing) if missing else known
 
 
 def _with_coverage(hit: Hit, ceiling: float, paper_coverage: float | None = None) -> Hit:
