@@ -54,13 +54,15 @@ class ScoredIndex(Protocol):
 # below, its fixed cost per call is not
 ADD_AT_FROM = 2048
 
-try:  # SciPy's compiled CSC mat-vec over one column: scores[rows] += weight * qtf in one C loop,
-    # the same float32 multiplications and additions in the same order as numpy's (bit-identical
-    # sums), twice as fast as np.add.at. It does not check bounds: `BM25Index.column` checks
+try:  # SciPy's compiled CSC mat-vec over one column, times 1: scores[rows] += weight in one C
+    # loop, the same float32 additions in the same order as numpy's (bit-identical sums), twice
+    # as fast as np.add.at. A private function: `_compiled_works` checks it at import and numpy
+    # is used if it is missing or differs. It does not check bounds: `BM25Index.column` checks
     # every column's rows once, when it computes the column.
     from scipy.sparse._sparsetools import csc_matvec as _csc_matvec
-except ImportError:  # pragma: no cover - SciPy is a dependency; numpy is the fallback
+except ImportError:  # pragma: no cover - SciPy is a dependency
     _csc_matvec = None
+_ONE = np.ones(1, dtype=np.float32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,9 +183,10 @@ def scatter_add(
 ) -> None:
     """``scores[rows] += weight * qtf`` for a term's postings (its rows unique and within
     ``scores``), in float32: SciPy's loop when the arrays allow it, else numpy's."""
+    add = weight * np.float32(qtf) if qtf > 1 else weight  # times 1 below: exact, even fused
     if (
         compiled
-        and _csc_matvec is not None
+        and _COMPILED
         and len(rows) >= 64
         and rows.dtype == np.int32
         and weight.dtype == np.float32
@@ -193,13 +196,32 @@ def scatter_add(
         and scores.flags.c_contiguous
     ):
         column = np.array([0, len(rows)], dtype=np.int32)
-        _csc_matvec(len(scores), 1, column, rows, weight, np.array([qtf], np.float32), scores)
+        _csc_matvec(len(scores), 1, column, rows, np.ascontiguousarray(add), _ONE, scores)
         return
-    add = weight * np.float32(qtf) if qtf > 1 else weight
     if len(rows) >= ADD_AT_FROM:
         np.add.at(scores, rows, add)
     else:  # a short column: the fancy-index add costs less per call (rows are unique within a
         scores[rows] += add  # term, so both add the same floats)
+
+
+def _compiled_works() -> bool:
+    """Whether SciPy's loop is there, takes these arguments and adds exactly as numpy does."""
+    if _csc_matvec is None:
+        return False
+    rng = np.random.default_rng(0)
+    rows = np.sort(rng.choice(1000, 300, replace=False)).astype(np.int32)
+    weight = rng.random(300, dtype=np.float32)
+    start = rng.random(1000, dtype=np.float32)
+    compiled, plain = start.copy(), start.copy()
+    try:
+        _csc_matvec(1000, 1, np.array([0, 300], np.int32), rows, weight, _ONE, compiled)
+    except (TypeError, ValueError):  # pragma: no cover - another SciPy's private signature
+        return False
+    np.add.at(plain, rows, weight)
+    return compiled.tobytes() == plain.tobytes()
+
+
+_COMPILED = _compiled_works()
 
 
 def _best(rows: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

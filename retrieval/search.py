@@ -48,7 +48,9 @@ DATE_FIELDS: tuple[DateField, ...] = ("listed", "published")
 # cache; a larger one filters an over-fetched Chroma result.
 EXACT_DENSE_LIMIT = 10_000
 # threads that run searches' dense sides (embedding + nearest neighbours) beside their BM25
-DENSE_WORKERS = 4
+# (at most one per core beyond the first, so that a burst of searches does not add a second
+# busy thread per search on a small machine: the others run their dense side in turn)
+DENSE_WORKERS = max(1, min(4, (os.cpu_count() or 1) - 1))
 # Overlapping the two sides pays when a core is left for BM25 while the query is embedded. At
 # 10⁶ chunks on 2 cores (docs/benchmarks.md §6): an embedding on one thread (as `serve` runs it
 # with 2 cores and 4 answer workers) overlapped with BM25, hybrid p50 46 / p95 56 ms, against
