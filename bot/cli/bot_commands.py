@@ -83,17 +83,19 @@ def serve(
         if watcher is not None:
             watcher.stop()
         log.info("stopped")
-    _exit_without_stuck_threads(queue)
+    _exit_after_stop(queue)
 
 
-def _exit_without_stuck_threads(queue: Any) -> None:
-    """Answers still stuck in a model or Slack call after the grace period were handed back
-    (the next start resumes them); Python would wait for their threads at exit, as long as
-    the call takes. Exit now instead, after flushing the logs."""
+def _exit_after_stop(queue: Any) -> None:
+    """Leave at once (exit 0) once the stop is done: every write is committed, the answers
+    still in flight were handed back (the next start resumes them). Python's own exit would
+    wait for every non-daemon thread, e.g. an answer stuck in a model or Slack call, or a
+    library's pool, and then finalize the native extensions (ONNX, Chroma, the Socket Mode
+    client): a Socket Mode `serve` was seen to hang there for good after closing its output
+    (CI, twice). So flush the logs and exit now."""
     stuck = queue.stuck_workers()
-    if not stuck:
-        return
-    log.info("exiting without waiting for %d answer thread(s) stuck in a call", stuck)
+    if stuck:
+        log.info("exiting without waiting for %d answer thread(s) stuck in a call", stuck)
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
