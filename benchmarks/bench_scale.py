@@ -521,9 +521,8 @@ def probe(
             chroma_port=server.port,
         )
         result = _probe(data_dir, settings, variant, n_queries, repeats, modes)
-        result["chroma_server"] = _memory(proc_status(server.pid)) | {
-            "hwm_mib": mib(proc_status(server.pid).get("VmHWM"))
-        }
+        status = proc_status(server.pid)  # one reading for all three figures
+        result["chroma_server"] = _memory(status) | {"hwm_mib": mib(status.get("VmHWM"))}
     finally:
         server.stop()
     return result

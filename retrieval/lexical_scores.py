@@ -189,14 +189,14 @@ def scatter_add(
         and _COMPILED
         and len(rows) >= 64
         and rows.dtype == np.int32
-        and weight.dtype == np.float32
+        and add.dtype == np.float32
         and scores.dtype == np.float32
         and rows.flags.c_contiguous
-        and weight.flags.c_contiguous
+        and add.flags.c_contiguous
         and scores.flags.c_contiguous
     ):
         column = np.array([0, len(rows)], dtype=np.int32)
-        _csc_matvec(len(scores), 1, column, rows, np.ascontiguousarray(add), _ONE, scores)
+        _csc_matvec(len(scores), 1, column, rows, add, _ONE, scores)
         return
     if len(rows) >= ADD_AT_FROM:
         np.add.at(scores, rows, add)
