@@ -106,9 +106,35 @@ def flat_jsonl(snapshot_path: Path, settings: RetrievalSettings) -> Path:
     return path
 
 
-def prepared(name: str, snapshot_path: Path) -> tuple[Corpus, CachedOnlyEmbedder]:
+class Servers:
+    """With ``--chroma-server``: one local `chroma run` per data dir (its own files), as the
+    10⁶ topology of docs/scaling.md puts the vectors; stopped at the end of the run."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.started: list[Any] = []
+
+    def settings(self, data_dir: Path) -> RetrievalSettings:
+        if not self.enabled:
+            return make_settings(data_dir)
+        from tests.support.chroma_server import ChromaServer
+
+        server = ChromaServer(data_dir / "chroma-server")
+        server.start(timeout=120)
+        self.started.append(server)
+        return make_settings(data_dir, chroma_host=server.host, chroma_port=server.port)
+
+    def stop(self) -> None:
+        for server in self.started:
+            server.stop()
+
+
+def prepared(
+    name: str, snapshot_path: Path, servers: Servers | None = None
+) -> tuple[Corpus, CachedOnlyEmbedder]:
     """A fresh data dir whose embedding cache holds every chunk text of the snapshot."""
-    settings = make_settings(fresh_dir(WORK / "bulk" / name))
+    data_dir = fresh_dir(WORK / "bulk" / name)
+    settings = servers.settings(data_dir) if servers else make_settings(data_dir)
     embedder = CachedOnlyEmbedder()
     corpus = Corpus(settings, embedder=embedder)
     vectors: dict[str, np.ndarray] = {}
@@ -271,12 +297,26 @@ def main() -> None:
     parser.add_argument("--skip-embedding", action="store_true")
     parser.add_argument("--skip-diagnostics", action="store_true")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--chroma-server",
+        action="store_true",
+        help="vectors in a local `chroma run` (one per data dir) instead of embedded Chroma",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
+    servers = Servers(args.chroma_server)
+    try:
+        result = measure(args, servers)
+    finally:
+        servers.stop()
+    report(args, result)
+
+
+def measure(args: argparse.Namespace, servers: Servers) -> dict[str, Any]:
     load_before = load_average()
     path = snapshot(args.papers)
-    bulk_corpus, _ = prepared("bulk-dir", path)
+    bulk_corpus, _ = prepared("bulk-dir", path, servers)
     bulk = run_bulk(bulk_corpus, path, args.profile)
     chunk_texts = [
         chunk.embed_text
@@ -286,16 +326,16 @@ def main() -> None:
         for chunk in chunks
     ][: args.embed_chunks]
     bulk_corpus.close()
-    base_corpus, _ = prepared("feed-dir", path)
+    base_corpus, _ = prepared("feed-dir", path, servers)
     baseline = run_feed_file(base_corpus, flat_jsonl(path, base_corpus.settings))
     base_corpus.close()
     diagnostics = []
     if not args.skip_diagnostics:
         reader_only = run_reader(make_settings(WORK / "bulk" / "feed-dir"), path)
-        null_corpus, _ = prepared("null-dir", path)
+        null_corpus, _ = prepared("null-dir", path, servers)
         no_vectors = run_without_vector_writes(null_corpus, path)
         null_corpus.close()
-        chroma_corpus, _ = prepared("chroma-dir", path)
+        chroma_corpus, _ = prepared("chroma-dir", path, servers)
         chroma = run_chroma_alone(chroma_corpus, int(bulk["chunks"]))
         chroma_corpus.close()
         diagnostics = [reader_only, no_vectors, chroma]
@@ -309,18 +349,31 @@ def main() -> None:
         "load_before": load_before,
         "load_after": load_average(),
         "papers": args.papers,
+        "vectors": "chroma run (local server)" if args.chroma_server else "embedded Chroma",
         "cached_ingest": [bulk, baseline],
         "diagnostics": diagnostics,
         "bulk_vs_feed_file": round(bulk["papers_per_s"] / baseline["papers_per_s"], 2),
         "target_papers_per_s": 2000,
         "embedding_modes": modes,
     }
+    return result
+
+
+def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
+    diagnostics, modes, bulk = (
+        result["diagnostics"],
+        result["embedding_modes"],
+        result["cached_ingest"][0],
+    )
+    load_before = result["load_before"]
     if args.json:
         print(json.dumps(result, indent=2))
         return
     if bulk.get("profile"):
         print(bulk.pop("profile"))
-    print(f"{args.papers:,} papers, load {load_before} -> {result['load_after']}")
+    print(
+        f"{args.papers:,} papers, {result['vectors']}, load {load_before} -> {result['load_after']}"
+    )
     for row in [*result["cached_ingest"], *diagnostics]:
         print(
             f"  {row['path']:<42} {row['papers_per_s'] or 0:>9,.1f} papers/s {row['chunks_per_s']:>9,.1f} chunks/s  ({row['seconds']} s)"

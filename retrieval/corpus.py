@@ -125,10 +125,10 @@ class Corpus:
     def codec(self) -> TokenCodec:
         with self._lock:
             if self._codec is None:
-                from retrieval.tokens import get_encoding
+                from retrieval.tokens import TextCodec, get_encoding
 
-                self._codec = get_encoding(
-                    self.settings.tiktoken_encoding, self.settings.tiktoken_dir
+                self._codec = TextCodec(
+                    get_encoding(self.settings.tiktoken_encoding, self.settings.tiktoken_dir)
                 )
             return self._codec
 

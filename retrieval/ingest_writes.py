@@ -16,8 +16,10 @@ log = logging.getLogger(__name__)
 
 class VectorWrites:
     """The vector store's writes of one ingest, off its critical path: one background thread
-    writes them in order while the ingest parses, chunks and commits the next batches
-    (Chroma lets go of the GIL while it inserts). Upserts of consecutive batches are joined
+    writes them in order while the ingest parses, chunks and commits the next batches. That
+    overlaps with a Chroma server (the thread waits on HTTP without the GIL); embedded Chroma
+    (1.5) holds the GIL through an insert, so there the two take turns (docs/benchmarks.md
+    §6, bulk backfill). Upserts of consecutive batches are joined
     into calls of about `FLUSH_VECTORS` (fewer, larger inserts); a delete first sends what is
     waiting, so the store sees every write in the order the state made them. At most two
     calls are in flight, so memory stays bounded. The state is always ahead: a crash leaves

@@ -25,6 +25,7 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -190,12 +191,12 @@ class Segment:
             ids.append(doc_id)
             stamps.append(stamp)
             srcs.append(source_codes.setdefault(source, len(source_codes)))
-            terms = Counter(tokenize(text))
-            lengths.append(sum(terms.values()))
-            for term, tf in terms.items():
-                rows.append(row)
-                cols.append(vocab.setdefault(term, len(vocab)))
-                tfs.append(tf)
+            tokens = tokenize(text)
+            terms = Counter(tokens)
+            lengths.append(len(tokens))
+            rows.extend(repeat(row, len(terms)))
+            cols.extend([vocab.setdefault(term, len(vocab)) for term in terms])
+            tfs.extend(terms.values())
         return cls.from_postings(
             ids,
             np.frombuffer(lengths, dtype=np.int32),

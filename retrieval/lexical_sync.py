@@ -137,22 +137,22 @@ class LexicalIndexes:
         return self.state.paper_ids_between(None, None)
 
     def _chunk_docs(self, ids: np.ndarray) -> Iterator[LexicalDoc]:
-        """The chunks' documents, read from the state in batches (ids as bytes)."""
+        """The chunks' documents, read from the state in batches (ids as bytes; in their
+        order, so a segment is built the same way however the rows come back)."""
         for start in range(0, len(ids), BATCH):
             batch = [i.decode() for i in ids[start : start + BATCH].tolist()]
-            chunks = self.state.get_chunks(batch)
-            papers = self.state.get_papers(list({c.paper_id for c in chunks.values()}))
+            rows = {
+                chunk.chunk_id: (chunk, day, src)
+                for chunk, day, src in self.state.chunk_texts(batch)
+            }
             for cid in batch:
-                chunk = chunks.get(cid)
-                paper = papers.get(chunk.paper_id) if chunk is not None else None
-                if chunk is not None and paper is not None:
-                    yield LexicalDoc(cid, chunk.embed_text, paper.published, paper.source)
+                if (row := rows.get(cid)) is not None:
+                    yield LexicalDoc(cid, row[0].embed_text, row[1], row[2])
 
     def _paper_docs(self, paper_ids: Sequence[str]) -> Iterator[LexicalDoc]:
         for start in range(0, len(paper_ids), BATCH):
-            papers = self.state.get_papers(list(paper_ids[start : start + BATCH]))
-            for p in papers.values():
-                yield LexicalDoc(p.paper_id, f"{p.title}\n\n{p.abstract}", p.published, p.source)
+            for row in self.state.paper_texts(list(paper_ids[start : start + BATCH])):
+                yield LexicalDoc(*row)
 
 
 def _at(opened: dict[str, BM25Index | None], generation: int) -> bool:

@@ -49,16 +49,29 @@ def clean_text(text: str) -> str:
     LaTeX is kept as is: ``$O(n^2)$`` means something to the reader.
     """
     # A terminal escape sequence goes whole: dropping only its ESC would leave "[31m" behind.
-    unescaped = _ANSI_SEQUENCE.sub("", html.unescape(text))
+    unescaped = html.unescape(text)
+    if "\x1b" in unescaped or "\x9b" in unescaped or "\x9d" in unescaped:
+        unescaped = _ANSI_SEQUENCE.sub("", unescaped)
     # Control and format characters other than whitespace are never meaningful in an
     # abstract, and some only deceive: bidi overrides, embeddings and isolates
     # (U+202A-U+202E, U+2066-U+2069), zero-width spaces (U+200B, U+2060, U+FEFF, U+180E),
     # soft hyphens, tag characters (U+E0000 block). Only the joiners are kept, where they
     # join: inside a word of a script that spells with them or inside an emoji sequence.
-    visible = "".join(ch for ch in unescaped if ch.isprintable() or ch.isspace() or ch in _JOINERS)
+    if unescaped.isascii():  # the common case, at C speed
+        visible = unescaped.translate(_ASCII_HIDDEN)
+    else:  # decided once per distinct character (an abstract has ~60), not per character
+        hidden = [ch for ch in set(unescaped) if not _shown(ch)]
+        visible = unescaped.translate(dict.fromkeys(map(ord, hidden))) if hidden else unescaped
     if "\u200c" in visible or "\u200d" in visible:
         visible = _JOINER_RUN.sub(_joiner_in_place, visible)
     return _WS.sub(" ", unicodedata.normalize("NFC", visible)).strip()
+
+
+def _shown(ch: str) -> bool:
+    return ch.isprintable() or ch.isspace() or ch in _JOINERS
+
+
+_ASCII_HIDDEN = dict.fromkeys(i for i in range(128) if not _shown(chr(i)))
 
 
 def _joiner_in_place(match: re.Match[str]) -> str:

@@ -242,6 +242,14 @@ class StateStore:
         with self._lock, self._guard():
             return list(self._db.execute(sql, params))
 
+    def _query_in(self, sql: str, keys: Sequence[str], before: Sequence[Any] = ()) -> Iterator[Any]:
+        """The rows of ``sql`` (its ``{marks}`` an ``IN`` list after the ``before`` parameters)
+        for the keys, 500 at a time."""
+        for start in range(0, len(keys), 500):
+            batch = keys[start : start + 500]
+            marks = ",".join("?" * len(batch))
+            yield from self._query(sql.format(marks=marks), [*before, *batch])
+
     # --- meta ---
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
@@ -274,14 +282,10 @@ class StateStore:
     # --- papers ---
     def stored_versions(self, paper_ids: Iterable[str]) -> dict[str, StoredVersion]:
         found: dict[str, StoredVersion] = {}
-        ids = list(dict.fromkeys(paper_ids))
-        for start in range(0, len(ids), 500):
-            batch = ids[start : start + 500]
-            marks = ",".join("?" * len(batch))
-            sql = f"SELECT {READ_COLUMNS} FROM papers WHERE paper_id IN ({marks})"
-            for row in self._query(sql, batch):
-                paper = row_to_paper(row)
-                found[paper.paper_id] = StoredVersion(row["content_hash"], row["version"], paper)
+        sql = f"SELECT {READ_COLUMNS} FROM papers WHERE paper_id IN ({{marks}})"
+        for row in self._query_in(sql, list(dict.fromkeys(paper_ids))):
+            paper = row_to_paper(row)
+            found[paper.paper_id] = StoredVersion(row["content_hash"], row["version"], paper)
         return found
 
     def paper_ids_by_title(self, title: str) -> list[str]:
@@ -450,37 +454,41 @@ class StateStore:
 
     def chunk_ids_for(self, paper_ids: Iterable[str]) -> dict[str, list[str]]:
         result: dict[str, list[str]] = {}
-        ids = list(paper_ids)
-        for start in range(0, len(ids), 500):
-            batch = ids[start : start + 500]
-            marks = ",".join("?" * len(batch))
-            sql = f"SELECT paper_id, chunk_id FROM chunks WHERE paper_id IN ({marks}) ORDER BY idx"
-            for row in self._query(sql, batch):
-                result.setdefault(row["paper_id"], []).append(row["chunk_id"])
+        sql = "SELECT paper_id, chunk_id FROM chunks WHERE paper_id IN ({marks}) ORDER BY idx"
+        for row in self._query_in(sql, list(paper_ids)):
+            result.setdefault(row["paper_id"], []).append(row["chunk_id"])
         return result
 
     def get_chunks(self, chunk_ids: Sequence[str]) -> dict[str, Chunk]:
-        found: dict[str, Chunk] = {}
-        ids = list(chunk_ids)
-        for start in range(0, len(ids), 500):
-            batch = ids[start : start + 500]
-            marks = ",".join("?" * len(batch))
-            sql = (
-                "SELECT c.chunk_id, c.paper_id, c.idx, c.text, c.n_tokens, p.title FROM chunks c "
-                f"JOIN papers p USING (paper_id) WHERE c.chunk_id IN ({marks})"
-            )
-            for row in self._query(sql, batch):
-                found[row["chunk_id"]] = row_to_chunk(row)
-        return found
+        sql = (
+            "SELECT c.chunk_id, c.paper_id, c.idx, c.text, c.n_tokens, p.title FROM chunks c "
+            "JOIN papers p USING (paper_id) WHERE c.chunk_id IN ({marks})"
+        )
+        return {row["chunk_id"]: row_to_chunk(row) for row in self._query_in(sql, list(chunk_ids))}
 
-    def iter_chunks(self) -> Iterator[tuple[Chunk, str | None, str]]:
-        """Every chunk with its paper's published date and source, in a stable order."""
+    def chunk_texts(self, chunk_ids: Sequence[str]) -> list[tuple[Chunk, date | None, str]]:
+        """The chunks (those that exist) with their paper's published day and source: what
+        the BM25 chunk field indexes (no `Paper` is built)."""
         sql = (
             "SELECT c.chunk_id, c.paper_id, c.idx, c.text, c.n_tokens, p.title, p.published, "
-            "p.source FROM chunks c JOIN papers p USING (paper_id) ORDER BY c.chunk_id"
+            "p.source FROM chunks c JOIN papers p USING (paper_id) WHERE c.chunk_id IN ({marks})"
         )
-        for row in self._query(sql):
-            yield row_to_chunk(row), row["published"], row["source"]
+        return [
+            (row_to_chunk(row), _day(row["published"]), row["source"])
+            for row in self._query_in(sql, list(chunk_ids))
+        ]
+
+    def paper_texts(self, paper_ids: Sequence[str]) -> list[tuple[str, str, date | None, str]]:
+        """(paper id, title + abstract, published day, source) of the papers that exist: what
+        the BM25 paper field indexes (no `Paper` is built)."""
+        sql = (
+            "SELECT paper_id, title, abstract, published, source FROM papers "
+            "WHERE paper_id IN ({marks})"
+        )
+        return [
+            (r["paper_id"], f"{r['title']}\n\n{r['abstract']}", _day(r["published"]), r["source"])
+            for r in self._query_in(sql, list(paper_ids))
+        ]
 
     # --- writes ---
     def apply(
@@ -601,17 +609,11 @@ class StateStore:
 
     # --- embedding cache ---
     def cached_vectors(self, model: str, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
-        found: dict[str, np.ndarray] = {}
-        for start in range(0, len(text_hashes), 500):
-            batch = list(text_hashes[start : start + 500])
-            marks = ",".join("?" * len(batch))
-            sql = (
-                "SELECT text_hash, vector FROM embedding_cache "
-                f"WHERE model = ? AND text_hash IN ({marks})"
-            )
-            for row in self._query(sql, [model, *batch]):
-                found[row["text_hash"]] = np.frombuffer(row["vector"], dtype=np.float32)
-        return found
+        sql = "SELECT text_hash, vector FROM embedding_cache WHERE model = ? AND text_hash IN ({marks})"
+        return {
+            row["text_hash"]: np.frombuffer(row["vector"], dtype=np.float32)
+            for row in self._query_in(sql, list(text_hashes), (model,))
+        }
 
     def put_vectors(self, vectors: dict[str, np.ndarray], model: str) -> None:
         if self.read_only:
@@ -626,3 +628,7 @@ class StateStore:
             "ON CONFLICT DO NOTHING",
             [(model, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in vectors.items()],
         )
+
+
+def _day(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value else None

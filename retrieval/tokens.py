@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -149,6 +150,24 @@ def get_encoding(name: str, cache_dir: Path) -> tiktoken.Encoding:
             "PAPERBOT_TIKTOKEN_ENCODING, or run once with internet access (or put the file in "
             "TIKTOKEN_CACHE_DIR) so tiktoken can cache it"
         ) from e
+
+
+class TextCodec:
+    """A tiktoken encoding as chunking's codec (`retrieval.chunking.TokenCodec`): text that
+    spells a special token (an LLM paper quoting ``<|endoftext|>``) is encoded as the text it
+    is, where `tiktoken.Encoding.encode` would refuse the whole abstract. For any other text
+    the tokens are the same, and `encode_ordinary` skips the special-token scan (faster)."""
+
+    __slots__ = ("encoding",)
+
+    def __init__(self, encoding: tiktoken.Encoding) -> None:
+        self.encoding = encoding
+
+    def encode(self, text: str) -> list[int]:
+        return self.encoding.encode_ordinary(text)
+
+    def decode(self, tokens: Sequence[int]) -> str:
+        return self.encoding.decode(list(tokens))
 
 
 def count_tokens(text: str, encoding: tiktoken.Encoding) -> int:

@@ -174,3 +174,15 @@ def test_an_oversized_search_query_is_refused_clearly(fake_corpus: Corpus) -> No
     with pytest.raises(PaperbotError, match="keep it under 2,000"):
         fake_corpus.search("word " * 1000)
     assert fake_corpus.search("   ") == []
+
+
+def test_an_abstract_quoting_a_special_token_is_ingested_as_text(fake_corpus: Corpus) -> None:
+    """tiktoken's `encode` refuses text that spells a special token; an LLM paper may quote
+    one. The corpus chunks and counts it as the text it is."""
+    abstract = "We study what <|endoftext|> does to pretraining. " + ABSTRACT
+    report = fake_corpus.ingest([_arxiv(1, abstract)])
+    assert report.new and not report.failed
+    (chunk,) = fake_corpus.chunks_of([report.new[0]])[report.new[0]]
+    assert "<|endoftext|>" in chunk.text
+    assert fake_corpus.count_tokens("<|endoftext|>") > 1  # its characters, not the one token
+    assert _in_step(fake_corpus)

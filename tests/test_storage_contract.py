@@ -99,9 +99,20 @@ def test_papers_chunks_and_vectors_round_trip(state: StateStore) -> None:
     }
     got = state.get_chunks([f"{first.paper_id}#1"])
     assert got[f"{first.paper_id}#1"] == chunks_of(first)[1]
-    rows = list(state.iter_chunks())
-    assert [c.chunk_id for c, _, _ in rows] == sorted(state.chunk_ids())
-    assert rows[0][1:] == ("2025-01-02", "arxiv")
+    # what the BM25 fields index, read without building papers
+    wanted = [*sorted(state.chunk_ids()), "nope#0"]
+    rows = state.chunk_texts(wanted)
+    assert sorted(c.chunk_id for c, _, _ in rows) == wanted[:-1]
+    assert all(c == state.get_chunks([c.chunk_id])[c.chunk_id] for c, _, _ in rows)
+    days = {c.paper_id: (day, source) for c, day, source in rows}
+    assert days == {
+        first.paper_id: (first.published, "arxiv"),
+        second.paper_id: (second.published, "arxiv"),
+    }
+    texts = state.paper_texts([second.paper_id, "nope"])
+    assert texts == [
+        (second.paper_id, f"{second.title}\n\n{second.abstract}", second.published, "arxiv")
+    ]
     vectors = state.cached_vectors(MODEL, [f"h{second.paper_id}", "missing"])
     assert list(vectors) == [f"h{second.paper_id}"]
     assert vectors[f"h{second.paper_id}"].tolist() == [1.0] * 4
