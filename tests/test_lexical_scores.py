@@ -161,6 +161,13 @@ def test_a_lookup_and_the_top_agree_to_the_bit() -> None:
         # and the top is exactly every document ranked by those scores, ties by id
         ranked = sorted(((-s, d) for d, s in every.items() if s > 0))[:40]
         assert top == [(d, -s) for s, d in ranked]
+        # once a top is computed, lookups read its score arrays: still the same floats,
+        # filters applied as before
+        for flt in ({}, {"since": date(2024, 4, 1)}, {"only": set(ids[::3])}):
+            looked_up = BM25Index(index.segments, 1).query(query, **flt).of(ids)
+            scores = BM25Index(index.segments, 1).query(query, **flt)
+            scores.top(5)
+            assert scores.of(ids) == looked_up
 
 
 @pytest.mark.parametrize("qtf", [1, 3])
