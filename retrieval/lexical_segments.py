@@ -133,7 +133,9 @@ class Segment:
         damaged file), which a loop without bounds checks would read or write past."""
         start, end = int(self.ptr[col]), int(self.ptr[col + 1])
         rows = self.rows[start:end]
-        if checked and len(rows) and (int(rows.min()) < 0 or int(rows.max()) >= len(self)):
+        # one pass: seen unsigned, a negative row is larger than any row in the segment
+        unsigned = rows.view(np.dtype(f"u{rows.dtype.itemsize}")) if checked else rows
+        if checked and len(rows) and int(unsigned.max()) >= len(self):
             raise StateFileError(
                 f"The BM25 index is damaged (segment {self.name}: a posting points outside its "
                 "documents). `paperbot state reindex` rebuilds it from the state."

@@ -188,15 +188,17 @@ def test_the_compiled_scatter_add_adds_the_same_floats_as_numpy(qtf: int) -> Non
     assert np.count_nonzero(compiled) > 30_000
 
 
-def test_a_posting_outside_its_segment_is_a_damaged_index_not_a_crash() -> None:
-    """The compiled loop trusts the rows: a column pointing past its segment's documents is
-    refused before it is scored, with the command that rebuilds the index."""
+@pytest.mark.parametrize("bad_row", [10, -1, -(2**31)])
+def test_a_posting_outside_its_segment_is_a_damaged_index_not_a_crash(bad_row: int) -> None:
+    """The compiled loop trusts the rows: a column pointing past its segment's documents (or
+    before them) is refused before it is scored, with the command that rebuilds the index."""
     docs = _docs(500, np.random.default_rng(3), "d")
     seg = BM25Index.build(docs, generation=1).segments[0]
     rows = np.array(seg.rows)
     col = seg.terms.find("w000")
     start = int(seg.ptr[col + 1]) - 1
-    rows[start] = len(seg) + 10  # the last posting of the commonest term
+    # the last posting of the commonest term
+    rows[start] = len(seg) + bad_row if bad_row > 0 else bad_row
     damaged = Segment(
         seg.name, seg.ids, seg.lengths, seg.published, seg.sources, seg.source_names,
         seg.terms, seg.ptr, rows, seg.tf,
