@@ -203,6 +203,7 @@ class SegmentStore:
                 _atomic_save(self.root / name, np.flatnonzero(dead).astype(np.int32))
             entries.append({"name": seg.name, "deleted": name})
         manifest = {"format": FORMAT, "generation": generation, "segments": entries}
+        self.root.mkdir(parents=True, exist_ok=True)  # a field of no documents wrote no segment
         tmp = self.root / f".{MANIFEST}.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(manifest))
         os.replace(tmp, self.root / MANIFEST)

@@ -56,8 +56,11 @@ class LexicalIndexes:
             with self.stores["chunks"].lock():
                 return self._update(generation)
         except OSError as exc:
-            log.info(
-                "could not write the BM25 index in %s (%s); using it from memory", self.root, exc
+            log.warning(
+                "could not write the BM25 index in %s (%s); every process builds it in memory "
+                "until it can (check that the data dir is writable)",
+                self.root,
+                exc,
             )
             return {
                 "chunks": BM25Index.build(self._chunk_docs(self._all_chunk_ids()), generation),

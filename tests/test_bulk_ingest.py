@@ -11,7 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,9 @@ def test_backfill_filters_reports_and_resumes(tmp_path: Path, endpoint: FakeOpen
     assert first["chunks_added"] == first["chunks_embedded"] and int(first["chunks_added"]) >= 30
     assert first["listings_added"] == 30 and first["cursor_byte"] == snap.stat().st_size
     assert "invalid JSON" in str(first["problems"])
+    embedding = first["embedding"]  # the mode's own rate, apart from the rest of the ingest
+    assert (embedding["mode"], embedding["model"]) == ("endpoint", "embed-test")
+    assert embedding["chunks"] == first["chunks_embedded"] and embedding["chunks_per_second"] > 0
 
     code, out = run_cli("papers", "show", "2301.00001", "--json")
     shown = json.loads(out)
@@ -80,6 +83,10 @@ def test_backfill_filters_reports_and_resumes(tmp_path: Path, endpoint: FakeOpen
     assert restarted["resumed_from_byte"] == 0
     assert restarted["papers"]["unchanged"] == 30
     assert restarted["chunks_added"] == 0 and restarted["chunks_embedded"] == 0
+    assert (
+        restarted["embedding"]["chunks"] == 0
+        and restarted["embedding"]["chunks_per_second"] is None
+    )
 
     # other filters have a cursor of their own: the math papers are read now
     more = _ingest("--arxiv-snapshot", str(snap), "--categories", "math.ST")
@@ -141,3 +148,82 @@ def test_killed_mid_run_the_same_command_continues_from_the_cursor(
     stats = json.loads(out)
     assert code == 0 and stats["papers"] == 560 and stats["in_step"] is True
     assert stats["vectors"] == stats["chunks"]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt"])
+def test_a_damaged_gzip_snapshot_is_a_one_line_error_and_keeps_what_was_read(
+    tmp_path: Path, cli_env: dict[str, str], endpoint: FakeOpenAIServer, damage: str
+) -> None:
+    """The real command (a process: its last line of defence prints the error) and --json."""
+    whole = write_snapshot(tmp_path / "whole.json.gz", 1200).read_bytes()
+    if damage == "truncated":  # a download cut short
+        broken = whole[: len(whole) * 3 // 4]
+    else:  # a flipped run of bytes in the middle of the deflate stream
+        middle = len(whole) // 2
+        broken = whole[:middle] + bytes(b ^ 0xFF for b in whole[middle : middle + 64])
+        broken += whole[middle + 64 :]
+    snap = tmp_path / "snap.json.gz"
+    snap.write_bytes(broken)
+    code, out = run_cli("ingest", "--arxiv-snapshot", str(snap), "--json")
+    assert code == 1, out
+    message = json.loads(out)["error"]
+    assert "is damaged after byte" in message and "Download it again" in message
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "ingest", "--arxiv-snapshot", str(snap)],
+        env={**os.environ, **cli_env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr and "Aborted" not in done.stderr
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("Error:")]
+    assert "is damaged after byte" in line and "Download it again" in line
+    # the windows read before the damage are stored, and the cursor is after them
+    code, out = run_cli("stats", "--json")
+    assert code == 0 and json.loads(out)["papers"] > 0
+
+
+def test_options_a_snapshot_does_not_use_are_refused(endpoint: FakeOpenAIServer) -> None:
+    for extra in (("--listed", "today"), ("--format", "csv"), ("--max-results", "5")):
+        code, out = run_cli("ingest", "--arxiv-snapshot", "snap.json", *extra)
+        assert code == 2 and "do not apply to --arxiv-snapshot" in out, out
+    code, out = run_cli("ingest", "--arxiv-snapshot", "snap.json", "--categories", " , ", "--json")
+    assert code == 1 and "names no category" in json.loads(out)["error"], out
+
+
+def test_the_eta_counts_days_and_a_log_line_replaces_the_bar_off_a_terminal(
+    tmp_path: Path, make_settings: Callable[..., Any]
+) -> None:
+    import io
+
+    from bot.cli import bulk_ingest
+    from retrieval import open_arxiv_snapshot
+
+    assert bulk_ingest.duration(49 * 3600 + 61) == "2d 1:01:01"
+    assert bulk_ingest.duration(3599.7) == "0:59:59"
+    snap = write_snapshot(tmp_path / "snap.json", 30)
+    reader = open_arxiv_snapshot(make_settings(), snap)
+    lines = io.StringIO()
+
+    class Bar:
+        def update(self, *_: Any, **__: Any) -> None:
+            pass
+
+    clock = iter([10.0, 20.0, 40.0, 41.0])
+    original = bulk_ingest.time.monotonic
+    bulk_ingest.time.monotonic = lambda: next(clock)  # type: ignore[assignment]
+    try:
+        update = bulk_ingest._progress_line(Bar(), 0, reader, 0.0, log_every=30.0, out=lines)
+        papers = iter(reader)
+        for _ in range(3):  # at 10 s and 20 s (too soon after the start), 40 s (logged)
+            next(papers)
+            update("indexing", 1, 1)
+        update("done", 0, 0)  # at 41 s: the last line is always written
+    finally:
+        bulk_ingest.time.monotonic = original  # type: ignore[assignment]
+    logged = lines.getvalue().splitlines()
+    assert len(logged) == 2, logged
+    assert logged[0].startswith("reading snap.json: 3 papers") and "of the file" in logged[0]
+    assert "ETA" in logged[-1]

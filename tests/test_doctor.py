@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from answers.settings import AnswerSettings
-from bot.cli.doctor import run_checks
+from bot.cli.doctor import _chroma_transport, run_checks
 from bot.slack.settings import SlackSettings
 from retrieval import RetrievalSettings
 from tests.support.chroma_server import free_port
@@ -57,3 +57,40 @@ def test_failures_come_with_fixes(
     assert not checks["vector store"].ok and "chroma run" in checks["vector store"].fix
     assert not checks["LLM"].ok and "PAPERBOT_LLM_BASE_URL" in checks["LLM"].fix
     assert not checks["Slack"].ok and "SLACK_BOT_TOKEN" in checks["Slack"].detail
+
+
+@pytest.mark.parametrize(
+    ("host", "ssl", "ok"),
+    [
+        ("chroma.internal.example", False, False),  # the token in clear over the network
+        ("10.0.0.7", False, False),
+        ("chroma.internal.example", True, True),
+        ("127.0.0.1", False, True),  # this host only (an SSH tunnel, a sidecar)
+        ("localhost", False, True),
+        ("::1", False, True),
+    ],
+)
+def test_where_a_chroma_token_may_travel(
+    make_settings: Callable[..., RetrievalSettings], host: str, ssl: bool, ok: bool
+) -> None:
+    settings = make_settings(chroma_host=host, chroma_ssl=ssl, chroma_token="tok-123")
+    if ok:
+        assert host in _chroma_transport(settings)
+    else:
+        with pytest.raises(RuntimeError, match="over plain http"):
+            _chroma_transport(settings)
+
+
+def test_a_chroma_token_over_plain_http_to_another_host_fails_with_the_fix(
+    make_settings: Callable[..., RetrievalSettings],
+    make_answer_settings: Callable[..., AnswerSettings],
+) -> None:
+    host = "chroma.internal.example"
+    settings = make_settings(chroma_host=host, chroma_port=free_port(), chroma_token="tok-123")
+    slack = SlackSettings(_env_file=None)  # type: ignore[call-arg]
+    transport = _by_name(run_checks(settings, make_answer_settings(), slack))["Chroma transport"]
+    assert not transport.ok and "plain http" in transport.detail
+    assert "PAPERBOT_CHROMA_SSL=true" in transport.fix and "tok-123" not in transport.detail
+    without_token = make_settings(chroma_host=host, chroma_port=free_port())
+    checks = _by_name(run_checks(without_token, make_answer_settings(), slack))
+    assert "Chroma transport" not in checks

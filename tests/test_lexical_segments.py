@@ -168,6 +168,17 @@ def test_save_and_load_keep_a_segmented_index_whole(tmp_path: Path) -> None:
     _same(loaded, index, "speech emotion")
 
 
+def test_a_field_of_no_documents_is_written_and_mapped_like_any_other(tmp_path: Path) -> None:
+    """A first ingest whose every record was bad leaves both fields empty: still files on
+    disk (shared by every process), not an index each process builds in memory."""
+    store = SegmentStore(tmp_path / "fresh" / "chunks")
+    index = store.rebuild(1, [])
+    assert index.generation == 1 and len(index) == 0
+    assert index.query("speech emotion").top(5) == []
+    reopened = SegmentStore(tmp_path / "fresh" / "chunks").open()
+    assert reopened is not None and reopened.generation == 1 and len(reopened) == 0
+
+
 def _corpus_docs(corpus: object) -> tuple[BM25Index, BM25Index]:
     """Both fields built from scratch from the corpus's state (what a rebuild would give)."""
     from retrieval.lexical_sync import LexicalIndexes

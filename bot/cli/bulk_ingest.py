@@ -14,11 +14,12 @@ Embeddings go through `bulk_embedder`: `PAPERBOT_EMBEDDING_WORKERS` local model 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import typer
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 SLICE_PAPERS = 50_000
 SNAPSHOT_FEED = "arxiv-snapshot"  # the listings' feed name unless --feed names another
 MAX_EXAMPLES = 25
+PROGRESS_LOG_SECONDS = 30.0  # a progress line this often when stderr is not a terminal
 
 
 @dataclass
@@ -84,14 +86,21 @@ def ingest_snapshot(
         restart=restart,
     )
     embedder = bulk_embedder(settings)
-    corpus = Corpus(settings, embedder=embedder)
+    timed = TimedEmbedder(embedder)
+    corpus = Corpus(settings, embedder=timed)
     totals = BulkTotals()
     try:
         chunks_before = int(corpus.stats()["chunks"])
         started = time.monotonic()
         with render.progress() as bar:
             task = bar.add_task(f"reading {render.safe(path.name)}", total=_mib(reader.total_bytes))
-            update = _progress_line(bar, task, reader, started)
+            update = _progress_line(
+                bar,
+                task,
+                reader,
+                started,
+                log_every=None if sys.stderr.isatty() else PROGRESS_LOG_SECONDS,
+            )
             for piece in reader.slices(SLICE_PAPERS):
                 report = corpus.ingest(
                     piece, progress=update, feed=feed or SNAPSHOT_FEED, force=force
@@ -104,6 +113,7 @@ def ingest_snapshot(
         close_embedder(embedder)
         corpus.close()
     result = _result(reader, totals, elapsed, chunks_added)
+    result["embedding"] = embedding_mode(settings) | timed.summary()
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False))
     else:
@@ -112,13 +122,79 @@ def ingest_snapshot(
         raise typer.Exit(1)
 
 
+class TimedEmbedder:
+    """The bulk embedder, timed: how many texts it embedded and the seconds it spent (the
+    chunks/s of the embedding mode, apart from the rest of the ingest)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.model_id = inner.model_id
+        self.texts = 0
+        self.seconds = 0.0
+
+    @property
+    def dim(self) -> int:
+        return int(self.inner.dim)
+
+    def embed(self, texts: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return self.inner.embed(texts)
+        finally:
+            self.seconds += time.perf_counter() - started
+            self.texts += len(texts)
+
+    def embed_query(self, text: str) -> Any:
+        return self.inner.embed_query(text)
+
+    def summary(self) -> dict[str, Any]:
+        rate = self.texts / self.seconds if self.seconds > 0 else None
+        return {
+            "chunks": self.texts,
+            "seconds": round(self.seconds, 3),
+            "chunks_per_second": round(rate, 1) if rate is not None else None,
+        }
+
+
+def embedding_mode(settings: RetrievalSettings) -> dict[str, Any]:
+    """How this backfill embeds: local model processes, or requests in flight to an endpoint."""
+    if settings.embedding_provider == "local":
+        return {"mode": "local", "workers": max(1, settings.embedding_workers)}
+    return {
+        "mode": "endpoint",
+        "model": settings.embedding_model,
+        "concurrency": settings.embedding_concurrency,
+    }
+
+
+def duration(seconds: float) -> str:
+    """H:MM:SS, with days in front past 24 hours (a full arXiv backfill can take days)."""
+    whole = max(0, int(seconds))
+    days, rest = divmod(whole, 86_400)
+    clock = f"{rest // 3600:d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
+    return f"{days}d {clock}" if days else clock
+
+
 def _mib(n: int) -> int:
     return max(1, n >> 20)
 
 
-def _progress_line(bar: Any, task: Any, reader: SnapshotReader, started: float) -> Any:
-    """The progress callback: MiB read of the file, papers/s and the time left by bytes."""
+def _progress_line(
+    bar: Any,
+    task: Any,
+    reader: SnapshotReader,
+    started: float,
+    *,
+    log_every: float | None = None,
+    out: TextIO | None = None,
+) -> Any:
+    """The progress callback: MiB read of the file, papers/s and the time left by bytes.
+
+    With ``log_every`` (stderr is not a terminal: cron, `docker logs`, nohup, where the bar
+    shows nothing until it ends) the same line is also written to ``out`` every that many
+    seconds."""
     first = {"at": started, "read": reader.bytes_read}
+    logged = {"at": started}
 
     def update(phase: str, done: int, total: int) -> None:
         now = time.monotonic()
@@ -129,15 +205,20 @@ def _progress_line(bar: Any, task: Any, reader: SnapshotReader, started: float) 
         rate = reader.counts.papers / elapsed
         byte_rate = (read - first["read"]) / max(now - first["at"], 1e-9)
         left = (reader.total_bytes - read) / byte_rate if byte_rate > 0 else None
-        eta = time.strftime("%H:%M:%S", time.gmtime(left)) if left is not None else "?"
-        bar.update(
-            task,
-            completed=min(_mib(read), _mib(reader.total_bytes)),
-            description=(
-                f"reading {render.safe(reader.path.name)} (MiB): {reader.counts.papers:,} papers, "
-                f"{rate:,.0f}/s, {reader.counts.bad:,} bad lines, ETA {eta}"
-            ),
+        eta = duration(left) if left is not None else "?"
+        line = (
+            f"reading {render.safe(reader.path.name)} (MiB): {reader.counts.papers:,} papers, "
+            f"{rate:,.0f}/s, {reader.counts.bad:,} bad lines, ETA {eta}"
         )
+        bar.update(task, completed=min(_mib(read), _mib(reader.total_bytes)), description=line)
+        if log_every is not None and (now - logged["at"] >= log_every or phase == "done"):
+            logged["at"] = now
+            share = read / max(reader.total_bytes, 1)
+            print(
+                f"{line.replace(' (MiB)', '')}, {share:.0%} of the file",
+                file=out or sys.stderr,
+                flush=True,
+            )
 
     return update
 
@@ -189,6 +270,17 @@ def _print(result: dict[str, Any], totals: BulkTotals) -> None:
         f"{result['chunks_added']:,} chunks added ({result['chunks_embedded']:,} embedded now) "
         f"in {result['elapsed_seconds']:,.1f} s: {result['papers_per_second'] or 0:,.0f} "
         f"papers/s, {result['chunks_per_second'] or 0:,.0f} chunks/s"
+    )
+    embedding = result["embedding"]
+    how = (
+        f"local model, {embedding['workers']} process(es)"
+        if embedding["mode"] == "local"
+        else f"endpoint {render.safe(embedding['model'])}, {embedding['concurrency']} in flight"
+    )
+    rate = embedding["chunks_per_second"]
+    out.print(
+        f"Embedding ({how}): {embedding['chunks']:,} chunks in {embedding['seconds']:,.1f} s"
+        + (f", {rate:,.1f} chunks/s" if rate is not None else " (all cached)")
     )
     if not result["papers_read"] and result["resumed_from_byte"]:
         out.print("Nothing new after the cursor; --restart reads the file from its start again.")

@@ -32,6 +32,9 @@ def register(app: typer.Typer) -> None:
 
 
 # ---------------------------------------------------------------- ingest
+MAX_RESULTS = 100  # --max-results unless given
+
+
 def ingest(
     paths: Annotated[
         list[Path] | None,
@@ -53,7 +56,9 @@ def ingest(
     arxiv_ids: Annotated[
         str | None, typer.Option("--arxiv-ids", help="Fetch these arXiv ids (comma-separated).")
     ] = None,
-    max_results: Annotated[int, typer.Option(help="Most papers to fetch from arXiv.")] = 100,
+    max_results: Annotated[
+        int, typer.Option(help="Most papers to fetch from arXiv.")
+    ] = MAX_RESULTS,
     fmt: Annotated[
         str | None,
         typer.Option(
@@ -94,7 +99,10 @@ def ingest(
             "--arxiv-snapshot",
             help="Backfill from arXiv's bulk metadata (the Kaggle arxiv-metadata-oai-snapshot "
             "JSON lines; .gz and .zip too), streaming and resumable: a second run continues "
-            "where an interrupted one stopped.",
+            "where an interrupted one stopped. Embeds with PAPERBOT_EMBEDDING_WORKERS local "
+            "model processes, or PAPERBOT_EMBEDDING_CONCURRENCY requests in flight to an "
+            "endpoint (a 429 waits what the server's Retry-After says, up to "
+            "PAPERBOT_MAX_RETRIES times); the result reports the mode's chunks/s.",
         ),
     ] = None,
     categories: Annotated[
@@ -139,6 +147,15 @@ def ingest(
     if arxiv_snapshot is not None:
         if paths or hf_date or arxiv_query or arxiv_ids:
             raise typer.BadParameter("--arxiv-snapshot is ingested on its own; give no other feed")
+        feed_only = {"--format": fmt, "--date": page_date, "--listed": listed}
+        ignored = [name for name, value in feed_only.items() if value is not None]
+        ignored += ["--max-results"] if max_results != MAX_RESULTS else []
+        if ignored:
+            raise typer.BadParameter(
+                f"{', '.join(ignored)} do not apply to --arxiv-snapshot (its papers are listed "
+                "on the day arXiv announced their v1; --categories, --since, --until and --limit "
+                "filter it)"
+            )
         from bot.cli import bulk_ingest
 
         bulk_ingest.ingest_snapshot(

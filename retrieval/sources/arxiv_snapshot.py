@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -216,7 +218,7 @@ class SnapshotReader:
         counts = self.counts
         limit = self.limit
         while limit is None or counts.papers < limit:
-            raw = handle.readline(self.max_record_bytes + 1)
+            raw = self._readline(handle, self.max_record_bytes + 1)
             if not raw:
                 self.exhausted = True
                 return
@@ -225,7 +227,7 @@ class SnapshotReader:
             label = f"byte {self.offset - len(raw)}"
             if len(raw) > self.max_record_bytes and not raw.endswith(b"\n"):
                 while raw and not raw.endswith(b"\n"):
-                    raw = handle.readline(_SKIP_CHUNK)
+                    raw = self._readline(handle, _SKIP_CHUNK)
                     self.offset += len(raw)
                 yield self._bad(label, _too_long(self.max_record_bytes))
                 continue
@@ -238,6 +240,19 @@ class SnapshotReader:
                 continue
             counts.papers += 1
             yield record
+
+    def _readline(self, handle: Any, limit: int) -> bytes:
+        """A line of the file; a damaged file (a truncated or corrupt .gz or .zip, a read
+        error) is one `SourceError` naming where it broke and what to do."""
+        try:
+            line: bytes = handle.readline(limit)
+        except (EOFError, OSError, zlib.error, zipfile.BadZipFile) as exc:
+            raise SourceError(
+                f"{self.origin} is damaged after byte {self.offset:,} of its contents "
+                f"({type(exc).__name__}: {exc}). Download it again; the papers read so far "
+                "are kept, and the next run resumes after the last window it stored."
+            ) from exc
+        return line
 
     def _bad(self, label: str, reason: str, error: RecordError | None = None) -> RecordError:
         self.counts.bad += 1
@@ -346,7 +361,12 @@ def open_arxiv_snapshot(
     if since and until and since > until:
         raise SourceError(f"--since {since} is after --until {until}; nothing would match")
     if isinstance(categories, str):
-        categories = parse_categories(categories)
+        text, categories = categories, parse_categories(categories)
+        if text.strip() and not categories:
+            raise ValueError(
+                f"--categories {text!r} names no category; give prefixes such as "
+                "'cs.CL,cs.LG' or 'cs.' (or leave it out for every category)"
+            )
     return SnapshotReader(
         path,
         filters=SnapshotFilter(tuple(categories), since, until),
