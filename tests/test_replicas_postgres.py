@@ -1,7 +1,7 @@
 """Two `paperbot serve` replicas (real processes, HTTP mode, data dirs of their own) sharing
 one PostgreSQL database (PAPERBOT_DATABASE_URL) and one `chroma run`, as issue 15 deploys
-them: a burst of mentions, each delivered to both replicas (a Slack retry that lands on the
-other one), is answered exactly once; a scheduled digest is posted once; a paper ingested
+them: a burst of 23 distinct mentions, each delivered to both replicas (a Slack retry that
+lands on the other one), is answered exactly once; a scheduled digest is posted once; a paper ingested
 through one replica's settings (`paperbot ingest`) is cited by the other's next answer.
 
 Slack and the LLM are the local fakes (tests/support); the embedding model is the real
@@ -40,13 +40,17 @@ pytestmark = pytest.mark.integration
 
 __all__ = ["postgres_server"]  # fixture
 
+# a burst of distinct, realistic questions: the dev set's, and three broad ones
 QUESTIONS = [
-    f"What does the literature say about {topic}?"
-    for topic in (
-        "rectified flow",
-        "Gaussian splatting",
-        "video benchmarks",
-    )
+    *(
+        json.loads(line)["question"]
+        for line in (SAMPLE.parent / "dev_questions.jsonl").read_text().splitlines()
+        if line.strip()
+    ),
+    *(
+        f"What does the literature say about {topic}?"
+        for topic in ("rectified flow", "Gaussian splatting", "video benchmarks")
+    ),
 ]
 DIGEST_CHANNEL = "C0DIGEST1"
 NEW_TITLE = "Zorblax: sorting quantum gravel with hyperbolic marmot networks"
