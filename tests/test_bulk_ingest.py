@@ -186,7 +186,7 @@ def test_a_damaged_gzip_snapshot_is_a_one_line_error_and_keeps_what_was_read(
 
 
 def test_options_a_snapshot_does_not_use_are_refused(endpoint: FakeOpenAIServer) -> None:
-    for extra in (("--listed", "today"), ("--format", "csv"), ("--max-results", "5")):
+    for extra in (("--listed", "today"), ("--format", "csv"), ("--max-results", "100")):
         code, out = run_cli("ingest", "--arxiv-snapshot", "snap.json", *extra)
         assert code == 2 and "do not apply to --arxiv-snapshot" in out, out
     code, out = run_cli("ingest", "--arxiv-snapshot", "snap.json", "--categories", " , ", "--json")
@@ -220,10 +220,11 @@ def test_the_eta_counts_days_and_a_log_line_replaces_the_bar_off_a_terminal(
         for _ in range(3):  # at 10 s and 20 s (too soon after the start), 40 s (logged)
             next(papers)
             update("indexing", 1, 1)
-        update("done", 0, 0)  # at 41 s: the last line is always written
+        assert sum(1 for _ in papers) == 27  # read to the end: the file is closed
+        update("done", 0, 0)  # at 41 s: the last line is always written, where reading ended
     finally:
         bulk_ingest.time.monotonic = original  # type: ignore[assignment]
     logged = lines.getvalue().splitlines()
     assert len(logged) == 2, logged
     assert logged[0].startswith("reading snap.json: 3 papers") and "of the file" in logged[0]
-    assert "ETA" in logged[-1]
+    assert "ETA" in logged[-1] and logged[-1].endswith("100% of the file")  # read to the end

@@ -68,6 +68,10 @@ def test_failures_come_with_fixes(
         ("127.0.0.1", False, True),  # this host only (an SSH tunnel, a sidecar)
         ("localhost", False, True),
         ("::1", False, True),
+        ("[::1]", False, True),
+        ("Localhost.", False, True),
+        ("::ffff:127.0.0.1", False, True),
+        ("::ffff:10.0.0.7", False, False),
     ],
 )
 def test_where_a_chroma_token_may_travel(

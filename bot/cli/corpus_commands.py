@@ -57,8 +57,8 @@ def ingest(
         str | None, typer.Option("--arxiv-ids", help="Fetch these arXiv ids (comma-separated).")
     ] = None,
     max_results: Annotated[
-        int, typer.Option(help="Most papers to fetch from arXiv.")
-    ] = MAX_RESULTS,
+        int | None, typer.Option(help=f"Most papers to fetch from arXiv [default: {MAX_RESULTS}].")
+    ] = None,
     fmt: Annotated[
         str | None,
         typer.Option(
@@ -149,7 +149,7 @@ def ingest(
             raise typer.BadParameter("--arxiv-snapshot is ingested on its own; give no other feed")
         feed_only = {"--format": fmt, "--date": page_date, "--listed": listed}
         ignored = [name for name, value in feed_only.items() if value is not None]
-        ignored += ["--max-results"] if max_results != MAX_RESULTS else []
+        ignored += ["--max-results"] if max_results is not None else []
         if ignored:
             raise typer.BadParameter(
                 f"{', '.join(ignored)} do not apply to --arxiv-snapshot (its papers are listed "
@@ -178,7 +178,7 @@ def ingest(
         hf_date,
         arxiv_query,
         arxiv_ids,
-        max_results,
+        MAX_RESULTS if max_results is None else max_results,
         fmt,
         options.parse_date(page_date, "--date"),
     )

@@ -191,12 +191,15 @@ def _store_fix(settings: RetrievalSettings) -> str:
 def _chroma_transport(settings: RetrievalSettings) -> str:
     """Where the Chroma token travels: https, or plain http only to this host."""
     host = settings.chroma_host or ""
-    if settings.chroma_ssl:
+    if settings.chroma_ssl or host.lower().startswith("https://"):
         return f"https to {host}"
+    name = host.lower().removeprefix("http://").strip("[]").rstrip(".")
     try:
-        loopback = host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:  # a host name other than localhost
-        loopback = False
+        address = ipaddress.ip_address(name)
+        mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1
+        loopback = (mapped or address).is_loopback
+    except ValueError:  # a host name
+        loopback = name == "localhost"
     if loopback:
         return f"plain http to {host} (this host only)"
     raise RuntimeError(f"the Chroma token goes to {host} over plain http, readable on the way")

@@ -249,8 +249,9 @@ class SnapshotReader:
         except (EOFError, OSError, zlib.error, zipfile.BadZipFile) as exc:
             raise SourceError(
                 f"{self.origin} is damaged after byte {self.offset:,} of its contents "
-                f"({type(exc).__name__}: {exc}). Download it again; the papers read so far "
-                "are kept, and the next run resumes after the last window it stored."
+                f"({type(exc).__name__}: {exc}). Download it again: the papers stored so far "
+                "are kept, and the new file is read from its start (its stored papers are "
+                "recognised as unchanged, nothing is embedded twice)."
             ) from exc
         return line
 

@@ -7,6 +7,7 @@ For bulk files such as arXiv's metadata snapshot (several GB); feed files go thr
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import zipfile
@@ -32,13 +33,15 @@ class OpenedFile:
     total: int  # what progress counts to
     closers: list[Any]
 
+    last: int = 0  # the position when it was last read (kept once the file is closed)
+
     def progress(self) -> int:
-        try:
-            return (self.raw or self.stream).tell()
-        except (OSError, ValueError):
-            return 0
+        with contextlib.suppress(OSError, ValueError):  # closed: where it stopped
+            self.last = (self.raw or self.stream).tell()
+        return self.last
 
     def close(self) -> None:
+        self.progress()  # the final position, for the progress line that follows
         for item in reversed(self.closers):
             item.close()
 
