@@ -57,7 +57,7 @@ def ingest(
         str | None, typer.Option("--arxiv-ids", help="Fetch these arXiv ids (comma-separated).")
     ] = None,
     max_results: Annotated[
-        int | None, typer.Option(help=f"Most papers to fetch from arXiv [default: {MAX_RESULTS}].")
+        int | None, typer.Option(help=f"Most papers to fetch from arXiv (default {MAX_RESULTS}).")
     ] = None,
     fmt: Annotated[
         str | None,
