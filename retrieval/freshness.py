@@ -38,11 +38,10 @@ Version = tuple[str | None, str | None, str | None]
 
 
 def index_version(state: StateStore) -> Version:
-    return (
-        state.get_meta("generation"),
-        state.get_meta("index_dirty"),
-        state.get_meta(EPOCH_KEY),
-    )
+    """The generation, dirty flag and epoch, read together (one query: on PostgreSQL one round
+    trip per search instead of three, and the three values from one snapshot)."""
+    found = state.get_metas(("generation", "index_dirty", EPOCH_KEY))
+    return (found.get("generation"), found.get("index_dirty"), found.get(EPOCH_KEY))
 
 
 class Freshness:

@@ -255,6 +255,11 @@ class StateStore:
         rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
         return str(rows[0]["value"]) if rows else default
 
+    def get_metas(self, keys: Sequence[str]) -> dict[str, str]:
+        """Several meta values in one read (one round trip to PostgreSQL); absent keys left out."""
+        rows = self._query_in("SELECT key, value FROM meta WHERE key IN ({marks})", list(keys))
+        return {row["key"]: str(row["value"]) for row in rows}
+
     def set_meta(self, key: str, value: str, db: Database | None = None) -> None:
         sql = (
             "INSERT INTO meta(key, value) VALUES (?, ?) "

@@ -184,6 +184,8 @@ def test_meta_and_the_recomputable_cache(state: StateStore) -> None:
     state.set_meta("k", "1")
     state.set_meta("k", "2")
     assert state.get_meta("k") == "2"
+    state.set_meta("j", "x")
+    assert state.get_metas(["k", "j", "absent"]) == {"k": "2", "j": "x"}
     assert state.cache_get("tldr", "p1") is None
     state.cache_put("tldr", "p1", {"text": "short 100%"})
     state.cache_put("tldr", "p1", {"text": "shorter"})
