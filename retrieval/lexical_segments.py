@@ -166,6 +166,23 @@ class Segment:
         found = np.where(self.ids[clipped] == ids, clipped, -1)
         return found if fits is None else np.where(fits, found, -1)
 
+    def prefixed(self, prefixes: Sequence[bytes]) -> list[np.ndarray]:
+        """For each prefix, the rows whose id starts with it: one range of the sorted ids,
+        found by two binary searches (a prefix longer than the segment's widest id, or ending
+        in byte 0xFF, matches nothing here)."""
+        width = self.ids.dtype.itemsize
+        fits = [p for p in prefixes if 0 < len(p) <= width and p[-1] < 0xFF]
+        found = {p: np.zeros(0, np.int64) for p in prefixes}
+        if fits and len(self.ids):
+            lows = np.array(fits, dtype=self.ids.dtype)
+            # the first id past every one that starts with p: p with its last byte raised
+            highs = np.array([p[:-1] + bytes([p[-1] + 1]) for p in fits], dtype=self.ids.dtype)
+            starts = np.searchsorted(self.ids, lows)
+            ends = np.searchsorted(self.ids, highs)
+            for p, a, b in zip(fits, starts.tolist(), ends.tolist(), strict=True):
+                found[p] = np.arange(a, b, dtype=np.int64)
+        return [found[p] for p in prefixes]
+
     def source_codes(self, wanted: Sequence[str]) -> np.ndarray:
         """The codes of these source names in this segment."""
         codes = [i for i, s in enumerate(self.source_names) if s in set(wanted)]

@@ -267,8 +267,8 @@ class HybridSearcher:
             lexical = scored.top(self.candidates) if scored is not None else []
             ceiling = index.query_ceiling(query) if index is not None else 0.0
             papers = self._paper_field(query, flt, window) if index is not None else None
-            if papers is not None and scored is not None:
-                lexical += self._paper_candidates(papers, lexical, scored)
+            if papers is not None and scored is not None and index is not None:
+                lexical += self._paper_candidates(papers, lexical, scored, index)
             # BM25's candidates' rows, stored vectors and paper coverage, beside the dense side
             # (each row read once: at 10⁶ chunks one costs ~50 µs of random reads)
             chunks = self._state.get_chunks([cid for cid, _ in lexical])
@@ -359,6 +359,7 @@ class HybridSearcher:
         papers: _PaperField,
         lexical: list[tuple[str, float]],
         scored: LexicalScores,
+        index: BM25Index,
     ) -> list[tuple[str, float]]:
         """The chunks of the best whole-paper BM25 matches that BM25 over chunks did not bring,
         with their chunk-level BM25 scores: a paper whose terms are spread over its chunks
@@ -367,9 +368,7 @@ class HybridSearcher:
         if not top:
             return []
         seen = {cid for cid, _ in lexical}
-        new = [
-            cid for ids in self._state.chunk_ids_for(top).values() for cid in ids if cid not in seen
-        ]
+        new = [cid for cid in chunk_ids_of(index, top) if cid not in seen]
         return list(scored.of(new).items()) if new else []
 
     def _dense(
@@ -547,6 +546,19 @@ class HybridSearcher:
             papers.update(self._state.get_papers([p for p in top if p not in papers]))
         texts = [f"{p.title}\n{p.abstract}" for p in papers.values()]
         return absent_topics(query, index, texts)
+
+
+def chunk_ids_of(index: BM25Index, paper_ids: Sequence[str]) -> list[str]:
+    """The papers' live chunk ids in the chunk field, read from its sorted ids (a chunk id is
+    "{paper id}#…"), not from the state: the same chunks at the index's generation."""
+    prefixes = [f"{p}#".encode() for p in paper_ids]
+    found: list[str] = []
+    for seg, dead in zip(index.segments, index.deleted, strict=True):
+        for rows in seg.prefixed(prefixes):
+            if dead is not None and len(rows):
+                rows = rows[~dead[rows]]
+            found += [i.decode() for i in seg.ids[rows].tolist()]
+    return found
 
 
 def _coverage(

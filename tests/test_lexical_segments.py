@@ -309,3 +309,35 @@ def test_two_writers_on_one_data_dir_agree(tmp_path: Path) -> None:
     manifest = (tmp_path / "bm25" / "chunks" / "manifest.json").read_text()
     assert manifest.count('"seg-') == 2  # the first build and one update, not two
     state.close()
+
+
+def test_a_papers_chunks_are_found_by_id_prefix_across_segments_and_tombstones(
+    tmp_path: Path,
+) -> None:
+    """`chunk_ids_of` reads a paper's chunks from the chunk field's sorted ids: every live
+    "{paper}#…" id of every segment, none of a removed one, none of a paper whose id only
+    begins the same way ("2301.0001" is not "2301.00011")."""
+    from retrieval.search import chunk_ids_of
+
+    def chunk(paper: str, i: int) -> LexicalDoc:
+        return LexicalDoc(f"{paper}#{i}:abc{i}", "speech translation", None, "arxiv")
+
+    store = SegmentStore(tmp_path / "chunks")
+    first = [chunk(p, i) for p in ("2301.0001", "2301.00011", "2301.0002") for i in range(3)]
+    index = store.rebuild(1, first)
+    later = [chunk("2301.0001", 3), chunk("2301.0003", 0)]  # a second segment
+    index = store.apply(index, 2, as_bytes(["2301.0001#1:abc1"]), later)
+    assert len(index.segments) == 2
+    assert sorted(chunk_ids_of(index, ["2301.0001"])) == [
+        "2301.0001#0:abc0",
+        "2301.0001#2:abc2",
+        "2301.0001#3:abc3",
+    ]
+    assert chunk_ids_of(index, ["2301.0003", "nope", "2301.00011"]) == [
+        "2301.00011#0:abc0",
+        "2301.00011#1:abc1",
+        "2301.00011#2:abc2",
+        "2301.0003#0:abc0",
+    ]
+    wide = "x" * 64  # longer than any id here
+    assert chunk_ids_of(index, [wide]) == []
