@@ -45,6 +45,7 @@ from retrieval.state_rows import (
     READ_COLUMNS,
     insert_listings,
     paper_filters,
+    row_day,
     row_to_chunk,
     row_to_paper,
     upsert_paper,
@@ -343,8 +344,7 @@ class StateStore:
 
     def latest_day(self, by: DateField = "listed") -> date | None:
         """The most recent day any paper has (its first listing day, else publication)."""
-        value = self._query(f"SELECT MAX({DAY_SQL[by]}) AS day FROM papers")[0]["day"]
-        return date.fromisoformat(value) if value else None
+        return row_day(self._query(f"SELECT MAX({DAY_SQL[by]}) AS day FROM papers")[0]["day"])
 
     def papers_ingested_since(self, since: float) -> list[Paper]:
         rows = self._query(
@@ -479,7 +479,7 @@ class StateStore:
             "p.source FROM chunks c JOIN papers p USING (paper_id) WHERE c.chunk_id IN ({marks})"
         )
         return [
-            (row_to_chunk(row), _day(row["published"]), row["source"])
+            (row_to_chunk(row), row_day(row["published"]), row["source"])
             for row in self._query_in(sql, list(chunk_ids))
         ]
 
@@ -491,7 +491,12 @@ class StateStore:
             "WHERE paper_id IN ({marks})"
         )
         return [
-            (r["paper_id"], f"{r['title']}\n\n{r['abstract']}", _day(r["published"]), r["source"])
+            (
+                r["paper_id"],
+                f"{r['title']}\n\n{r['abstract']}",
+                row_day(r["published"]),
+                r["source"],
+            )
             for r in self._query_in(sql, list(paper_ids))
         ]
 
@@ -633,7 +638,3 @@ class StateStore:
             "ON CONFLICT DO NOTHING",
             [(model, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in vectors.items()],
         )
-
-
-def _day(value: str | None) -> date | None:
-    return date.fromisoformat(value) if value else None

@@ -84,8 +84,8 @@ def row_to_paper(row: Any) -> Paper:
         title=row["title"],
         abstract=row["abstract"],
         authors=tuple(json.loads(row["authors"])),
-        published=date.fromisoformat(row["published"]) if row["published"] else None,
-        updated=date.fromisoformat(row["updated"]) if row["updated"] else None,
+        published=row_day(row["published"]),
+        updated=row_day(row["updated"]),
         source=row["source"],
         arxiv_id=row["arxiv_id"],
         version=row["version"],
@@ -94,8 +94,13 @@ def row_to_paper(row: Any) -> Paper:
         upvotes=row["upvotes"],
         comments=row["comments"],
         categories=tuple(json.loads(row["categories"])),
-        listed=date.fromisoformat(row["listed"]) if row["listed"] else None,
+        listed=row_day(row["listed"]),
     )
+
+
+def row_day(value: str | None) -> date | None:
+    """A day as the state stores it (ISO text, or NULL)."""
+    return date.fromisoformat(value) if value else None
 
 
 def row_to_chunk(row: Any) -> Chunk:

@@ -206,16 +206,18 @@ def _progress_line(
         byte_rate = (read - first["read"]) / max(now - first["at"], 1e-9)
         left = (reader.total_bytes - read) / byte_rate if byte_rate > 0 else None
         eta = duration(left) if left is not None else "?"
-        line = (
-            f"reading {render.safe(reader.path.name)} (MiB): {reader.counts.papers:,} papers, "
-            f"{rate:,.0f}/s, {reader.counts.bad:,} bad lines, ETA {eta}"
+        name = render.safe(reader.path.name)
+        counts = (
+            f"{reader.counts.papers:,} papers, {rate:,.0f}/s, {reader.counts.bad:,} bad lines, "
+            f"ETA {eta}"
         )
-        bar.update(task, completed=min(_mib(read), _mib(reader.total_bytes)), description=line)
+        completed = min(_mib(read), _mib(reader.total_bytes))
+        bar.update(task, completed=completed, description=f"reading {name} (MiB): {counts}")
         if log_every is not None and (now - logged["at"] >= log_every or phase == "done"):
             logged["at"] = now
             share = read / max(reader.total_bytes, 1)
             print(
-                f"{line.replace(' (MiB)', '')}, {share:.0%} of the file",
+                f"reading {name}: {counts}, {share:.0%} of the file",
                 file=out or sys.stderr,
                 flush=True,
             )
