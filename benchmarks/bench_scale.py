@@ -500,14 +500,16 @@ def probe(
     chroma_server: bool = False,
     modes: Sequence[str] = ("hybrid",),
     embedding_threads: int | None = None,
+    bm25_warm_mb: int | None = None,
 ) -> dict[str, Any]:
     """Open the corpus as `serve` does (embedded Chroma, or with ``chroma_server`` a local
     `chroma run` on the same files, as docs/scaling.md deploys 10⁶; the local model with the
     threads `serve` gives one answer unless ``embedding_threads`` says otherwise), warm it up,
     time ``modes``, then read this process's memory (and the Chroma server's)."""
     threads = serve_embedding_threads() if embedding_threads is None else embedding_threads
+    extra = {} if bm25_warm_mb is None else {"bm25_warm_mb": bm25_warm_mb}
     if not chroma_server:
-        settings = make_settings(data_dir, embedding_threads=threads)
+        settings = make_settings(data_dir, embedding_threads=threads, **extra)
         return _probe(data_dir, settings, variant, n_queries, repeats, modes)
     from tests.support.chroma_server import ChromaServer
 
@@ -519,6 +521,7 @@ def probe(
             embedding_threads=threads,
             chroma_host=server.host,
             chroma_port=server.port,
+            **extra,
         )
         result = _probe(data_dir, settings, variant, n_queries, repeats, modes)
         status = proc_status(server.pid)  # one reading for all three figures
@@ -560,6 +563,20 @@ def _probe(
     if variant == "matrix":
         _use_matrix(corpus, data_dir)
     searcher = corpus.searcher()
+    # as `serve` does (Services.warm_up): the frequent terms' BM25 weights computed in the
+    # background; waited for here, so the index is warm when the timing starts
+    start = time.perf_counter()
+    warmer = corpus.keep_lexical_warm()
+    if not warmer.wait(900):
+        raise SystemExit("the BM25 warm-up did not finish in 900 s")
+    bm25_warm = {
+        "budget_mib": settings.bm25_warm_mb,
+        "wall_s": time.perf_counter() - start,
+        **{
+            f: {"columns": w.columns, "mib": w.nbytes / 2**20, "s": w.seconds}
+            for f, w in warmer.last.items()
+        },
+    }
     default = searcher.overlap
     latencies: dict[str, list[float]] = {m: [] for m in modes}
     embed_ms: list[float] = []
@@ -590,6 +607,7 @@ def _probe(
         "queries": len(measured),
         "repeats": repeats,
         "os_cache_warmed_s": warm_s,
+        "bm25_warm": bm25_warm,
         "warmup_s": first_s,
         "modes": {
             m: {
@@ -659,6 +677,7 @@ def run_probe(
     *,
     chroma_server: bool = False,
     embedding_threads: int | None = None,
+    bm25_warm_mb: int | None = None,
 ) -> dict:
     """`probe` in fresh processes, one per mode (so no mode warms another's query, and the
     memory is that of one serve-like process answering hybrid searches): hybrid first, then
@@ -675,6 +694,8 @@ def run_probe(
         cmd += ["--embedding-threads", str(threads)]
         if chroma_server:
             cmd.append("--chroma-server")
+        if bm25_warm_mb is not None:
+            cmd += ["--bm25-warm-mb", str(bm25_warm_mb)]
         log(f"probe {variant} {mode} on {data_dir.name} (load {load_average()})")
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode:
@@ -713,6 +734,7 @@ def measure(sizes: list[int], work: Path, args: argparse.Namespace) -> dict[str,
                 repeats,
                 chroma_server=args.chroma_server,
                 embedding_threads=args.embedding_threads,
+                bm25_warm_mb=args.bm25_warm_mb,
             )
         ]
         if meta["chunks"] <= args.matrix_max:
@@ -1242,6 +1264,12 @@ def main(argv: list[str] | None = None) -> None:
         help="probe/measure: the vectors in a local `chroma run` on the corpus's files",
     )
     parser.add_argument(
+        "--bm25-warm-mb",
+        type=int,
+        default=None,
+        help="probe/measure: PAPERBOT_BM25_WARM_MB (default: the setting's; 0: no warm-up)",
+    )
+    parser.add_argument(
         "--bulk", action="store_true", help="build: write state and Chroma in large batches"
     )
     args = parser.parse_args(argv)
@@ -1265,6 +1293,7 @@ def main(argv: list[str] | None = None) -> None:
             chroma_server=args.chroma_server,
             modes=args.modes,
             embedding_threads=args.embedding_threads,
+            bm25_warm_mb=args.bm25_warm_mb,
         )
         print(json.dumps(found))
         return

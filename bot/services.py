@@ -43,10 +43,12 @@ class Services:
     def warm_up(self) -> None:
         """Open the bot's store and load the model and the indexes now (`paperbot serve`, the
         ASGI app), so a newer data dir is refused at startup, the first question is not the
-        slow one, and /readyz reports the model loaded."""
+        slow one, and /readyz reports the model loaded. From then on the BM25 weights of
+        frequent terms are kept computed (`Corpus.keep_lexical_warm`)."""
         self.store.open()
         log.info("loading the embedding model and the indexes")
         self.corpus.repair_if_needed()
+        self.corpus.keep_lexical_warm()
         self.corpus.search("warm up", 1)
 
     def queue_stats(self) -> dict[str, Any] | None:

@@ -35,6 +35,7 @@ from retrieval.freshness import Freshness
 from retrieval.ingest import Ingester, ProgressFn, embed_with_cache, reconcile, text_hash
 from retrieval.lexical import BM25Index
 from retrieval.lexical_sync import LexicalIndexes
+from retrieval.lexical_warm import ColumnWarmer
 from retrieval.models import Chunk, DateField, Hit, IngestReport, Listing, Paper, RecordError
 from retrieval.normalize import parse_arxiv_id, title_hash_id
 from retrieval.ownership import (
@@ -70,6 +71,7 @@ class Corpus:
         self._codec = codec
         self._lexical: dict[str, BM25Index] = {}  # field ("chunks", "papers") -> index
         self._lexical_indexes: LexicalIndexes | None = None
+        self._warmer: ColumnWarmer | None = None  # set by `keep_lexical_warm` (serve)
         self._searcher: HybridSearcher | None = None
         self._lock = threading.RLock()
         self._freshness = Freshness()
@@ -133,6 +135,8 @@ class Corpus:
             return self._codec
 
     def close(self) -> None:
+        if self._warmer is not None:
+            self._warmer.close()
         if self._searcher is not None:
             self._searcher.close()
         if self._store is not None:
@@ -261,7 +265,23 @@ class Corpus:
         chunks the chunk field holds."""
         with self._lock:
             self._lexical = self._lexical_fields().rebuild(self.state.generation)
+            self._warm()
             return len(self._lexical["chunks"])
+
+    def keep_lexical_warm(self) -> ColumnWarmer:
+        """From now on, compute the frequent terms' BM25 weights of each new index in the
+        background (`retrieval/lexical_warm.py`; PAPERBOT_BM25_WARM_MB per field): for a
+        long-running process, which re-weights its indexes after every ingest."""
+        with self._lock:
+            if self._warmer is None:
+                self._warmer = ColumnWarmer(self.settings.bm25_warm_mb * 2**20)
+            self._bm25("chunks")  # opens the fields if stale (and warms them), else:
+            self._warm()  # (a no-op for fields already being warmed)
+            return self._warmer
+
+    def _warm(self) -> None:
+        if self._warmer is not None and self._lexical:
+            self._warmer.warm(self._lexical.items())
 
     def _lexical_fields(self) -> LexicalIndexes:
         if self._lexical_indexes is None:
@@ -279,6 +299,7 @@ class Corpus:
             if index is not None and index.generation == generation:
                 return index
             self._lexical = self._lexical_fields().current(generation)
+            self._warm()
             return self._lexical[field]
 
     def searcher(self) -> HybridSearcher:

@@ -166,12 +166,12 @@ class BM25Index:
             for term, qtf in counts.items():
                 col = seg.terms.find(term) if len(seg) else -1
                 if col >= 0:
-                    terms.append(TermPlan(col, qtf, self._idf(term)))
+                    terms.append(TermPlan(col, qtf, self.idf(term)))
             keep = self._filter(seg, dead, since, until, sources, only_ids)
             plans.append(SegmentPlan(seg, tuple(terms), keep))
         return LexicalScores(self, plans)
 
-    def _idf(self, term: str) -> np.float32:
+    def idf(self, term: str) -> np.float32:
         idf = self._idfs.get(term)
         if idf is None:
             n = np.float32(self._n_docs)

@@ -248,6 +248,16 @@ class RetrievalSettings(PaperbotSettings):
             "abstract) rather than from the chunk; 0 = chunks only."
         ),
     )
+    bm25_warm_mb: int = Field(
+        default=160,
+        ge=0,
+        le=192,
+        description=(
+            "`paperbot serve`: MiB per BM25 field of frequent terms' weights computed in the "
+            "background after each index change, so a question's common words cost no "
+            "weight pass; 0 = off (each query computes what it needs)."
+        ),
+    )
     # --- relevance (the refusal gate, /papers search, subscriptions, digest topics) ---
     refusal_min_coverage: float = Field(
         default=0.50,
