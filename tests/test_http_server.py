@@ -363,6 +363,9 @@ def test_serve_http_json_logs_health_no_bodies_and_sigterm(serve_env: dict[str, 
     messages = [line["message"] for line in lines]
     assert any("listens on http://127.0.0.1" in m for m in messages)
     assert "stopped" in messages
+    # the BM25 fields are warmed at startup and again after the feed's ingest changed them
+    warmed = [m for m in messages if m.startswith("BM25 chunks field at generation")]
+    assert len({m.split()[5] for m in warmed}) >= 2, messages
     assert MARKER not in output and "Traceback" not in output and "xoxb-1-test" not in output
 
 
