@@ -565,18 +565,20 @@ def _probe(
     searcher = corpus.searcher()
     # as `serve` does (Services.warm_up): the frequent terms' BM25 weights computed in the
     # background; waited for here, so the index is warm when the timing starts
-    start = time.perf_counter()
-    warmer = corpus.keep_lexical_warm()
-    if not warmer.wait(900):
-        raise SystemExit("the BM25 warm-up did not finish in 900 s")
-    bm25_warm = {
-        "budget_mib": settings.bm25_warm_mb,
-        "wall_s": time.perf_counter() - start,
-        **{
-            f: {"columns": w.columns, "mib": w.nbytes / 2**20, "s": w.seconds}
-            for f, w in warmer.last.items()
-        },
-    }
+    bm25_warm: dict[str, Any] | None = None  # (the whole-matrix baseline has no columns)
+    if variant != "matrix":
+        start = time.perf_counter()
+        warmer = corpus.keep_lexical_warm()
+        if not warmer.wait(900):
+            raise SystemExit("the BM25 warm-up did not finish in 900 s")
+        bm25_warm = {
+            "budget_mib": settings.bm25_warm_mb,
+            "wall_s": time.perf_counter() - start,
+            **{
+                f: {"columns": w.columns, "mib": w.nbytes / 2**20, "s": w.seconds}
+                for f, w in warmer.last.items()
+            },
+        }
     default = searcher.overlap
     latencies: dict[str, list[float]] = {m: [] for m in modes}
     embed_ms: list[float] = []
@@ -657,6 +659,7 @@ OVERLAPPED = "hybrid, dense side overlapped"  # the dense side in a worker threa
 def _use_matrix(corpus: Corpus, data_dir: Path) -> None:
     """The baseline: both fields loaded whole from the pre-issue-15 .npz files."""
     from benchmarks.whole_matrix_bm25 import BM25Index as MatrixIndex
+    from retrieval import search
 
     loaded = {name: MatrixIndex.load(data_dir / path) for name, path in MATRIX_FILES.items()}
 
@@ -667,6 +670,11 @@ def _use_matrix(corpus: Corpus, data_dir: Path) -> None:
 
     corpus.lexical_index = lambda: field("chunks")  # type: ignore[method-assign]
     corpus.paper_lexical_index = lambda: field("papers")  # type: ignore[method-assign]
+    # the whole matrix has no segments to read a paper's chunk ids from: the state, as the
+    # search did before 9e41a28
+    search.chunk_ids_of = lambda _index, paper_ids: [  # type: ignore[assignment]
+        cid for ids in corpus.state.chunk_ids_for(list(paper_ids)).values() for cid in ids
+    ]
 
 
 def run_probe(

@@ -1,11 +1,12 @@
 """Two `paperbot serve` replicas (real processes, HTTP mode, data dirs of their own) sharing
 one PostgreSQL database (PAPERBOT_DATABASE_URL) and one `chroma run`, as issue 15 deploys
 them: a burst of 23 distinct mentions, each delivered to both replicas (a Slack retry that
-lands on the other one), is answered exactly once; a scheduled digest is posted once; a paper ingested
-through one replica's settings (`paperbot ingest`) is cited by the other's next answer.
+lands on the other one), is answered exactly once; a scheduled digest is posted once; a paper
+in a file feed added while both run is ingested by one replica's feed watcher (the feed's
+lease: by one of them only) and cited by the other replica's next answer.
 
 Slack and the LLM are the local fakes (tests/support); the embedding model is the real
-offline one. About 40-60 s on a loaded 2-core machine (two model loads, one ingest).
+offline one. About 40-60 s on a loaded 2-core machine (two model loads).
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ def test_two_replicas_share_one_postgres_and_one_chroma(
             "PAPERBOT_SLACK_API_URL": api.base_url,
             "PAPERBOT_HTTP_HOST": "127.0.0.1",
             "PAPERBOT_EMBEDDING_THREADS": "1",
-            "PAPERBOT_FEEDS_ENABLED": "false",
+            "PAPERBOT_FEEDS": "",
             "PAPERBOT_LLM_BASE_URL": llm.base_url,
             "PAPERBOT_LLM_API_KEY": "sk-test",
             "PAPERBOT_LLM_MODEL": "gpt-test",
@@ -185,32 +186,52 @@ def test_two_replicas_share_one_postgres_and_one_chroma(
             assert len(parents) == 1, [m.text[:80] for m in parents]
             marks["digest posted once"] = time.monotonic()
 
-            # a paper ingested with replica a's settings is cited by replica b's next answer
-            new = tmp_path / "new.jsonl"
+            # a feed added while both run (its definition lands in the shared store, due at
+            # once): one replica's watcher ingests its paper, the other's next answer cites it
             abstract = (
                 "Zorblax sorts quantum gravel with hyperbolic marmot networks, and sorts "
                 "37 percent faster than any earlier gravel sorter."
             )
-            new.write_text(json.dumps({"title": NEW_TITLE, "abstract": abstract}) + "\n")
-            ingest = subprocess.run(
-                [sys.executable, "-m", "bot.cli", "ingest", str(new)],
+            feed_file = tmp_path / "feed.jsonl"
+            feed_file.write_text(json.dumps({"title": NEW_TITLE, "abstract": abstract}) + "\n")
+            added = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "bot.cli",
+                    "feeds",
+                    "add",
+                    "file",
+                    str(feed_file),
+                    "--name",
+                    "lab",
+                ],
                 env=envs[0],
                 capture_output=True,
                 text=True,
-                timeout=180,
+                timeout=120,
             )
-            assert ingest.returncode == 0, ingest.stdout + ingest.stderr
-            marks["ingested via a"] = time.monotonic()
+            assert added.returncode == 0, added.stdout + added.stderr
+
+            def ingested_by() -> list[int]:
+                return [i for i, f in enumerate(logs) if "feed lab: 1 papers" in f.read_text()]
+
+            _wait_until(ingested_by, "the feed's poll of the new paper", 150)
+            time.sleep(2)  # the other replica's ticks: it must not poll the feed as well
+            [polled] = ingested_by()
+            other = 1 - polled
+            marks[f"ingested by {'ab'[polled]}'s feed watcher"] = time.monotonic()
             ts = new_ts()
             body = event_callback(app_mention_event("What is Zorblax?", ts=ts))
-            assert post(urls[1], body, secret=SECRET).status_code == 200
+            assert post(urls[other], body, secret=SECRET).status_code == 200
             _wait_until(lambda: _answered(api, ts), "the answer about the new paper")
             prompts = [json.dumps(r.body) for r in llm.requests_to("/v1/chat/completions")]
-            assert any("hyperbolic marmot" in p for p in prompts), logs[1].read_text()[-3000:]
+            assert any("hyperbolic marmot" in p for p in prompts), logs[other].read_text()[-3000:]
+            assert "What is Zorblax?" not in logs[polled].read_text()  # the other one answered
             [answer] = api.bot_messages(CHANNEL_ID, ts)
             shown = answer.text + json.dumps(answer.blocks or [])
             assert "Zorblax" in shown, shown[:2000]
-            marks["cited by b"] = time.monotonic()
+            marks[f"cited by {'ab'[other]}"] = time.monotonic()
             with BotStore.from_settings(settings) as store:
                 assert len(store.jobs()) == len(QUESTIONS) + 1
             last = started

@@ -412,7 +412,8 @@ def watch_feeds(
             "feeds: none configured, so nothing brings new papers in; add one with "
             "`paperbot feeds add hf` (or ingest from cron)"
         )
-    return FeedWatcher(runner, clock=clock)
+    # a feed added or enabled with the CLI (another process) is noticed at the next tick
+    return FeedWatcher(runner, clock=clock, max_sleep=min(60.0, slack.tick_seconds))
 
 
 def health(store: BotStore, alert_after: int, watcher: FeedWatcher | None) -> dict[str, Any]:

@@ -74,7 +74,8 @@ class SlackSettings(PaperbotSettings):
     tick_seconds: float = Field(
         default=30.0,
         ge=1.0,
-        description="How often `serve` checks schedules and subscriptions.",
+        description="How often `serve` checks schedules, subscriptions and feeds added or "
+        "enabled with the CLI.",
     )
     digest_lease_seconds: float = Field(
         default=600.0, ge=10.0, description="A digest claim older than this is presumed dead."
