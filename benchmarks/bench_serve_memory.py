@@ -14,6 +14,13 @@ by step, with the RSS after each step.
     python benchmarks/bench_serve_memory.py            # 100k chunks, 10 questions
     python benchmarks/bench_serve_memory.py --quick    # 10k chunks, 5 questions
     python benchmarks/bench_serve_memory.py --chunks 2000 --queries 3 --skip-steps
+    python benchmarks/bench_serve_memory.py --data-dir /tmp/work/scale/chunks-1000000 \
+        --chroma-server --queries 40       # a built corpus in place (bench_scale.py's 10^6)
+
+With ``--data-dir`` one `serve` runs on that corpus in place, asked bench_search.py's questions
+(real sentences, like the synthetic corpus), and the report adds when its BM25 warm-up
+finished (the log line of `retrieval/lexical_warm.py`) and, with ``--chroma-server``, the RSS of
+the `chroma run` holding the vectors.
 """
 
 from __future__ import annotations
@@ -106,7 +113,12 @@ def ask_and_wait(base: str, api: FakeSlackAPI, questions: list[str]) -> dict[str
     return {ts: answered[ts] for ts, _ in sent if ts in answered}  # in the order asked
 
 
-def run_memory(label: str, data_dir: Path, questions: list[str]) -> dict[str, Any]:
+def run_memory(
+    label: str,
+    data_dir: Path,
+    questions: list[str],
+    extra_env: dict[str, str] | None = None,
+) -> dict[str, Any]:
     BOT_WORK.mkdir(parents=True, exist_ok=True)
     log_path = BOT_WORK / f"serve-{re.sub(r'[^a-z0-9]+', '-', label.lower()).strip('-')}.log"
     with (
@@ -125,6 +137,7 @@ def run_memory(label: str, data_dir: Path, questions: list[str]) -> dict[str, An
             PAPERBOT_LLM_PROVIDER="openai",
             PAPERBOT_LLM_BASE_URL=llm.base_url,
             PAPERBOT_LLM_MODEL=LLM_MODEL,
+            **(extra_env or {}),
         )
         log(f"memory: paperbot serve on {label}")
         start = time.perf_counter()
@@ -151,6 +164,7 @@ def run_memory(label: str, data_dir: Path, questions: list[str]) -> dict[str, An
         "label": label,
         "data_dir": str(data_dir),
         "startup_s": startup_s,
+        "bm25_warm": warm_lines(log_path),
         "idle": idle,
         "after": after,
         "queries": len(questions),
@@ -159,6 +173,13 @@ def run_memory(label: str, data_dir: Path, questions: list[str]) -> dict[str, An
         "answer_s": stats(list(answered.values())),
         "log": str(log_path),
     }
+
+
+def warm_lines(log_path: Path) -> list[str]:
+    """The BM25 warm-up's log lines (`retrieval/lexical_warm.py`) of a serve's log."""
+    # the console log wraps long lines: join them, then find each message
+    text = " ".join(log_path.read_text(errors="replace").split())
+    return re.findall(r"BM25 \w+ field at generation \d+: .*? in [\d.]+ s", text)
 
 
 def _memory_steps_process(data_dir: str, llm_url: str, conn: Connection) -> None:
@@ -287,6 +308,15 @@ def render_memory(memory: list[dict[str, Any]]) -> list[str]:
 
 def render(result: dict[str, Any]) -> str:
     out = report_header("Memory of `paperbot serve`", result) + render_memory(result["memory"])
+    for m in result["memory"]:
+        out += [f"- {m['label']}: answer seconds after the mention {m['answer_s']}"]
+        out += [f"- {m['label']}: BM25 warm-up: {line}" for line in m.get("bm25_warm", [])]
+    if result.get("chroma_server"):
+        chroma = result["chroma_server"]
+        out += [
+            f"- the `chroma run`: RSS {mib(chroma.get('VmRSS'))} MiB, peak {mib(chroma.get('VmHWM'))} MiB"
+        ]
+    out.append("")
     if result.get("memory_steps"):
         out += render_memory_steps(result["memory_steps"]["label"], result["memory_steps"]["steps"])
     return "\n".join(out)
@@ -297,7 +327,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--chunks", type=int, help="index size (bench_search.py's cache)")
     parser.add_argument("--queries", type=int, help="app_mentions answered by each serve")
     parser.add_argument("--skip-steps", action="store_true", help="skip the step-by-step breakdown")
+    parser.add_argument("--data-dir", type=Path, help="a built corpus, used in place")
+    parser.add_argument(
+        "--chroma-server", action="store_true", help="--data-dir: its vectors in a `chroma run`"
+    )
     args = parser.parse_args(argv)
+    if args.data_dir is not None:
+        return main_data_dir(args)
     chunks = args.chunks or (10_000 if args.quick else 100_000)
     questions = dev_questions()[: args.queries or (5 if args.quick else 10)]
 
@@ -316,6 +352,37 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["memory_steps"] = {"label": f"{chunks:,} chunks", "steps": memory_steps(big)}
     name = "bot-memory" + ("-quick" if args.quick else "")
     finish(name, result, render(result), started=started, as_json=args.json)
+    return result
+
+
+def main_data_dir(args: Any) -> dict[str, Any]:
+    """One `serve` on a built corpus in place (its vectors embedded, or in a `chroma run` on
+    the same files), asked distinct questions in the corpus's language."""
+    from benchmarks.bench_search import queries
+    from tests.support.chroma_server import ChromaServer
+
+    started = time.perf_counter()
+    result = begin()
+    questions = queries(None)[-(args.queries or 20) :]
+    server = ChromaServer(args.data_dir / "chroma") if args.chroma_server else None
+    extra: dict[str, str] = {}
+    if server is not None:
+        server.start(timeout=300)
+        extra = {"PAPERBOT_CHROMA_HOST": server.host, "PAPERBOT_CHROMA_PORT": str(server.port)}
+    try:
+        vectors = "a `chroma run`" if server is not None else "embedded Chroma"
+        label = f"{args.data_dir.name}, vectors in {vectors}"
+        result["memory"] = [run_memory(label, args.data_dir, questions, extra)]
+        if server is not None:
+            result["chroma_server"] = proc_status(server.pid)
+    finally:
+        if server is not None:
+            server.stop()
+    for line in result["memory"][0]["bm25_warm"]:
+        log(f"warm-up: {line}")
+    if server is not None:
+        log(f"chroma run RSS: {mib(result['chroma_server'].get('VmRSS'))} MiB")
+    finish("bot-memory-data-dir", result, render(result), started=started, as_json=args.json)
     return result
 
 
