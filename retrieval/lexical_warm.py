@@ -31,8 +31,9 @@ log = logging.getLogger(__name__)
 
 # a column shorter than this costs a query microseconds to compute: not worth the memory
 MIN_POSTINGS = 4096
-# the warmed columns take at most this share of the column cache, so the columns queries
-# compute themselves (rarer terms) do not push the warmed ones straight out again
+# the warmed columns take at most this share of the column cache: the columns queries compute
+# themselves (rarer terms) have the rest before they evict any. Past that the cache is an LRU
+# like before: a warmed column no query has used since goes first (the longest, warmed first)
 CACHE_SHARE = 0.75
 
 
@@ -65,19 +66,17 @@ def warm_columns(
     found.sort(key=lambda t: (-t[0], t[1], t[2]))
     columns = postings = nbytes = 0
     for length, s, col in found:
-        if stop is not None and stop.is_set():
-            return Warmed(
-                index.generation, columns, postings, nbytes, time.perf_counter() - started, False
-            )
         weight_bytes = length * np.dtype(np.float32).itemsize
-        if nbytes + weight_bytes > budget:
+        if (stop is not None and stop.is_set()) or nbytes + weight_bytes > budget:
             break
         seg = index.segments[s]
         index.column(seg, col, index.idf(seg.terms[col].decode()))
         columns += 1
         postings += length
         nbytes += weight_bytes
-    return Warmed(index.generation, columns, postings, nbytes, time.perf_counter() - started, True)
+    stopped = stop is not None and stop.is_set()
+    elapsed = time.perf_counter() - started
+    return Warmed(index.generation, columns, postings, nbytes, elapsed, not stopped)
 
 
 class ColumnWarmer:
@@ -92,6 +91,7 @@ class ColumnWarmer:
         self._thread: threading.Thread | None = None
         # the indexes of the latest `warm` (held until the next: they are the corpus's)
         self._fields: tuple[BM25Index, ...] = ()
+        self._closed = False
 
     def warm(self, fields: Iterable[tuple[str, BM25Index]]) -> None:
         """Start warming these fields (name, index) in the background."""
@@ -99,6 +99,8 @@ class ColumnWarmer:
             return
         todo = list(fields)
         with self._lock:
+            if self._closed:
+                return
             indexes = tuple(i for _, i in todo)
             if len(indexes) == len(self._fields) and all(
                 a is b for a, b in zip(indexes, self._fields, strict=True)
@@ -122,8 +124,9 @@ class ColumnWarmer:
         return not thread.is_alive()
 
     def close(self) -> None:
-        """Stop warming (the column being computed finishes first)."""
+        """Stop warming for good (the column being computed finishes first)."""
         with self._lock:
+            self._closed = True
             self._stop.set()
             thread = self._thread
         if thread is not None:

@@ -253,9 +253,9 @@ class RetrievalSettings(PaperbotSettings):
         ge=0,
         le=192,
         description=(
-            "`paperbot serve`: MiB per BM25 field of frequent terms' weights computed in the "
-            "background after each index change, so a question's common words cost no "
-            "weight pass; 0 = off (each query computes what it needs)."
+            "`paperbot serve` and the ASGI app: MiB per BM25 field of frequent terms' weights "
+            "computed in the background after each index change, so a question's common words "
+            "cost no weight pass; 0 = off (each query computes what it needs)."
         ),
     )
     # --- relevance (the refusal gate, /papers search, subscriptions, digest topics) ---

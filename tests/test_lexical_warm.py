@@ -13,7 +13,7 @@ import pytest
 from retrieval import lexical_warm
 from retrieval.lexical import BM25Index, LexicalDoc
 from retrieval.lexical_segments import Segment
-from retrieval.lexical_warm import ColumnWarmer, warm_columns
+from retrieval.lexical_warm import ColumnWarmer, Warmed, warm_columns
 
 WORDS = [f"w{i}" for i in range(60)]
 
@@ -52,34 +52,50 @@ def small_columns(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_warmed_columns_give_the_same_scores_bit_for_bit(small_columns: None) -> None:
     segments = _segments(3000, 3)
-    cold, warm = _index(segments), _index(segments)
+    warm = _index(segments)
     done = warm_columns(warm, 10**9)
     assert done.complete and done.columns > 0 and done.generation == 7
     ids = [f"d{i:05d}" for i in range(0, 3000, 37)]
+    since = date(2024, 6, 1)
     for query in QUERIES:
-        assert warm.query(query).top(40) == cold.query(query).top(40)
-        assert warm.query(query).of(ids) == cold.query(query).of(ids)
-        scored = warm.query(query, since=date(2024, 6, 1))
-        assert scored.top(40) == cold.query(query, since=date(2024, 6, 1)).top(40)
+        # each against an index that never weighted a column: its lookups binary-search the
+        # postings and weigh only the positions they need (`postings_weights`)
+        assert warm.query(query).of(ids) == _index(segments).query(query).of(ids)
+        assert warm.query(query).top(40) == _index(segments).query(query).top(40)
+        warm_since = warm.query(query, since=since).of(ids)
+        assert warm_since == _index(segments).query(query, since=since).of(ids)
+        assert warm.query(query, since=since).top(40) == (
+            _index(segments).query(query, since=since).top(40)
+        )
 
 
-def test_the_longest_columns_are_warmed_first_within_the_budget(small_columns: None) -> None:
+def test_the_longest_columns_are_warmed_first_within_the_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(lexical_warm, "MIN_POSTINGS", 200)
     index = _index(_segments(3000, 2))
     lengths = sorted(
         (
             (int(n), s, c)
             for s, seg in enumerate(index.segments)
             for c, n in enumerate(np.diff(seg.ptr))
-            if n >= 50
+            if n >= 200
         ),
-        reverse=True,
+        key=lambda t: (-t[0], t[1], t[2]),  # longest first, ties by segment and column
     )
     budget = sum(n for n, _, _ in lengths[:5]) * 4  # the five longest, in bytes of float32
+    assert warm_columns(_index(index.segments), 10**9).columns == len(lengths)
     done = warm_columns(index, budget)
     assert (done.columns, done.nbytes) == (5, budget)
     kept = set(index._columns)
     assert kept == {(id(index.segments[s]), c) for _, s, c in lengths[:5]}
-    assert all(n >= 50 for n, _, _ in lengths)  # nothing under MIN_POSTINGS was a candidate
+    short = [
+        (s, c)
+        for s, seg in enumerate(index.segments)
+        for c, n in enumerate(np.diff(seg.ptr))
+        if n < 200
+    ]
+    assert short and not kept & {(id(index.segments[s]), c) for s, c in short}
 
 
 def test_short_columns_are_left_to_the_queries() -> None:
@@ -95,6 +111,34 @@ def test_a_stop_ends_the_warm_up_between_columns(small_columns: None) -> None:
     index = _index(_segments(2000, 2))
     done = warm_columns(index, 10**9, stop)
     assert not done.complete and done.columns == 0 and not index._columns
+    small = _index(_segments(300, 1))  # no column to warm: stopped is still not complete
+    assert not warm_columns(small, 10**9, stop).complete
+
+
+def test_a_newer_set_stops_the_warm_up_in_progress(monkeypatch: pytest.MonkeyPatch) -> None:
+    started, calls = threading.Event(), []
+    real = lexical_warm.warm_columns
+    first = _index(_segments(600, 1))
+
+    def slow(index: BM25Index, budget: int, stop: threading.Event | None = None) -> Warmed:
+        calls.append(index)
+        if index is first:  # a long warm-up: runs until told to stop
+            started.set()
+            assert stop is not None and stop.wait(30)
+        return real(index, budget, stop)
+
+    monkeypatch.setattr(lexical_warm, "warm_columns", slow)
+    warmer = ColumnWarmer(10**8)
+    warmer.warm([("chunks", first)])
+    assert started.wait(30)
+    second = _index(_segments(600, 1, seed=9))
+    warmer.warm([("chunks", second)])
+    assert warmer.wait(30)
+    assert calls == [first, second]
+    assert warmer.last["chunks"].complete  # the second's; the stopped first recorded nothing
+    warmer.close()
+    warmer.warm([("chunks", _index(_segments(600, 1, seed=11)))])  # closed: nothing starts
+    assert len(calls) == 2
 
 
 def test_the_warmer_warms_each_new_set_once_in_the_background(small_columns: None) -> None:

@@ -361,8 +361,8 @@ class FeedWatcher:
         """How long the thread may sleep: until the next feed is due, at most max_sleep."""
         try:
             dues = [s.next_due for f, s in self.runner.feeds() if f.enabled]
-        except Exception:
-            return self.max_sleep
+        except Exception:  # the store is down: not more often than a due feed is looked at
+            return max(5.0, self.max_sleep)
         # a feed due now but not polled is being polled by another process: look again soon
         waits = [0.0 if d is None else (d - now).total_seconds() for d in dues]
         return max(5.0, min([self.max_sleep, *waits]))
