@@ -160,15 +160,17 @@ def measure(
     *,
     name: str = "bench",
     key: Callable[[str], int] = int,
+    embedding_function: Any = None,
 ) -> dict[str, Any]:
     """``path``: a directory holding ``chroma/`` with the collection ``name``, whose ids
-    ``key`` maps to the exact search's row numbers."""
+    ``key`` maps to the exact search's row numbers (``embedding_function``: the one the
+    collection was made with, which Chroma needs to change its configuration)."""
     client, system = connect_embedded(path / "chroma")
-    collection = client.get_collection(name)
+    collection = client.get_collection(name, embedding_function=embedding_function)
     if apply_ef_search(collection, ef, f"bench M at {path}"):
         system.stop()  # measure on a client opened after the change
         client, system = connect_embedded(path / "chroma")
-        collection = client.get_collection(name)
+        collection = client.get_collection(name, embedding_function=embedding_function)
     assert Hnsw.of(collection.configuration_json).ef_search == ef  # type: ignore[union-attr]
     start = time.perf_counter()
     collection.query(query_embeddings=[query_vectors[0]], n_results=K)  # loads the index
@@ -287,6 +289,8 @@ def corpus_vectors(data_dir: Path, model: str) -> tuple[list[str], np.ndarray]:
 
 def main_data_dir(args: Any) -> dict[str, Any]:
     """Recall and latency of a built corpus's own collection at several ef_search values."""
+    from retrieval.chroma_function import ChromaEmbeddingFunction
+
     started = time.perf_counter()
     result = begin()
     settings = make_settings(args.data_dir)
@@ -299,9 +303,10 @@ def main_data_dir(args: Any) -> dict[str, Any]:
     log(f"exact top-{K} of {len(texts)} questions over {len(ids):,} vectors")
     exact = Exact.blocked(vectors, query_vectors)
     del vectors
+    function = ChromaEmbeddingFunction(embedder)
     client, system = connect_embedded(args.data_dir / "chroma")
     [name] = [c.name for c in client.list_collections()]
-    built = Hnsw.of(client.get_collection(name).configuration_json)
+    built = Hnsw.of(client.get_collection(name, embedding_function=function).configuration_json)
     system.stop()
     assert built is not None
     result.update(
@@ -318,13 +323,20 @@ def main_data_dir(args: Any) -> dict[str, Any]:
         for ef in args.ef:
             row = {"m": built.m, "build_s": float("nan"), **files}
             row |= measure(
-                args.data_dir, ef, query_vectors, exact, name=name, key=row_of.__getitem__
+                args.data_dir,
+                ef,
+                query_vectors,
+                exact,
+                name=name,
+                key=row_of.__getitem__,
+                embedding_function=function,
             )
             log(f"M={built.m} ef={ef}: {json.dumps(row)}")
             result["runs"].append(row)
     finally:
         client, system = connect_embedded(args.data_dir / "chroma")
-        apply_ef_search(client.get_collection(name), built.ef_search, "restore")
+        restored = client.get_collection(name, embedding_function=function)
+        apply_ef_search(restored, built.ef_search, "restore")
         system.stop()
     finish("bench_hnsw_corpus", result, render(result), started=started, as_json=args.json)
     return result

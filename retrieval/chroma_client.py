@@ -180,6 +180,20 @@ def create_collection(
         raise
 
 
+def register_function() -> None:
+    """Tell chromadb the class behind the name "paperbot" in a collection's configuration.
+    Chroma rebuilds a collection's embedding function from that name whenever it reads the
+    configuration (opening the collection, changing its ef_search), but registers a class
+    only when a process creates a collection with it: a process that opens an existing one
+    got "Could not reconstruct embedding function paperbot" warnings, and its configuration
+    without the function. Idempotent."""
+    from chromadb.utils.embedding_functions import register_embedding_function
+
+    from retrieval.chroma_function import ChromaEmbeddingFunction
+
+    register_embedding_function(ChromaEmbeddingFunction)
+
+
 # One lock for chroma's process-wide cache of Systems (chroma does not lock it itself).
 _SYSTEMS_LOCK = threading.Lock()
 
@@ -201,6 +215,7 @@ def connect_embedded(path: Path) -> tuple[Any, Any]:
     import chromadb
     from chromadb.api.shared_system_client import SharedSystemClient
 
+    register_function()
     if path.is_dir() and not _writable_tree(path):
         path = _read_only_copy(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -283,6 +298,8 @@ def server_settings(settings: RetrievalSettings) -> Any:
 def connect_server(settings: RetrievalSettings, where: str) -> tuple[Any, None]:
     """An HttpClient for the server's tenant and database (both checked now, as the token)."""
     import chromadb
+
+    register_function()
 
     try:
         client = chromadb.HttpClient(

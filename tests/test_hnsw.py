@@ -5,6 +5,7 @@ ef_search in place."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -57,7 +58,10 @@ def test_a_new_collection_gets_the_settings_parameters_and_cosine(
 
 
 def test_an_existing_collection_keeps_its_build_parameters_and_takes_ef_search(
-    make_settings: Callable[..., RetrievalSettings], sample_page: Path, tmp_path: Path
+    make_settings: Callable[..., RetrievalSettings],
+    sample_page: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     papers = _papers(sample_page)
     data_dir = tmp_path / "data"
@@ -67,6 +71,11 @@ def test_an_existing_collection_keeps_its_build_parameters_and_takes_ef_search(
     first.ingest(papers[:5])
     vectors = first.store.count()
     first.close()
+    # as in a new process: Chroma knows the "paperbot" function only once registered (creating
+    # a collection with it does that; opening one does not)
+    from chromadb.utils.embedding_functions import known_embedding_functions
+
+    monkeypatch.delitem(known_embedding_functions, "paperbot")
 
     new = make_settings(data_dir=data_dir, hnsw_m=32, hnsw_ef_construction=400, hnsw_ef_search=40)
     reader = Corpus(new, embedder=FakeEmbedder())
@@ -80,7 +89,10 @@ def test_an_existing_collection_keeps_its_build_parameters_and_takes_ef_search(
     reader.close()
 
     owner = Corpus(new, embedder=FakeEmbedder())
-    owner.ingest(papers[5:8])  # the owner's next write applies ef_search, and only that
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        owner.ingest(papers[5:8])  # the owner's next write applies ef_search, and only that
+    assert not [w for w in caught if "Could not reconstruct" in str(w.message)]
     assert owner.store.hnsw_status().actual == Hnsw(16, 100, 40)
     assert owner.store.count() > vectors  # the same collection, not a silent re-index
     assert owner.search(papers[6].title, 1)[0].paper.paper_id == papers[6].paper_id
