@@ -279,6 +279,12 @@ class Corpus:
             self._warm()  # (a no-op for fields already being warmed)
             return self._warmer
 
+    def lexical_warmth(self) -> dict[str, Any] | None:
+        """The BM25 warm-up's status (`ColumnWarmer.status`), None when this process does
+        not warm."""
+        warmer = self._warmer
+        return warmer.status() if warmer is not None else None
+
     def _warm(self) -> None:
         if self._warmer is not None and self._lexical:
             self._warmer.warm(self._lexical.items())

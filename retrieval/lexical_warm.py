@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -113,6 +114,24 @@ class ColumnWarmer:
                 target=self._run, args=(todo, stop), name="paperbot-bm25-warm", daemon=True
             )
             self._thread.start()
+
+    def status(self) -> dict[str, Any]:
+        """For /readyz: the budget, whether a warm-up is running, each field's last one."""
+        with self._lock:
+            running = self._thread is not None and self._thread.is_alive()
+        return {
+            "budget_mib": self.budget_bytes / 2**20,
+            "running": running,
+            "fields": {
+                name: {
+                    "generation": w.generation,
+                    "columns": w.columns,
+                    "mib": round(w.nbytes / 2**20, 1),
+                    "seconds": round(w.seconds, 3),
+                }
+                for name, w in self.last.items()
+            },
+        }
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the current warm-up to end; False on timeout."""

@@ -220,6 +220,30 @@ def test_healthz_and_readyz(services: Any) -> None:
     (live, _), (ready, ready_body) = results["down"]
     assert live == 200 and ready == 503 and ready_body["slack_auth"]["error"] == "invalid_auth"
     assert results["q"][1][1]["queue"] == {"ok": True, "depth": 3}
+    assert "bm25_warm" not in ready_body  # a corpus that does not warm shows nothing
+
+
+def test_readyz_shows_the_bm25_warm_up(services: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.services import Services
+    from retrieval import Corpus, lexical_warm
+
+    monkeypatch.setattr(lexical_warm, "MIN_POSTINGS", 2)
+    # a corpus of its own on the module's data: the shared one must not start warming
+    corpus = Corpus(services.corpus.settings, embedder=services.corpus.embedder)
+    warming = Services.build(corpus.settings, corpus=corpus, llm=None)
+    try:
+        assert corpus.keep_lexical_warm().wait(30)
+        generation = corpus.state.generation
+        with FakeSlackAPI() as api:
+            asgi = create_asgi_app(slack_settings(api), warming, auth={"ok": True, "team": "T"})
+            [_, (ready, body)] = _health(asgi)
+    finally:
+        corpus.close()
+        warming.store.close()
+    assert ready == 200 and body["bm25_warm"]["ok"] and not body["bm25_warm"]["running"]
+    fields = body["bm25_warm"]["fields"]
+    assert set(fields) == {"chunks", "papers"} and fields["chunks"]["columns"] > 0
+    assert fields["chunks"]["generation"] == generation and fields["papers"]["mib"] >= 0
 
 
 def _health(asgi: SlackASGI) -> list[tuple[int, dict[str, Any]]]:
@@ -348,6 +372,8 @@ def test_serve_http_json_logs_health_no_bodies_and_sigterm(serve_env: dict[str, 
             _wait(base + "/healthz", process, lambda r: r.json().get("papers") == 1)
             ready = _wait(base + "/readyz", process, lambda r: r.status_code == 200).json()
             assert ready["ok"] and ready["slack_auth"]["ok"] and ready["feeds"]["ok"]
+            warm = ready["bm25_warm"]  # serve warms; the sample corpus has no long column
+            assert warm["ok"] and warm["budget_mib"] == 160 and isinstance(warm["running"], bool)
             forged = httpx.post(base + "/slack/events", content=f'{{"x": "{MARKER}"}}')
             assert forged.status_code == 401
             signed = post(base + "/slack/events", url_verification("live"), secret=SECRET)

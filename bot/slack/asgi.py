@@ -245,8 +245,9 @@ def readiness_check(
     auth: dict[str, Any] | None = None,
     queue: Check | None = None,
 ) -> Check:
-    """/readyz: state store, vector store, model, Slack auth, feeds, answer queue; `ok` is
-    false (503) when any part that the bot needs to answer is down."""
+    """/readyz: state store, vector store, model, Slack auth, feeds, answer queue (and the BM25
+    warm-up's progress, never failing); `ok` is false (503) when any part that the bot needs
+    to answer is down."""
 
     def check() -> dict[str, Any]:
         from bot.slack.feed_watcher import health
@@ -263,6 +264,9 @@ def readiness_check(
         }
         if queue is not None:
             checks["queue"] = _probe(queue)
+        warmth = services.corpus.lexical_warmth()
+        if warmth is not None:  # for a glance: searches work while it warms
+            checks["bm25_warm"] = {"ok": True, **warmth}
         ok = all(c.get("ok", False) for c in checks.values())
         return {"ok": ok, **checks}
 
