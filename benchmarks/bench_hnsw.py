@@ -290,6 +290,7 @@ def corpus_vectors(data_dir: Path, model: str) -> tuple[list[str], np.ndarray]:
 def main_data_dir(args: Any) -> dict[str, Any]:
     """Recall and latency of a built corpus's own collection at several ef_search values."""
     from retrieval.chroma_function import ChromaEmbeddingFunction
+    from retrieval.store import collection_name
 
     started = time.perf_counter()
     result = begin()
@@ -305,7 +306,12 @@ def main_data_dir(args: Any) -> dict[str, Any]:
     del vectors
     function = ChromaEmbeddingFunction(embedder)
     client, system = connect_embedded(args.data_dir / "chroma")
-    [name] = [c.name for c in client.list_collections()]
+    names = [c.name for c in client.list_collections()]
+    name = (
+        names[0]
+        if len(names) == 1
+        else collection_name(settings.chroma_collection, embedder.model_id)
+    )
     built = Hnsw.of(client.get_collection(name, embedding_function=function).configuration_json)
     system.stop()
     assert built is not None
@@ -321,7 +327,7 @@ def main_data_dir(args: Any) -> dict[str, Any]:
     files = index_files(args.data_dir / "chroma")
     try:
         for ef in args.ef:
-            row = {"m": built.m, "build_s": float("nan"), **files}
+            row = {"m": built.m, "build_s": None, **files}  # built elsewhere (not timed here)
             row |= measure(
                 args.data_dir,
                 ef,
@@ -371,8 +377,8 @@ def render(result: dict[str, Any]) -> str:
             r["recall_min"],
             r["p50_ms"],
             r["p95_ms"],
-            result["exact_ms"] / r["p50_ms"],
-            r["build_s"],
+            result["exact_ms"] / r["p50_ms"] if "data_dir" not in result else "–",
+            r["build_s"] if r["build_s"] is not None else "–",
             round(r["hnsw_bytes"] / n),
             round(r["dir_bytes"] / n),
         ]

@@ -117,8 +117,9 @@ class ColumnWarmer:
 
     def status(self) -> dict[str, Any]:
         """For /readyz: the budget, whether a warm-up is running, each field's last one."""
-        with self._lock:
+        with self._lock:  # `_run` adds to `last` under the same lock
             running = self._thread is not None and self._thread.is_alive()
+            last = dict(self.last)
         return {
             "budget_mib": self.budget_bytes / 2**20,
             "running": running,
@@ -129,7 +130,7 @@ class ColumnWarmer:
                     "mib": round(w.nbytes / 2**20, 1),
                     "seconds": round(w.seconds, 3),
                 }
-                for name, w in self.last.items()
+                for name, w in last.items()
             },
         }
 
@@ -160,7 +161,8 @@ class ColumnWarmer:
                 return
             if not done.complete:
                 return
-            self.last[name] = done
+            with self._lock:
+                self.last[name] = done
             log.info(
                 "BM25 %s field at generation %d: %d frequent columns kept (%d postings, "
                 "%.0f MiB) in %.2f s",
