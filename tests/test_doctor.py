@@ -98,3 +98,26 @@ def test_a_chroma_token_over_plain_http_to_another_host_fails_with_the_fix(
     without_token = make_settings(chroma_host=host, chroma_port=free_port())
     checks = _by_name(run_checks(without_token, make_answer_settings(), slack))
     assert "Chroma transport" not in checks
+
+
+def test_each_check_is_reported_as_soon_as_it_completes(
+    settings: RetrievalSettings,
+    make_answer_settings: Callable[..., AnswerSettings],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At 10⁶ chunks the data files' check and the vector store take a minute or more: the
+    checks before them are printed first, in the order `run_checks` gives."""
+    from bot.cli import doctor
+
+    ran: list[str] = []
+    slow = doctor._store
+    monkeypatch.setattr(doctor, "_store", lambda corpus: ran.append("store") or slow(corpus))
+    slack = SlackSettings(_env_file=None)  # type: ignore[call-arg]
+    checks = doctor.iter_checks(settings, make_answer_settings(), slack)
+    first = [next(checks) for _ in range(3)]
+    assert [c.name for c in first] == ["config", "data dir", "data files"] and not ran
+    rest = list(checks)
+    assert ran == ["store"]
+    names = [c.name for c in first + rest]
+    assert names == [c.name for c in run_checks(settings, make_answer_settings(), slack)]
+    assert names[-2:] == ["Slack", "feeds"]

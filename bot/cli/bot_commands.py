@@ -299,10 +299,12 @@ def chat() -> None:
 def doctor() -> None:
     """Check settings, data dir, tokenizer, embedding model, vector store, index, LLM and
     Slack; print a pass/fail line with a fix for each."""
-    from bot.cli.doctor import run_checks
+    from bot.cli.doctor import iter_checks
 
-    checks = run_checks(options.settings(), options.answer_settings(), options.slack_settings())
-    for check in checks:
+    checks = []  # each line printed as its check completes (some take a minute at 10⁶ chunks)
+    settings, answer_settings = options.settings(), options.answer_settings()
+    for check in iter_checks(settings, answer_settings, options.slack_settings()):
+        checks.append(check)
         mark = "PASS" if check.ok else "FAIL"
         typer.echo(render.plain(f"[{mark}] {check.name}: {check.detail}"))
         if not check.ok:

