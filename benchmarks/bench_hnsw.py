@@ -251,37 +251,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def corpus_vectors(data_dir: Path, model: str) -> tuple[list[str], np.ndarray]:
-    """Every chunk id of a built corpus and its vector, from the state's embedding cache."""
-    import sqlite3
-
+    """Every chunk id of a built corpus and its vector, from the state's embedding cache (by
+    the hash of the chunk's `embed_text`, as the ingest stored it)."""
     from retrieval.ingest import text_hash
+    from retrieval.state import StateStore
 
-    db = sqlite3.connect(f"file:{data_dir / 'state.sqlite3'}?mode=ro", uri=True)
-    rows = db.execute(
-        "SELECT c.chunk_id, p.title, c.text FROM chunks c JOIN papers p USING (paper_id) "
-        "ORDER BY c.chunk_id"
-    ).fetchall()
-    ids = [r[0] for r in rows]
-    hashes = [text_hash(f"{title}\n\n{text}") for _, title, text in rows]
-    del rows
+    state = StateStore(make_settings(data_dir).state_path)
+    ids = sorted(state.chunk_ids())
     vectors = np.zeros((len(ids), 384), dtype=np.float32)
     found = 0
-    for lo in range(0, len(hashes), 900):
-        part = hashes[lo : lo + 900]
-        marks = ",".join("?" * len(part))
-        got = dict(
-            db.execute(
-                f"SELECT text_hash, vector FROM embedding_cache WHERE model = ? "
-                f"AND text_hash IN ({marks})",
-                [model, *part],
-            ).fetchall()
-        )
-        for i, h in enumerate(part, start=lo):
-            blob = got.get(h)
-            if blob is not None:
-                vectors[i] = np.frombuffer(blob, dtype=np.float32)
+    for lo in range(0, len(ids), 2000):
+        chunks = state.get_chunks(ids[lo : lo + 2000])
+        hashes = {cid: text_hash(chunk.embed_text) for cid, chunk in chunks.items()}
+        cached = state.cached_vectors(model, list(hashes.values()))
+        for i, cid in enumerate(ids[lo : lo + 2000], start=lo):
+            vector = cached.get(hashes.get(cid, ""))
+            if vector is not None:
+                vectors[i] = vector
                 found += 1
-    db.close()
+    state.close()
     if found != len(ids):
         raise SystemExit(f"{len(ids) - found} of {len(ids)} chunks have no cached vector")
     return ids, vectors
