@@ -42,7 +42,7 @@ _EXPORTS = {
     "Relevance": "retrieval.search",
     "RetrievalSettings": "retrieval.settings",
     "default_data_dir": "retrieval.settings",
-    "STOPWORDS": "retrieval.lexical",
+    "STOPWORDS": "retrieval.lexical_terms",
     "SearchFilters": "retrieval.search",
     "unfound": "retrieval.search",
     "SourceError": "retrieval.errors",
@@ -60,7 +60,7 @@ _EXPORTS = {
     "secret_values": "retrieval.redaction",
     "split_sentences": "retrieval.normalize",
     "title_key": "retrieval.normalize",
-    "tokenize": "retrieval.lexical",
+    "tokenize": "retrieval.lexical_terms",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -107,9 +107,9 @@ if TYPE_CHECKING:
         StoreUnavailableError as StoreUnavailableError,
     )
     from retrieval.lexical import QUESTION_WORDS as QUESTION_WORDS
-    from retrieval.lexical import STOPWORDS as STOPWORDS
     from retrieval.lexical import name_terms as name_terms
-    from retrieval.lexical import tokenize as tokenize
+    from retrieval.lexical_terms import STOPWORDS as STOPWORDS
+    from retrieval.lexical_terms import tokenize as tokenize
     from retrieval.models import (
         MANUAL_FEED as MANUAL_FEED,
     )

@@ -28,7 +28,8 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from retrieval.lexical import QUESTION_WORDS, STOPWORDS, name_terms, tokenize
+from retrieval.lexical import QUESTION_WORDS, name_terms
+from retrieval.lexical_terms import STOPWORDS, tokenize
 
 PREFIX_LETTERS = 5
 # word shapes that are rarely a topic noun: inflected verbs, adjectives, adverbs

@@ -12,7 +12,6 @@ nouns that the refusal gate checks against the retrieved papers.
 from __future__ import annotations
 
 import bisect
-import functools
 import logging
 import os
 import re
@@ -27,51 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
+from retrieval import lexical_terms
 from retrieval.lexical_scores import LexicalScores, SegmentPlan, TermPlan
 from retrieval.lexical_segments import K1, Segment, Terms, as_bytes, merge
+from retrieval.lexical_terms import stem, tokenize
 
 log = logging.getLogger(__name__)
 
 # saturated term frequencies of recent query terms kept per index (`BM25Index.column`)
 COLUMN_CACHE_BYTES = 256 * 1024 * 1024
-
-_WORD = re.compile(r"[a-z0-9]+")
-# fmt: off
-STOPWORDS = frozenset(
-    {
-        "a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and",
-        "any", "are", "as", "at", "be", "because", "been", "before", "being", "below",
-        "between", "both", "but", "by", "can", "could", "did", "do", "does", "doing", "down",
-        "during", "each", "few", "for", "from", "further", "had", "has", "have", "having",
-        "he", "her", "here", "hers", "him", "his", "how", "i", "if", "in", "into", "introduce",
-        "introduces", "is", "it", "its", "itself", "just", "me", "more", "most", "my", "no",
-        "nor", "not", "of", "off", "on", "once", "only", "or", "other", "our", "ours", "out",
-        "over", "own", "paper", "present", "propose", "proposed", "same", "she", "should",
-        "so", "some", "such", "than", "that", "the", "their", "theirs", "them", "then",
-        "there", "these", "they", "this", "those", "through", "to", "too", "under", "until",
-        "up", "very", "was", "we", "were", "what", "when", "where", "which", "while", "who",
-        "whom", "why", "will", "with", "would", "you", "your",
-    }
-)
-# fmt: on
-
-
-def tokenize(text: str) -> list[str]:
-    """Lower-case words without stopwords, with plural endings folded ('models' -> 'model')."""
-    folded = unicodedata.normalize("NFKD", text).casefold()
-    return [term for w in _WORD.findall(folded) if (term := _term(w)) is not None]
-
-
-def _stem(word: str) -> str:
-    if len(word) > 4 and word.endswith("ies"):
-        return word[:-3] + "y"
-    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        return word[:-1]
-    return word
-
-
-# A word's index term (None: a stopword), memoised: 10⁸ calls over 10⁶ chunks, few words.
-_term = functools.lru_cache(maxsize=1 << 17)(lambda w: None if w in STOPWORDS else _stem(w))
 
 
 # Words a question uses to ask, not to name what it asks about: never distinctive.
@@ -139,7 +102,7 @@ class BM25Index:
 
     @classmethod
     def build(cls, docs: Iterable[LexicalDoc], generation: int) -> BM25Index:
-        return cls([Segment.from_docs(_rows(docs), tokenize)], generation)
+        return cls([segment_of(docs)], generation)
 
     def query(
         self,
@@ -401,9 +364,15 @@ class BM25Index:
             return None
 
 
+def segment_of(docs: Iterable[LexicalDoc], name: str | None = None) -> Segment:
+    """One segment of these documents, analysed as every field is (`lexical_terms`)."""
+    return Segment.from_docs(_rows(docs), lexical_terms.words, lexical_terms.term, name)
+
+
 def _rows(docs: Iterable[LexicalDoc]) -> Iterator[tuple[str, str, int, str]]:
     for doc in docs:
-        stamp = int(doc.published.strftime("%Y%m%d")) if doc.published else 0
+        day = doc.published
+        stamp = day.year * 10000 + day.month * 100 + day.day if day else 0  # yyyymmdd
         yield doc.chunk_id, doc.text, stamp, doc.source
 
 
@@ -420,7 +389,7 @@ def name_terms(text: str) -> set[str]:
     a word ("GVGEN", "LLaVA", "Atari", "GPT4"); amounts and two-letter fragments excluded."""
     words = re.findall(r"[A-Za-z0-9]+", unicodedata.normalize("NFKD", text))
     names = {
-        _stem(w.casefold())
+        stem(w.casefold())
         for i, w in enumerate(words)
         if _NAME_LIKE.match(w) and (i > 0 or not w[1:].islower())
     }

@@ -193,15 +193,21 @@ class Segment:
     def from_docs(
         cls,
         docs: Iterable[tuple[str, str, int, str]],
-        tokenize: Callable[[str], list[str]],
+        words: Callable[[str], list[str]],
+        term: Callable[[str], str | None],
         name: str | None = None,
     ) -> Segment:
-        """A segment of (id, text, yyyymmdd, source) documents; a repeated id keeps the last."""
+        """A segment of (id, text, yyyymmdd, source) documents; a repeated id keeps the last.
+
+        A document's terms are ``term(w)`` for each of its ``words`` (None: not indexed). Each
+        distinct word is mapped to its column once per segment, so the per-word work is one
+        dictionary lookup (a build over 10⁵ chunks sees ~10⁷ words and ~10⁵ distinct ones)."""
         ids: list[str] = []
         stamps = array("i")
         srcs = array("H")
         source_codes: dict[str, int] = {}
         vocab: dict[str, int] = {}
+        column_of: dict[str, int] = {}  # word -> its term's column; -1: not indexed
         rows = array("i")
         cols = array("i")
         tfs = array("i")
@@ -210,12 +216,21 @@ class Segment:
             ids.append(doc_id)
             stamps.append(stamp)
             srcs.append(source_codes.setdefault(source, len(source_codes)))
-            tokens = tokenize(text)
-            terms = Counter(tokens)
-            lengths.append(len(tokens))
-            rows.extend(repeat(row, len(terms)))
-            cols.extend([vocab.setdefault(term, len(vocab)) for term in terms])
-            tfs.extend(terms.values())
+            found = words(text)
+            try:
+                columns = list(map(column_of.__getitem__, found))
+            except KeyError:  # a word this segment has not seen yet
+                for word in found:
+                    if word not in column_of:
+                        t = term(word)
+                        column_of[word] = -1 if t is None else vocab.setdefault(t, len(vocab))
+                columns = list(map(column_of.__getitem__, found))
+            counts = Counter(columns)
+            skipped = counts.pop(-1, 0)
+            lengths.append(len(columns) - skipped)
+            rows.extend(repeat(row, len(counts)))
+            cols.extend(counts)
+            tfs.extend(counts.values())
         return cls.from_postings(
             ids,
             np.frombuffer(lengths, dtype=np.int32),

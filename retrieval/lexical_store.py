@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from retrieval.lexical import BM25Index, LexicalDoc, tokenize
+from retrieval.lexical import BM25Index, LexicalDoc, segment_of
 from retrieval.lexical_segments import Segment, load_npy, merge
 
 log = logging.getLogger(__name__)
@@ -172,16 +172,7 @@ class SegmentStore:
         return out_s, out_d
 
     def _write(self, docs: list[LexicalDoc]) -> Segment:
-        rows = (
-            (
-                d.chunk_id,
-                d.text,
-                int(d.published.strftime("%Y%m%d")) if d.published else 0,
-                d.source,
-            )
-            for d in docs
-        )
-        return self._write_segment(Segment.from_docs(rows, tokenize))
+        return self._write_segment(segment_of(docs))
 
     def _write_segment(self, segment: Segment) -> Segment:
         self.root.mkdir(parents=True, exist_ok=True)

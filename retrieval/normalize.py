@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import re
@@ -17,7 +18,6 @@ DEFAULT_MAX_ABSTRACT_CHARS = 20_000
 MIN_ABSTRACT_CHARS = 20
 MAX_TITLE_CHARS = 500
 
-_WS = re.compile(r"\s+")
 _JOINERS = frozenset("\u200c\u200d")
 # CSI (ESC [ ... final, or C1 CSI), OSC (ESC ] ... BEL or ESC \\), and two-character escapes.
 _ANSI_SEQUENCE = re.compile(
@@ -64,7 +64,9 @@ def clean_text(text: str) -> str:
         visible = unescaped.translate(dict.fromkeys(map(ord, hidden))) if hidden else unescaped
     if "\u200c" in visible or "\u200d" in visible:
         visible = _JOINER_RUN.sub(_joiner_in_place, visible)
-    return _WS.sub(" ", unicodedata.normalize("NFC", visible)).strip()
+    # Whitespace runs to one space: str.split() splits on exactly what `\s` matches
+    # (str.isspace), ~5x faster than a regex substitution over an abstract.
+    return " ".join(unicodedata.normalize("NFC", visible).split())
 
 
 def _shown(ch: str) -> bool:
@@ -91,6 +93,7 @@ def _joins(ch: str) -> bool:
     return category[0] in "LM" and not ch.isascii() and "LATIN" not in unicodedata.name(ch, "")
 
 
+@functools.lru_cache(maxsize=4096)  # an ingest asks for each title's key three times
 def title_key(title: str) -> str:
     """A case- and punctuation-insensitive key for matching titles across sources."""
     # Without the joiners clean_text keeps: a paper's id stays what it was before they were.

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from retrieval import lexical_scores
+from retrieval import lexical_scores, lexical_terms
 from retrieval.errors import StateFileError
 from retrieval.lexical import BM25Index, LexicalDoc, tokenize
 from retrieval.lexical_scores import scatter_add
@@ -78,7 +78,8 @@ def test_top_and_lookups_are_the_textbook_scores_over_segments_and_filters(seed:
                 )
                 for d in p
             ),
-            tokenize,
+            lexical_terms.words,
+            lexical_terms.term,
         )
         for p in parts
     ]

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from retrieval import lexical_terms
 from retrieval.lexical import BM25Index, LexicalDoc, tokenize
 from retrieval.lexical_segments import Segment, as_bytes, merge
 from retrieval.lexical_store import SegmentStore, live_ids
@@ -132,7 +133,10 @@ def test_a_reader_keeps_its_mapping_while_a_writer_replaces_the_index(tmp_path: 
 def test_segment_files_round_trip_and_merge(tmp_path: Path) -> None:
     docs = _docs(120, seed=5)
     seg = Segment.from_docs(
-        ((d.chunk_id, d.text, 0, d.source) for d in docs), tokenize, name="seg-test"
+        ((d.chunk_id, d.text, 0, d.source) for d in docs),
+        lexical_terms.words,
+        lexical_terms.term,
+        name="seg-test",
     )
     opened = Segment.open(seg.write(tmp_path))
     assert not opened.rows.flags.owndata and not opened.rows.flags.writeable  # mapped
@@ -149,7 +153,7 @@ def test_locate_ids_longer_or_shorter_than_the_segments_own() -> None:
     """Ids are looked up in the segment's own width: one longer than its longest id is not in
     it even when its first bytes are (e.g. "2301.00001#1:…" against "2301.00001")."""
     docs = [("p-1", "alpha beta", 0, "hf"), ("p-22", "beta gamma", 0, "hf")]
-    seg = Segment.from_docs(iter(docs), tokenize, name="ids")
+    seg = Segment.from_docs(iter(docs), lexical_terms.words, lexical_terms.term, name="ids")
     assert seg.ids.dtype.itemsize == 4
     found = seg.locate(as_bytes(["p-1", "p-22", "p-221", "p-1x", "p-2", "zz"]))
     assert found.tolist() == [0, 1, -1, -1, -1, -1]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval import lexical_warm
+from retrieval import lexical_terms, lexical_warm
 from retrieval.lexical import BM25Index, LexicalDoc
 from retrieval.lexical_segments import Segment
 from retrieval.lexical_warm import ColumnWarmer, Warmed, warm_columns
@@ -20,7 +20,7 @@ WORDS = [f"w{i}" for i in range(60)]
 
 def _segments(n: int, parts: int, seed: int = 3) -> list[Segment]:
     """Documents whose words follow a Zipf-like law (a few long columns, many short)."""
-    from retrieval.lexical import _rows, tokenize
+    from retrieval.lexical import _rows
 
     rng = np.random.default_rng(seed)
     weights = 1.0 / np.arange(1, len(WORDS) + 1)
@@ -35,7 +35,10 @@ def _segments(n: int, parts: int, seed: int = 3) -> list[Segment]:
         for i in range(n)
     ]
     size = n // parts
-    return [Segment.from_docs(_rows(docs[i : i + size]), tokenize) for i in range(0, n, size)]
+    return [
+        Segment.from_docs(_rows(docs[i : i + size]), lexical_terms.words, lexical_terms.term)
+        for i in range(0, n, size)
+    ]
 
 
 def _index(segments: list[Segment]) -> BM25Index:
