@@ -150,8 +150,14 @@ def prepared(
     return corpus, embedder
 
 
-def run_bulk(corpus: Corpus, snapshot_path: Path, profile: bool) -> dict[str, Any]:
-    reader = open_arxiv_snapshot(corpus.settings, snapshot_path)
+def run_bulk(
+    corpus: Corpus, snapshot_path: Path, profile: bool, workers: int | None = None
+) -> dict[str, Any]:
+    """The bulk path; ``workers``: PAPERBOT_PARSE_WORKERS for this run (None: the settings')."""
+    settings = corpus.settings
+    if workers is not None:
+        settings = settings.model_copy(update={"parse_workers": workers})
+    reader = open_arxiv_snapshot(settings, snapshot_path)
     profiler = cProfile.Profile() if profile else None
     started = time.perf_counter()
     if profiler:
@@ -164,7 +170,8 @@ def run_bulk(corpus: Corpus, snapshot_path: Path, profile: bool) -> dict[str, An
         profiler.disable()
     elapsed = time.perf_counter() - started
     chunks = corpus.state.count_chunks()
-    result = _rates("bulk (--arxiv-snapshot)", new, chunks, elapsed)
+    used = settings.parse_workers if reader.size >= reader.min_parallel_bytes else 0
+    result = _rates(f"bulk (--arxiv-snapshot), {used} parse workers", new, chunks, elapsed)
     if profiler:
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(30)
@@ -188,7 +195,9 @@ def run_feed_file(corpus: Corpus, flat: Path) -> dict[str, Any]:
     return _rates("feed file (baseline)", len(report.new), corpus.state.count_chunks(), elapsed)
 
 
-def run_without_vector_writes(corpus: Corpus, snapshot_path: Path) -> dict[str, Any]:
+def run_without_vector_writes(
+    corpus: Corpus, snapshot_path: Path, workers: int | None = None
+) -> dict[str, Any]:
     """Diagnostic: the bulk path with the vector store's writes skipped (what the rest of the
     pipeline costs); the data dir's vector index is left behind the state (thrown away)."""
     from retrieval.store import VectorStore
@@ -196,15 +205,19 @@ def run_without_vector_writes(corpus: Corpus, snapshot_path: Path) -> dict[str, 
     original = VectorStore.upsert
     VectorStore.upsert = lambda self, ids, vectors, metas: None  # type: ignore[method-assign]
     try:
-        result = run_bulk(corpus, snapshot_path, profile=False)
+        result = run_bulk(corpus, snapshot_path, profile=False, workers=workers)
     finally:
         VectorStore.upsert = original  # type: ignore[method-assign]
-    result["path"] = "diagnostic: bulk without vector writes"
+    result["path"] = result["path"].replace(
+        "bulk (--arxiv-snapshot)", "diagnostic: no vector writes"
+    )
     return result
 
 
 def run_reader(settings: RetrievalSettings, snapshot_path: Path) -> dict[str, Any]:
-    """Diagnostic: reading and normalising the snapshot alone."""
+    """Diagnostic: reading and normalising the snapshot alone, in this process (with parse
+    workers the reader's rate is theirs, chunking included: see the bulk rows)."""
+    settings = settings.model_copy(update={"parse_workers": 0})
     started = time.perf_counter()
     papers = sum(isinstance(r, Paper) for r in open_arxiv_snapshot(settings, snapshot_path))
     return _rates("diagnostic: read + parse only", papers, 0, time.perf_counter() - started)
@@ -298,6 +311,12 @@ def main() -> None:
     parser.add_argument("--skip-diagnostics", action="store_true")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument(
+        "--parse-workers",
+        default="1",
+        help="PAPERBOT_PARSE_WORKERS for the bulk path; a list (0,1) also runs the others "
+        "(files under 8 MiB are parsed in process whatever the setting)",
+    )
+    parser.add_argument(
         "--chroma-server",
         action="store_true",
         help="vectors in a local `chroma run` (one per data dir) instead of embedded Chroma",
@@ -317,7 +336,8 @@ def measure(args: argparse.Namespace, servers: Servers) -> dict[str, Any]:
     load_before = load_average()
     path = snapshot(args.papers)
     bulk_corpus, _ = prepared("bulk-dir", path, servers)
-    bulk = run_bulk(bulk_corpus, path, args.profile)
+    workers = [int(w) for w in args.parse_workers.split(",")]
+    bulk = run_bulk(bulk_corpus, path, args.profile, workers[0])
     chunk_texts = [
         chunk.embed_text
         for chunks in bulk_corpus.chunks_of(
@@ -333,12 +353,20 @@ def measure(args: argparse.Namespace, servers: Servers) -> dict[str, Any]:
     if not args.skip_diagnostics:
         reader_only = run_reader(make_settings(WORK / "bulk" / "feed-dir"), path)
         null_corpus, _ = prepared("null-dir", path, servers)
-        no_vectors = run_without_vector_writes(null_corpus, path)
+        no_vectors = run_without_vector_writes(null_corpus, path, workers[0])
         null_corpus.close()
+        others = []
+        for extra in workers[1:]:  # the same paths with other worker counts, fresh data dirs
+            again, _ = prepared(f"bulk-dir-{extra}", path, servers)
+            others.append(run_bulk(again, path, False, extra))
+            again.close()
+            again, _ = prepared(f"null-dir-{extra}", path, servers)
+            others.append(run_without_vector_writes(again, path, extra))
+            again.close()
         chroma_corpus, _ = prepared("chroma-dir", path, servers)
         chroma = run_chroma_alone(chroma_corpus, int(bulk["chunks"]))
         chroma_corpus.close()
-        diagnostics = [reader_only, no_vectors, chroma]
+        diagnostics = [reader_only, no_vectors, *others, chroma]
     modes = (
         []
         if args.skip_embedding

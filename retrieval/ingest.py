@@ -77,6 +77,17 @@ class Resumable(Protocol):
     def position(self) -> str: ...
 
 
+@runtime_checkable
+class PreparedChunks(Protocol):
+    """A record stream that may already hold a paper's chunks (parse workers chunk what they
+    read): ``prepared_chunks`` returns them only when they are what `chunk_paper` would make
+    of this paper with this codec and these sizes, else None (the ingester chunks it)."""
+
+    def prepared_chunks(
+        self, paper: Paper, codec: object, chunk_tokens: int, chunk_overlap: int
+    ) -> list[Chunk] | None: ...
+
+
 def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
@@ -105,6 +116,7 @@ class Ingester:
         self.window_papers = window_papers
         self.background_writes = background_writes
         self._writes = VectorWrites(store, background=background_writes)
+        self._prepared: PreparedChunks | None = None
 
     def run(
         self,
@@ -121,6 +133,7 @@ class Ingester:
         position is stored after each window (see the module's docstring)."""
         report = IngestReport()
         resumable = records if isinstance(records, Resumable) else None
+        self._prepared = records if isinstance(records, PreparedChunks) else None
         if resumable is not None:
             resumable.resume(self.state.get_meta(resumable.cursor_key))
         stream = iter(records)
@@ -268,6 +281,12 @@ class Ingester:
         self._sync_store(all_chunks, vectors, papers, stale)
 
     def _chunks_for(self, item: _Planned) -> list[Chunk]:
+        if self._prepared is not None:
+            ready = self._prepared.prepared_chunks(
+                item.paper, self.codec, self.chunk_tokens, self.chunk_overlap
+            )
+            if ready is not None:
+                return ready
         return chunk_paper(item.paper, self.codec, self.chunk_tokens, self.chunk_overlap)
 
     def _vectors(

@@ -25,7 +25,6 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +36,7 @@ K1 = 1.2
 B = 0.75
 ARRAYS = ("ids", "lengths", "published", "sources", "ptr", "rows", "tf", "term_offsets")
 _TERM_CACHE = 4096  # remembered term lookups per segment (a query's terms repeat)
+_FLUSH_DOCS = 8192  # a build moves its postings from lists into arrays this often
 
 
 # numpy reads a .npy header with ast.literal_eval, which CPython 3.11 does not make safe to run
@@ -208,10 +208,14 @@ class Segment:
         source_codes: dict[str, int] = {}
         vocab: dict[str, int] = {}
         column_of: dict[str, int] = {}  # word -> its term's column; -1: not indexed
-        rows = array("i")
-        cols = array("i")
-        tfs = array("i")
         lengths = array("i")
+        distinct = array("i")  # distinct terms per document: its postings
+        # Postings as Python lists, moved into int32 arrays every `_FLUSH_DOCS` documents:
+        # list.extend takes a Counter's keys at C speed (array.extend goes item by item).
+        cols: list[int] = []
+        tfs: list[int] = []
+        col_parts: list[np.ndarray] = []
+        tf_parts: list[np.ndarray] = []
         for row, (doc_id, text, stamp, source) in enumerate(docs):
             ids.append(doc_id)
             stamps.append(stamp)
@@ -228,9 +232,16 @@ class Segment:
             counts = Counter(columns)
             skipped = counts.pop(-1, 0)
             lengths.append(len(columns) - skipped)
-            rows.extend(repeat(row, len(counts)))
+            distinct.append(len(counts))
             cols.extend(counts)
             tfs.extend(counts.values())
+            if row % _FLUSH_DOCS == _FLUSH_DOCS - 1:
+                col_parts.append(np.array(cols, dtype=np.int32))
+                tf_parts.append(np.array(tfs, dtype=np.int32))
+                cols, tfs = [], []
+        col_parts.append(np.array(cols, dtype=np.int32))
+        tf_parts.append(np.array(tfs, dtype=np.int32))
+        per_doc = np.frombuffer(distinct, dtype=np.int32)
         return cls.from_postings(
             ids,
             np.frombuffer(lengths, dtype=np.int32),
@@ -238,9 +249,9 @@ class Segment:
             np.frombuffer(srcs, dtype=np.uint16),
             tuple(source_codes),
             list(vocab),
-            np.frombuffer(rows, dtype=np.int32),
-            np.frombuffer(cols, dtype=np.int32),
-            np.frombuffer(tfs, dtype=np.int32),
+            np.repeat(np.arange(len(per_doc), dtype=np.int32), per_doc),
+            np.concatenate(col_parts),
+            np.concatenate(tf_parts),
             name,
         )
 

@@ -187,6 +187,13 @@ class RetrievalSettings(PaperbotSettings):
         le=64,
         description="Bulk ingest: concurrent requests to an OpenAI-compatible embedding endpoint.",
     )
+    parse_workers: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="Bulk ingest: processes that parse and chunk an arXiv snapshot beside the "
+        "ingest (0 = in the ingest's own process); pays where Chroma is not on the same cores.",
+    )
     query_cache_size: int = Field(
         default=2048,
         ge=0,

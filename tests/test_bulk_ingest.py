@@ -50,7 +50,15 @@ def _ingest(*args: str) -> dict[str, Any]:
     return result
 
 
-def test_backfill_filters_reports_and_resumes(tmp_path: Path, endpoint: FakeOpenAIServer) -> None:
+@pytest.mark.parametrize("workers", [0, 1])
+def test_backfill_filters_reports_and_resumes(
+    tmp_path: Path, endpoint: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    """In process, then with a parse worker process (any file size: the threshold is 0)."""
+    from retrieval.sources import arxiv_snapshot
+
+    monkeypatch.setattr(arxiv_snapshot, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setenv("PAPERBOT_PARSE_WORKERS", str(workers))
     snap = write_snapshot(
         tmp_path / "snap.json", 40, extra_lines=('{"categories": "cs.CL", broken',)
     )

@@ -35,65 +35,35 @@ import hashlib
 import json
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from email.utils import parsedate_to_datetime
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from retrieval.errors import SourceError
 from retrieval.feeds import arxiv_listing_day
-from retrieval.models import Paper, RecordError
-from retrieval.normalize import DEFAULT_MAX_ABSTRACT_CHARS, InvalidRecord, make_paper
+from retrieval.models import Chunk, Paper, RecordError
+from retrieval.normalize import DEFAULT_MAX_ABSTRACT_CHARS
 from retrieval.sources.bulk_files import OpenedFile, identity, open_bulk, seek_to
-from retrieval.sources.tabular import DEFAULT_MAX_RECORD_BYTES, TOO_DEEP
-from retrieval.sources.tabular import _names as split_author_names
+from retrieval.sources.snapshot_records import (
+    ListingDay,
+    SnapshotFilter,
+    SnapshotParser,
+    parse_categories,
+)
+from retrieval.sources.snapshot_workers import ChunkSpec, Line, ParseWorkers
+from retrieval.sources.tabular import DEFAULT_MAX_RECORD_BYTES
 
 if TYPE_CHECKING:
     from retrieval.settings import RetrievalSettings
 
 _SKIP_CHUNK = 64 * 1024
+PARALLEL_MIN_BYTES = 8 * 1024 * 1024  # ~5,000 papers: smaller files are parsed in process
+PREPARED_MAX = 16_384  # chunked papers kept for the ingester (it asks within a window)
 CURSOR_PREFIX = "arxiv_snapshot_cursor:"
-ListingDay = Callable[[datetime], date]
-
-
-@dataclass(frozen=True, slots=True)
-class SnapshotFilter:
-    """Which papers of the snapshot to read.
-
-    ``categories``: prefixes, any of which a paper's categories must start with ("cs." or
-    "cs.CL"); empty = all. ``since``/``until``: an inclusive range on the first version's day
-    (`Paper.published`), which never changes once a paper is out, unlike ``update_date``.
-    """
-
-    categories: tuple[str, ...] = ()
-    since: date | None = None
-    until: date | None = None
-
-    def key(self) -> str:
-        cats = ",".join(sorted(self.categories))
-        return f"{cats}|{self.since or ''}|{self.until or ''}"
-
-    def wants_categories(self, categories: Sequence[str]) -> bool:
-        if not self.categories:
-            return True
-        return any(c.startswith(p) for c in categories for p in self.categories)
-
-    def wants_day(self, day: date | None) -> bool:
-        if self.since is None and self.until is None:
-            return True
-        if day is None:
-            return False
-        return (self.since is None or day >= self.since) and (
-            self.until is None or day <= self.until
-        )
-
-
-def parse_categories(text: str | None) -> tuple[str, ...]:
-    """'cs.CL, cs.LG' or 'cs.' -> ('cs.CL', 'cs.LG') / ('cs.',)."""
-    return tuple(p.strip() for p in (text or "").replace(";", ",").split(",") if p.strip())
 
 
 @dataclass
@@ -127,6 +97,9 @@ class SnapshotReader:
         listing_day: ListingDay | None = arxiv_listing_day,
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
         max_abstract_chars: int = DEFAULT_MAX_ABSTRACT_CHARS,
+        workers: int = 0,
+        chunking: ChunkSpec | None = None,
+        min_parallel_bytes: int | None = None,
     ) -> None:
         self.path = path
         self.filters = filters or SnapshotFilter()
@@ -142,9 +115,13 @@ class SnapshotReader:
         self.counts = SnapshotCounts()
         self.exhausted = False  # read to the end of the file
         self._handle: OpenedFile | None = None
-        # A line that holds none of the category prefixes cannot pass the filter: it is left
-        # out before it is decoded (most of a category-filtered snapshot), counted as filtered.
-        self._needles = tuple(p.encode() for p in self.filters.categories)
+        self.parser = SnapshotParser(self.origin, self.filters, listing_day, max_abstract_chars)
+        self.workers = workers  # parse worker processes (0: parse here)
+        self.chunking = chunking  # how the workers chunk the papers they make (None: they don't)
+        self.min_parallel_bytes = (
+            PARALLEL_MIN_BYTES if min_parallel_bytes is None else min_parallel_bytes
+        )
+        self._prepared: OrderedDict[str, tuple[str, str, list[Chunk]]] = OrderedDict()
 
     # --- the resume protocol (retrieval.ingest.Resumable) ---
     @property
@@ -215,31 +192,88 @@ class SnapshotReader:
         handle = source.stream
         if self.offset:
             seek_to(handle, self.offset, self.origin)
+        lines = self._lines(handle)
+        workers = self._workers()
+        parsed = (
+            workers.parse(lines)
+            if workers is not None
+            else (
+                (x, (self.parser.record(x.raw, x.label) if x.raw is not None else None, None))
+                for x in lines
+            )
+        )
         counts = self.counts
         limit = self.limit
-        while limit is None or counts.papers < limit:
-            raw = self._readline(handle, self.max_record_bytes + 1)
-            if not raw:
-                self.exhausted = True
-                return
-            self.offset += len(raw)
-            counts.lines += 1
-            label = f"byte {self.offset - len(raw)}"
+        try:
+            while limit is None or counts.papers < limit:
+                item = next(parsed, None)
+                if item is None:
+                    self.exhausted = True
+                    return
+                line, (record, chunks) = item
+                self.offset = line.end
+                counts.lines += 1
+                if line.raw is None:
+                    yield self._bad(line.label, _too_long(self.max_record_bytes))
+                    continue
+                if record is None:
+                    counts.filtered += 1
+                    continue
+                if isinstance(record, RecordError):
+                    yield self._bad(line.label, record.reason, record)
+                    continue
+                counts.papers += 1
+                if chunks is not None:
+                    self._keep_chunks(record, chunks)
+                yield record
+        finally:
+            if workers is not None:
+                workers.close()
+
+    def _lines(self, handle: Any) -> Iterator[Line]:
+        """The file's lines from the current offset; one over the record limit is skipped
+        to its end without being kept (``raw`` None)."""
+        offset = self.offset
+        while raw := self._readline(handle, self.max_record_bytes + 1):
+            start, offset = offset, offset + len(raw)
             if len(raw) > self.max_record_bytes and not raw.endswith(b"\n"):
                 while raw and not raw.endswith(b"\n"):
                     raw = self._readline(handle, _SKIP_CHUNK)
-                    self.offset += len(raw)
-                yield self._bad(label, _too_long(self.max_record_bytes))
+                    offset += len(raw)
+                yield Line(None, f"byte {start}", offset)
                 continue
-            record = self._record(raw, label)
-            if record is None:
-                counts.filtered += 1
-                continue
-            if isinstance(record, RecordError):
-                yield self._bad(label, record.reason, record)
-                continue
-            counts.papers += 1
-            yield record
+            yield Line(raw, f"byte {start}", offset)
+
+    def _workers(self) -> ParseWorkers | None:
+        """Parse workers for this read: when asked for, and the file is large enough for
+        their start (~1 s) to pay."""
+        if self.workers <= 0 or self.size < self.min_parallel_bytes:
+            return None
+        return ParseWorkers(self.parser, self.workers, self.chunking)
+
+    # --- chunks the parse workers made (retrieval.ingest.PreparedChunks) ---
+    def _keep_chunks(self, paper: Paper, chunks: list[Chunk]) -> None:
+        self._prepared[paper.paper_id] = (paper.title, paper.abstract, chunks)
+        while len(self._prepared) > PREPARED_MAX:
+            self._prepared.popitem(last=False)
+
+    def prepared_chunks(
+        self, paper: Paper, codec: object, chunk_tokens: int, chunk_overlap: int
+    ) -> list[Chunk] | None:
+        """The chunks a parse worker made of this very paper (same id, title and abstract)
+        with this encoding and these sizes; None: chunk it yourself."""
+        entry = self._prepared.pop(paper.paper_id, None)
+        spec = self.chunking
+        if (
+            entry is None
+            or spec is None
+            or (chunk_tokens, chunk_overlap) != (spec.tokens, spec.overlap)
+        ):
+            return None
+        if getattr(getattr(codec, "encoding", None), "name", None) != spec.encoding:
+            return None  # not the tiktoken encoding the workers used
+        title, abstract, chunks = entry
+        return chunks if (title, abstract) == (paper.title, paper.abstract) else None
 
     def _readline(self, handle: Any, limit: int) -> bytes:
         """A line of the file; a damaged file (a truncated or corrupt .gz or .zip, a read
@@ -262,66 +296,6 @@ class SnapshotReader:
             self.counts.examples.append(error)
         return error
 
-    def _record(self, raw: bytes, label: str) -> Paper | RecordError | None:
-        """The line's paper, its error, or None when the filters leave it out (or blank)."""
-        if not raw.strip():
-            return None
-        if self._needles and not any(needle in raw for needle in self._needles):
-            return None
-        try:
-            data = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            reason = (
-                "contains bytes that are not valid UTF-8"
-                if isinstance(exc, UnicodeDecodeError)
-                else f"invalid JSON: {exc.msg} (column {exc.colno})"
-            )
-            return RecordError(self.origin, label, reason)
-        except RecursionError:
-            return RecordError(self.origin, label, TOO_DEEP)
-        if not isinstance(data, dict):
-            return RecordError(self.origin, label, f"expected an object, got {type(data).__name__}")
-        try:
-            return self._paper(data)
-        except InvalidRecord as exc:
-            name = data.get("id")
-            where = f"{label} (arXiv {name})" if isinstance(name, str) else label
-            return RecordError(self.origin, where, str(exc))
-
-    def _paper(self, data: dict[str, Any]) -> Paper | None:
-        categories = _text(data, "categories").split()
-        if not self.filters.wants_categories(categories):
-            return None
-        versions = data.get("versions")
-        if not isinstance(versions, list) or not versions:
-            raise InvalidRecord("no versions (a snapshot record lists at least v1)")
-        first_at = _created(versions[0])
-        published = first_at.date()
-        if not self.filters.wants_day(published):
-            return None
-        last = versions[-1]
-        version = last.get("version") if isinstance(last, dict) else None
-        if not isinstance(version, str) or not version.startswith("v"):
-            raise InvalidRecord(f"version {version!r} is not like 'v2'")
-        arxiv_id = _text(data, "id")
-        if not arxiv_id:
-            raise InvalidRecord("missing id")
-        versioned = f"{arxiv_id}{version}"
-        return make_paper(
-            title=_text(data, "title"),
-            abstract=_text(data, "abstract"),
-            source="arxiv",
-            arxiv_id=versioned,
-            authors=_authors(data),
-            categories=categories,
-            published=published,
-            updated=_created(last).date() if len(versions) > 1 else published,
-            url=f"https://arxiv.org/abs/{versioned}",
-            pdf_url=f"https://arxiv.org/pdf/{versioned}",
-            listed=self.listing_day(first_at) if self.listing_day else None,
-            max_abstract_chars=self.max_abstract_chars,
-        )
-
 
 class SnapshotSlice:
     """Part of a snapshot run: the records of one `SnapshotReader.slices` slice, resumable
@@ -341,6 +315,11 @@ class SnapshotSlice:
 
     def position(self) -> str:
         return self.reader.position()
+
+    def prepared_chunks(
+        self, paper: Paper, codec: object, chunk_tokens: int, chunk_overlap: int
+    ) -> list[Chunk] | None:
+        return self.reader.prepared_chunks(paper, codec, chunk_tokens, chunk_overlap)
 
     def __iter__(self) -> Iterator[Paper | RecordError]:
         for record in self._records:
@@ -375,43 +354,14 @@ def open_arxiv_snapshot(
         restart=restart,
         max_record_bytes=settings.max_record_bytes,
         max_abstract_chars=settings.max_abstract_chars,
+        workers=settings.parse_workers,
+        chunking=ChunkSpec(
+            settings.tiktoken_encoding,
+            settings.tiktoken_dir,
+            settings.chunk_tokens,
+            settings.chunk_overlap,
+        ),
     )
-
-
-def _text(data: dict[str, Any], key: str) -> str:
-    value = data.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise InvalidRecord(f"{key} must be text, got {type(value).__name__}")
-    return value
-
-
-def _created(version: Any) -> datetime:
-    """'Mon, 2 Apr 2007 19:18:42 GMT' -> an aware UTC datetime."""
-    created = version.get("created") if isinstance(version, dict) else None
-    if not isinstance(created, str):
-        raise InvalidRecord("a version without its 'created' time")
-    try:
-        moment = parsedate_to_datetime(created)
-    except (TypeError, ValueError):
-        raise InvalidRecord(f"created {created!r} is not a date like 'Mon, 2 Apr 2007'") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
-
-
-def _authors(data: dict[str, Any]) -> list[str]:
-    parsed = data.get("authors_parsed")
-    if isinstance(parsed, list) and parsed:
-        names = []
-        for parts in parsed:
-            if isinstance(parts, list) and all(isinstance(p, str) for p in parts):
-                last, first, *rest = [*parts, "", ""][:3]
-                names.append(" ".join(p for p in (first, last, *rest) if p))
-        if names:
-            return names
-    return split_author_names(data.get("authors"))  # "A, B and C"; raises InvalidRecord
 
 
 def _too_long(limit: int) -> str:

@@ -1,0 +1,144 @@
+"""Parsing and chunking an arXiv snapshot in worker processes (``PAPERBOT_PARSE_WORKERS``).
+
+A backfill spends about half its time decoding JSON lines, normalising them into papers and
+cutting each abstract into token-counted chunks: pure work on one line at a time. With
+workers, the reading process reads the lines (and the byte offsets the resume cursor needs),
+sends blocks of the lines that may pass the filters to the workers, and hands the results on
+in file order; each worker also chunks the papers it made, so the ingester takes their chunks
+ready-made (`SnapshotReader.prepared_chunks`) instead of chunking them itself. The records,
+the counts, the cursor and the errors are exactly those of reading in one process; only the
+work runs beside the ingest's own (state writes, BM25 segments, vector writes).
+
+The workers are spawned (the ingesting process holds SQLite and Chroma threads a fork would
+copy mid-operation) when the reading starts, and stopped when it ends.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+from retrieval.chunking import TokenCodec, chunk_paper
+from retrieval.errors import SourceError
+from retrieval.models import Chunk, Paper, RecordError
+from retrieval.sources.snapshot_records import SnapshotParser
+
+BLOCK_LINES = 256  # lines per block sent to a worker (~0.5 MB of snapshot)
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One line of the file as the reading process saw it: ``raw`` is None for a line over
+    the record limit (already skipped); ``end`` is the offset just after it."""
+
+    raw: bytes | None
+    label: str
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkSpec:
+    """How the ingest chunks (the settings' encoding and sizes): the workers chunk alike."""
+
+    encoding: str
+    cache_dir: Path
+    tokens: int
+    overlap: int
+
+
+Parsed = tuple[Paper | RecordError | None, list[Chunk] | None]
+
+_parser: SnapshotParser | None = None  # a worker process's own (set by `_start`)
+_codec: TokenCodec | None = None
+_spec: ChunkSpec | None = None
+
+
+def _start(parser: SnapshotParser, spec: ChunkSpec | None) -> None:
+    global _parser, _codec, _spec
+    _parser, _spec = parser, spec
+    if spec is not None:
+        from retrieval.tokens import TextCodec, get_encoding
+
+        _codec = TextCodec(get_encoding(spec.encoding, spec.cache_dir))
+
+
+def _parse_block(lines: list[tuple[bytes, str]]) -> list[Parsed]:
+    assert _parser is not None, "parse worker not initialised"
+    out: list[Parsed] = []
+    for raw, label in lines:
+        record = _parser.record(raw, label)
+        chunks = None
+        if isinstance(record, Paper) and _spec is not None and _codec is not None:
+            chunks = chunk_paper(record, _codec, _spec.tokens, _spec.overlap)
+        out.append((record, chunks))
+    return out
+
+
+class ParseWorkers:
+    """``workers`` processes parsing (and chunking) blocks of lines; `parse` keeps a few
+    blocks per worker in flight and yields their results in file order."""
+
+    def __init__(self, parser: SnapshotParser, workers: int, spec: ChunkSpec | None) -> None:
+        self.parser = parser
+        self.workers = max(1, workers)
+        self.spec = spec
+        self.ahead = 2 * self.workers + 1  # blocks in flight
+        self._pool: ProcessPoolExecutor | None = None
+
+    def parse(self, lines: Iterator[Line]) -> Iterator[tuple[Line, Parsed]]:
+        pool = self._started()
+        pending: deque[tuple[list[Line], Future[list[Parsed]] | None]] = deque()
+        try:
+            while True:
+                while len(pending) < self.ahead and (block := list(islice(lines, BLOCK_LINES))):
+                    todo = [
+                        (x.raw, x.label)
+                        for x in block
+                        if x.raw is not None and self.parser.may_pass(x.raw)
+                    ]
+                    pending.append((block, pool.submit(_parse_block, todo) if todo else None))
+                if not pending:
+                    return
+                block, future = pending.popleft()
+                results = iter(self._result(future) if future is not None else ())
+                for line in block:
+                    yield line, next(results) if self._candidate(line) else (None, None)
+        finally:
+            for _, waiting in pending:
+                if waiting is not None:
+                    waiting.cancel()
+
+    def _candidate(self, line: Line) -> bool:
+        return line.raw is not None and self.parser.may_pass(line.raw)
+
+    def _result(self, future: Future[list[Parsed]]) -> list[Parsed]:
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            self.close()
+            raise SourceError(
+                "a snapshot parse worker process died (out of memory?); run the same command "
+                "again with PAPERBOT_PARSE_WORKERS=0 to parse in the ingest's own process: it "
+                "continues where it stopped"
+            ) from None
+
+    def _started(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start,
+                initargs=(self.parser, self.spec),
+            )
+        return self._pool
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
