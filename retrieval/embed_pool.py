@@ -40,6 +40,7 @@ from retrieval.embeddings import (
     build_embedder,
 )
 from retrieval.errors import EmbeddingError
+from retrieval.worker_processes import prepare_worker
 
 if TYPE_CHECKING:
     from retrieval.settings import RetrievalSettings
@@ -49,6 +50,7 @@ _worker: LocalMiniLMEmbedder | None = None  # the model of a pool worker process
 
 def _start_worker(threads: int, batch_size: int, max_length: int) -> None:
     global _worker
+    prepare_worker()
     _worker = LocalMiniLMEmbedder(threads=threads, batch_size=batch_size, max_length=max_length)
     _worker.embed(["warm up"])  # load the model now, not inside the first timed call
 

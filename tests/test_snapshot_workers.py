@@ -178,3 +178,55 @@ def test_a_worker_that_dies_is_one_line_naming_the_fix(tmp_path: Path) -> None:
         list(workers.parse(lines()))
     assert "\n" not in str(caught.value)
     workers.close()
+
+
+_CHILD = """
+import multiprocessing, sys, time
+sys.path.insert(0, {root!r})
+from retrieval.sources.snapshot_records import SnapshotFilter, SnapshotParser
+from retrieval.sources.snapshot_workers import Line, ParseWorkers
+if __name__ == "__main__":
+    workers = ParseWorkers(SnapshotParser("x", SnapshotFilter(), None, 10_000), 1, None)
+    list(workers.parse(iter([Line(b"{{}}\\n", "byte 0", 3)])))  # the worker is up
+    print(*[p.pid for p in multiprocessing.active_children()], flush=True)
+    time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+
+
+@pytest.mark.integration
+def test_workers_ignore_ctrl_c_and_exit_when_their_parent_is_killed(tmp_path: Path) -> None:
+    """kill -9 of a backfill must not leave its workers waiting on their queue forever (the
+    embedding pool's workers start the same way: `retrieval.worker_processes`)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "child.py"
+    script.write_text(_CHILD.format(root=str(Path(__file__).resolve().parents[1])))
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        pids = [int(p) for p in parent.stdout.readline().split()]
+        assert pids and all(_alive(p) for p in pids)
+        for pid in pids:
+            os.kill(pid, signal.SIGINT)  # Ctrl-C reaches the whole process group
+        time.sleep(0.5)
+        assert all(_alive(p) for p in pids)  # ignored: the parent alone handles it
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 15
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(p) for p in pids), "a worker outlived its killed parent"
+    finally:
+        parent.kill()
+        parent.wait()

@@ -28,6 +28,7 @@ from retrieval.chunking import TokenCodec, chunk_paper
 from retrieval.errors import SourceError
 from retrieval.models import Chunk, Paper, RecordError
 from retrieval.sources.snapshot_records import SnapshotParser
+from retrieval.worker_processes import prepare_worker
 
 BLOCK_LINES = 256  # lines per block sent to a worker (~0.5 MB of snapshot)
 
@@ -61,6 +62,7 @@ _spec: ChunkSpec | None = None
 
 def _start(parser: SnapshotParser, spec: ChunkSpec | None) -> None:
     global _parser, _codec, _spec
+    prepare_worker()
     _parser, _spec = parser, spec
     if spec is not None:
         from retrieval.tokens import TextCodec, get_encoding
