@@ -59,6 +59,14 @@ def test_backfill_filters_reports_and_resumes(
 
     monkeypatch.setattr(arxiv_snapshot, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setenv("PAPERBOT_PARSE_WORKERS", str(workers))
+    started: list[int] = []
+    real_start = arxiv_snapshot.ParseWorkers._started
+
+    def spy(self: Any) -> Any:
+        started.append(self.workers)
+        return real_start(self)
+
+    monkeypatch.setattr(arxiv_snapshot.ParseWorkers, "_started", spy)
     snap = write_snapshot(
         tmp_path / "snap.json", 40, extra_lines=('{"categories": "cs.CL", broken',)
     )
@@ -99,6 +107,7 @@ def test_backfill_filters_reports_and_resumes(
     # other filters have a cursor of their own: the math papers are read now
     more = _ingest("--arxiv-snapshot", str(snap), "--categories", "math.ST")
     assert more["papers"]["new"] == 10
+    assert bool(started) == bool(workers)  # the workers parsed, or nothing started them
 
 
 def test_snapshot_options_need_the_snapshot(endpoint: FakeOpenAIServer) -> None:

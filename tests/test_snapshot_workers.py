@@ -230,3 +230,53 @@ def test_workers_ignore_ctrl_c_and_exit_when_their_parent_is_killed(tmp_path: Pa
     finally:
         parent.kill()
         parent.wait()
+
+
+def test_a_damaged_file_hands_on_what_was_read_then_the_same_error(
+    tmp_path: Path, settings: RetrievalSettings
+) -> None:
+    import gzip
+
+    whole = gzip.compress(_snapshot(tmp_path / "snap.json", 3 * BLOCK_LINES).read_bytes())
+    broken = tmp_path / "broken.json.gz"
+    broken.write_bytes(whole[: len(whole) * 2 // 3])  # a download cut short
+    outcomes = []
+    for workers in (0, 1):
+        reader = _reader(broken, settings, workers)
+        got: list[Any] = []
+        with pytest.raises(SourceError, match="is damaged after byte") as caught:
+            for record in reader:
+                got.append(record)
+        outcomes.append((got, str(caught.value), _state(reader)))
+    assert outcomes[1] == outcomes[0]
+    assert len(outcomes[0][0]) > BLOCK_LINES  # whole blocks were read before the damage
+
+
+def _worker_pids() -> set[int]:
+    import multiprocessing
+
+    return {p.pid for p in multiprocessing.active_children() if p.pid is not None}
+
+
+def test_a_read_that_stops_early_stops_its_workers(
+    tmp_path: Path, settings: RetrievalSettings
+) -> None:
+    path = _snapshot(tmp_path / "snap.json", 2 * BLOCK_LINES)
+    before = _worker_pids()
+    reader = _reader(path, settings, 1)
+    records = iter(reader)
+    next(records)  # the ingest failed after its first record: the stream stays suspended
+    assert _worker_pids() - before
+    reader.close()
+    assert not _worker_pids() - before
+    # a worker that cannot start (no tiktoken file) says why, as the ingest's process would
+    offline = SnapshotReader(
+        path,
+        workers=1,
+        chunking=ChunkSpec("no-such-encoding", tmp_path / "empty", 160, 32),
+        min_parallel_bytes=0,
+    )
+    with pytest.raises(Exception, match="no-such-encoding") as caught:
+        list(offline)
+    assert "died" not in str(caught.value)
+    assert not _worker_pids() - before

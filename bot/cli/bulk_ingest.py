@@ -110,6 +110,7 @@ def ingest_snapshot(
         elapsed = time.monotonic() - started
         chunks_added = int(corpus.stats()["chunks"]) - chunks_before
     finally:
+        reader.close()  # its parse workers, when an ingest stops early
         close_embedder(embedder)
         corpus.close()
     result = _result(reader, totals, elapsed, chunks_added)

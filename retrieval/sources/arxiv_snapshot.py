@@ -21,7 +21,8 @@ The filters (category prefixes, a day range on the first-version day) are applie
 reading; a line that cannot become a paper is a `RecordError` and the rest still land; a line
 over ``max_record_bytes`` fails alone without being kept. Plain, ``.gz`` and ``.zip`` (one
 member: the Kaggle download) files are read; there is no whole-file size cap (that is for feed
-files), memory stays bounded by one line.
+files), memory stays bounded by one line (with parse workers, by the few blocks of 256 lines
+in flight: `snapshot_workers.py`).
 
 `SnapshotReader` is a resumable record stream for `retrieval.ingest.Ingester`: it knows its
 byte offset after the last record it yielded and names its cursor (the file's identity and
@@ -61,8 +62,9 @@ if TYPE_CHECKING:
     from retrieval.settings import RetrievalSettings
 
 _SKIP_CHUNK = 64 * 1024
-PARALLEL_MIN_BYTES = 8 * 1024 * 1024  # ~5,000 papers: smaller files are parsed in process
-PREPARED_MAX = 16_384  # chunked papers kept for the ingester (it asks within a window)
+PARALLEL_MIN_BYTES = 8 * 1024 * 1024  # ~5,000 papers of plain JSON: smaller files parse here
+PARALLEL_MIN_PAPERS = 5_000  # a --limit under this parses here too
+PREPARED_MAX = 2_048  # chunked papers kept for the ingester (it asks within a 512-paper window)
 CURSOR_PREFIX = "arxiv_snapshot_cursor:"
 
 
@@ -122,6 +124,7 @@ class SnapshotReader:
             PARALLEL_MIN_BYTES if min_parallel_bytes is None else min_parallel_bytes
         )
         self._prepared: OrderedDict[str, tuple[str, str, list[Chunk]]] = OrderedDict()
+        self._parse_workers: ParseWorkers | None = None
 
     # --- the resume protocol (retrieval.ingest.Resumable) ---
     @property
@@ -227,6 +230,9 @@ class SnapshotReader:
                     self._keep_chunks(record, chunks)
                 yield record
         finally:
+            close = getattr(parsed, "close", None)
+            if close is not None:
+                close()
             if workers is not None:
                 workers.close()
 
@@ -234,22 +240,32 @@ class SnapshotReader:
         """The file's lines from the current offset; one over the record limit is skipped
         to its end without being kept (``raw`` None)."""
         offset = self.offset
-        while raw := self._readline(handle, self.max_record_bytes + 1):
+        while raw := self._readline(handle, self.max_record_bytes + 1, offset):
             start, offset = offset, offset + len(raw)
             if len(raw) > self.max_record_bytes and not raw.endswith(b"\n"):
                 while raw and not raw.endswith(b"\n"):
-                    raw = self._readline(handle, _SKIP_CHUNK)
+                    raw = self._readline(handle, _SKIP_CHUNK, offset)
                     offset += len(raw)
                 yield Line(None, f"byte {start}", offset)
                 continue
             yield Line(raw, f"byte {start}", offset)
 
     def _workers(self) -> ParseWorkers | None:
-        """Parse workers for this read: when asked for, and the file is large enough for
-        their start (~1 s) to pay."""
+        """Parse workers for this read: when asked for, and the file (and a ``limit``) large
+        enough for their start (~1 s) to pay; they start with the first block to parse."""
         if self.workers <= 0 or self.size < self.min_parallel_bytes:
             return None
-        return ParseWorkers(self.parser, self.workers, self.chunking)
+        if self.limit is not None and self.limit < PARALLEL_MIN_PAPERS:
+            return None
+        self._parse_workers = ParseWorkers(self.parser, self.workers, self.chunking)
+        return self._parse_workers
+
+    def close(self) -> None:
+        """Stop the parse workers of a read that ends early (an ingest that failed, or a
+        consumer that stopped): the ingester may leave the stream suspended mid-file."""
+        if self._parse_workers is not None:
+            self._parse_workers.close()
+        self._prepared.clear()
 
     # --- chunks the parse workers made (retrieval.ingest.PreparedChunks) ---
     def _keep_chunks(self, paper: Paper, chunks: list[Chunk]) -> None:
@@ -275,14 +291,15 @@ class SnapshotReader:
         title, abstract, chunks = entry
         return chunks if (title, abstract) == (paper.title, paper.abstract) else None
 
-    def _readline(self, handle: Any, limit: int) -> bytes:
-        """A line of the file; a damaged file (a truncated or corrupt .gz or .zip, a read
-        error) is one `SourceError` naming where it broke and what to do."""
+    def _readline(self, handle: Any, limit: int, at: int) -> bytes:
+        """A line of the file (``at``: the offset reading has reached); a damaged file (a
+        truncated or corrupt .gz or .zip, a read error) is one `SourceError` naming where it
+        broke and what to do."""
         try:
             line: bytes = handle.readline(limit)
         except (EOFError, OSError, zlib.error, zipfile.BadZipFile) as exc:
             raise SourceError(
-                f"{self.origin} is damaged after byte {self.offset:,} of its contents "
+                f"{self.origin} is damaged after byte {at:,} of its contents "
                 f"({type(exc).__name__}: {exc}). Download it again: the papers stored so far "
                 "are kept, and the new file is read from its start (its stored papers are "
                 "recognised as unchanged, nothing is embedded twice)."

@@ -16,6 +16,7 @@ copy mid-operation) when the reading starts, and stopped when it ends.
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -58,19 +59,25 @@ Parsed = tuple[Paper | RecordError | None, list[Chunk] | None]
 _parser: SnapshotParser | None = None  # a worker process's own (set by `_start`)
 _codec: TokenCodec | None = None
 _spec: ChunkSpec | None = None
+_failed: Exception | None = None  # what went wrong starting this worker
 
 
 def _start(parser: SnapshotParser, spec: ChunkSpec | None) -> None:
-    global _parser, _codec, _spec
+    global _parser, _codec, _spec, _failed
     prepare_worker()
     _parser, _spec = parser, spec
-    if spec is not None:
-        from retrieval.tokens import TextCodec, get_encoding
+    try:
+        if spec is not None:
+            from retrieval.tokens import TextCodec, get_encoding
 
-        _codec = TextCodec(get_encoding(spec.encoding, spec.cache_dir))
+            _codec = TextCodec(get_encoding(spec.encoding, spec.cache_dir))
+    except Exception as exc:  # e.g. no tiktoken file offline: raised with the first block
+        _failed = exc
 
 
 def _parse_block(lines: list[tuple[bytes, str]]) -> list[Parsed]:
+    if _failed is not None:
+        raise _failed  # the parent shows it as it would have in process
     assert _parser is not None, "parse worker not initialised"
     out: list[Parsed] = []
     for raw, label in lines:
@@ -88,24 +95,36 @@ class ParseWorkers:
 
     def __init__(self, parser: SnapshotParser, workers: int, spec: ChunkSpec | None) -> None:
         self.parser = parser
-        self.workers = max(1, workers)
+        self.workers = max(1, min(workers, os.cpu_count() or 1))  # more would only contend
         self.spec = spec
         self.ahead = 2 * self.workers + 1  # blocks in flight
         self._pool: ProcessPoolExecutor | None = None
 
     def parse(self, lines: Iterator[Line]) -> Iterator[tuple[Line, Parsed]]:
-        pool = self._started()
+        """Each line with its record and chunks, in file order. A read that fails (a damaged
+        file) stops the reading: the lines read before it are handed on first, then the
+        error is raised, as reading in one process would."""
         pending: deque[tuple[list[Line], Future[list[Parsed]] | None]] = deque()
+        failed: BaseException | None = None
         try:
             while True:
-                while len(pending) < self.ahead and (block := list(islice(lines, BLOCK_LINES))):
+                while failed is None and len(pending) < self.ahead:
+                    block: list[Line] = []
+                    try:
+                        block.extend(islice(lines, BLOCK_LINES))  # keeps what came before
+                    except Exception as exc:
+                        failed = exc
+                    if not block:
+                        break
                     todo = [
                         (x.raw, x.label)
                         for x in block
                         if x.raw is not None and self.parser.may_pass(x.raw)
                     ]
-                    pending.append((block, pool.submit(_parse_block, todo) if todo else None))
+                    pending.append((block, self._submit(todo) if todo else None))
                 if not pending:
+                    if failed is not None:
+                        raise failed
                     return
                 block, future = pending.popleft()
                 results = iter(self._result(future) if future is not None else ())
@@ -125,10 +144,13 @@ class ParseWorkers:
         except BrokenProcessPool:
             self.close()
             raise SourceError(
-                "a snapshot parse worker process died (out of memory?); run the same command "
-                "again with PAPERBOT_PARSE_WORKERS=0 to parse in the ingest's own process: it "
-                "continues where it stopped"
+                "a snapshot parse worker process died (out of memory, or killed); run the same "
+                "command again with PAPERBOT_PARSE_WORKERS=0 to parse in the ingest's own "
+                "process: it continues where it stopped"
             ) from None
+
+    def _submit(self, todo: list[tuple[bytes, str]]) -> Future[list[Parsed]]:
+        return self._started().submit(_parse_block, todo)
 
     def _started(self) -> ProcessPoolExecutor:
         if self._pool is None:
