@@ -245,3 +245,32 @@ def test_the_eta_counts_days_and_a_log_line_replaces_the_bar_off_a_terminal(
     assert len(logged) == 2, logged
     assert logged[0].startswith("reading snap.json: 3 papers") and "of the file" in logged[0]
     assert "ETA" in logged[-1] and logged[-1].endswith("100% of the file")  # read to the end
+
+
+def test_ctrl_c_is_one_line_and_stops_the_parse_workers(
+    tmp_path: Path, endpoint: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import multiprocessing
+
+    from retrieval import Corpus
+    from retrieval.sources import arxiv_snapshot
+
+    monkeypatch.setattr(arxiv_snapshot, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setenv("PAPERBOT_PARSE_WORKERS", "1")
+    snap = write_snapshot(tmp_path / "snap.json", 1200)
+    real_ingest = Corpus.ingest
+
+    def interrupted(self: Corpus, records: Any, *args: Any, **kwargs: Any) -> Any:
+        for n, _record in enumerate(records, 1):
+            if n == 600:  # Ctrl-C mid-slice, the parse workers reading ahead
+                raise KeyboardInterrupt
+        return real_ingest(self, [], *args, **kwargs)
+
+    monkeypatch.setattr(Corpus, "ingest", interrupted)
+    before = {p.pid for p in multiprocessing.active_children()}
+    code, out = run_cli("ingest", "--arxiv-snapshot", str(snap))
+    assert code == 130
+    (line,) = [x for x in out.splitlines() if x.startswith("Interrupted")]
+    assert "600 papers" in line and "same command continues" in line
+    assert "Traceback" not in out
+    assert not {p.pid for p in multiprocessing.active_children()} - before

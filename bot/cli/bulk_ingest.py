@@ -109,6 +109,13 @@ def ingest_snapshot(
             update("done", 0, 0)
         elapsed = time.monotonic() - started
         chunks_added = int(corpus.stats()["chunks"]) - chunks_before
+    except KeyboardInterrupt:  # Ctrl-C: the stored windows stay, the cursor is after them
+        typer.echo(
+            f"Interrupted after reading {reader.counts.papers:,} papers: the papers stored so "
+            "far are kept, and the same command continues after the last window it stored.",
+            err=True,
+        )
+        raise typer.Exit(130) from None
     finally:
         reader.close()  # its parse workers, when an ingest stops early
         close_embedder(embedder)
