@@ -2,13 +2,16 @@
 
 A pool's worker waits on its task queue; if the process that started it is killed (kill -9,
 the OOM killer), nothing ever closes that queue, and the worker would wait forever, holding
-its memory (a model copy is ~100 MB). So each worker watches its parent and exits once the
-parent is gone. Ctrl-C reaches the whole process group: the workers ignore it, so the parent
+its memory (a model copy is ~100 MB). So each worker watches its parent (the sentinel
+multiprocessing gives a child, valid from its start: a parent that died while the worker was
+still importing counts too) and exits once the parent is gone. Ctrl-C reaches the whole process group: the workers ignore it, so the parent
 alone handles it (one line, its pool shut down) instead of every worker printing a traceback.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import threading
@@ -19,12 +22,19 @@ PARENT_POLL_SECONDS = 1.0
 
 def prepare_worker(poll_seconds: float = PARENT_POLL_SECONDS) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    parent = os.getppid()
+    parent = multiprocessing.parent_process()
+    if parent is not None:  # a multiprocessing child: its parent's sentinel, no race, no poll
 
-    def watch() -> None:
-        while True:
-            time.sleep(poll_seconds)
-            if os.getppid() != parent:  # re-parented: the parent is gone
-                os._exit(0)
+        def watch() -> None:
+            multiprocessing.connection.wait([parent.sentinel])
+            os._exit(0)
+
+    else:  # started some other way: the parent it has now
+        first = os.getppid()
+
+        def watch() -> None:
+            while os.getppid() == first:
+                time.sleep(poll_seconds)
+            os._exit(0)
 
     threading.Thread(target=watch, name="paperbot-parent-watch", daemon=True).start()

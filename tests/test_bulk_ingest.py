@@ -252,25 +252,35 @@ def test_ctrl_c_is_one_line_and_stops_the_parse_workers(
 ) -> None:
     import multiprocessing
 
+    from bot.cli import bulk_ingest
     from retrieval import Corpus
     from retrieval.sources import arxiv_snapshot
 
     monkeypatch.setattr(arxiv_snapshot, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(bulk_ingest, "SLICE_PAPERS", 500)
     monkeypatch.setenv("PAPERBOT_PARSE_WORKERS", "1")
     snap = write_snapshot(tmp_path / "snap.json", 1200)
     real_ingest = Corpus.ingest
+    workers: list[int] = []
 
     def interrupted(self: Corpus, records: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.state.count_papers() == 0:  # the first slice lands
+            return real_ingest(self, records, *args, **kwargs)
         for n, _record in enumerate(records, 1):
-            if n == 600:  # Ctrl-C mid-slice, the parse workers reading ahead
+            if n == 100:  # Ctrl-C mid-slice, the parse workers reading ahead
+                workers.extend(p.pid for p in multiprocessing.active_children())
                 raise KeyboardInterrupt
-        return real_ingest(self, [], *args, **kwargs)
+        raise AssertionError("not reached")
 
     monkeypatch.setattr(Corpus, "ingest", interrupted)
     before = {p.pid for p in multiprocessing.active_children()}
     code, out = run_cli("ingest", "--arxiv-snapshot", str(snap))
     assert code == 130
     (line,) = [x for x in out.splitlines() if x.startswith("Interrupted")]
-    assert "600 papers" in line and "same command continues" in line
-    assert "Traceback" not in out
+    assert "500 papers of this run are stored" in line and "100 read after them" in line
+    assert "same command continues" in line and "Traceback" not in out
+    assert set(workers) - before, "no parse worker was running"
     assert not {p.pid for p in multiprocessing.active_children()} - before
+    monkeypatch.setattr(Corpus, "ingest", real_ingest)
+    again = _ingest("--arxiv-snapshot", str(snap))  # continues after the stored windows
+    assert again["papers"]["new"] == 700

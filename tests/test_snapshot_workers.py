@@ -74,7 +74,20 @@ def _state(reader: SnapshotReader) -> tuple[Any, ...]:
     return (reader.offset, reader.exhausted, c.lines, c.papers, c.filtered, c.bad)
 
 
-def test_workers_read_what_one_process_reads(tmp_path: Path, settings: RetrievalSettings) -> None:
+def test_workers_read_what_one_process_reads(
+    tmp_path: Path, settings: RetrievalSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from retrieval.sources import arxiv_snapshot
+
+    monkeypatch.setattr(arxiv_snapshot, "PARALLEL_MIN_PAPERS", 0)  # workers for a small limit
+    started: list[int] = []
+    real_start = ParseWorkers._started
+
+    def spy(self: ParseWorkers) -> Any:
+        started.append(self.workers)
+        return real_start(self)
+
+    monkeypatch.setattr(ParseWorkers, "_started", spy)
     path = _snapshot(tmp_path / "snap.json", 2 * BLOCK_LINES + 40)
     cases: list[dict[str, Any]] = [
         {},
@@ -83,7 +96,9 @@ def test_workers_read_what_one_process_reads(tmp_path: Path, settings: Retrieval
     ]
     for kw in cases:
         alone, parallel = _reader(path, settings, 0, **kw), _reader(path, settings, 2, **kw)
+        started.clear()
         assert _read(parallel) == _read(alone), kw
+        assert started, f"no worker parsed {kw}"
         assert _state(parallel) == _state(alone), kw
         assert parallel.counts.examples == alone.counts.examples
     bad = [r for r in _read(_reader(path, settings, 1)) if not isinstance(r, Paper)]
@@ -268,6 +283,8 @@ def test_a_read_that_stops_early_stops_its_workers(
     next(records)  # the ingest failed after its first record: the stream stays suspended
     assert _worker_pids() - before
     reader.close()
+    assert not _worker_pids() - before
+    assert next(records, None) is None  # ended: nothing restarts the workers
     assert not _worker_pids() - before
     # a worker that cannot start (no tiktoken file) says why, as the ingest's process would
     offline = SnapshotReader(

@@ -111,8 +111,9 @@ def ingest_snapshot(
         chunks_added = int(corpus.stats()["chunks"]) - chunks_before
     except KeyboardInterrupt:  # Ctrl-C: the stored windows stay, the cursor is after them
         typer.echo(
-            f"Interrupted after reading {reader.counts.papers:,} papers: the papers stored so "
-            "far are kept, and the same command continues after the last window it stored.",
+            f"Interrupted: {reader.committed_papers:,} papers of this run are stored (and "
+            f"{reader.counts.papers - reader.committed_papers:,} read after them are not); the "
+            "same command continues after the last window it stored.",
             err=True,
         )
         raise typer.Exit(130) from None

@@ -37,7 +37,7 @@ import json
 import zipfile
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from itertools import islice
@@ -124,7 +124,8 @@ class SnapshotReader:
             PARALLEL_MIN_BYTES if min_parallel_bytes is None else min_parallel_bytes
         )
         self._prepared: OrderedDict[str, tuple[str, str, list[Chunk]]] = OrderedDict()
-        self._parse_workers: ParseWorkers | None = None
+        self._reading: Generator[Paper | RecordError, None, None] | None = None
+        self.committed_papers = 0  # papers handed out before the last stored position
 
     # --- the resume protocol (retrieval.ingest.Resumable) ---
     @property
@@ -148,6 +149,9 @@ class SnapshotReader:
             self.offset = self.start_offset = offset
 
     def position(self) -> str:
+        """What to store once the records handed out so far are committed (the ingester
+        asks after each window it committed)."""
+        self.committed_papers = self.counts.papers
         return json.dumps(
             {
                 "offset": self.offset,
@@ -182,7 +186,11 @@ class SnapshotReader:
             if piece.count < papers:
                 return
 
-    def __iter__(self) -> Iterator[Paper | RecordError]:
+    def __iter__(self) -> Generator[Paper | RecordError, None, None]:
+        self._reading = self._read()  # kept, so `close` can end it
+        return self._reading
+
+    def _read(self) -> Generator[Paper | RecordError, None, None]:
         if self._handle is not None:
             raise SourceError(f"{self.origin} is already being read")
         self._handle = open_bulk(self.path, self.size)
@@ -257,14 +265,14 @@ class SnapshotReader:
             return None
         if self.limit is not None and self.limit < PARALLEL_MIN_PAPERS:
             return None
-        self._parse_workers = ParseWorkers(self.parser, self.workers, self.chunking)
-        return self._parse_workers
+        return ParseWorkers(self.parser, self.workers, self.chunking)
 
     def close(self) -> None:
-        """Stop the parse workers of a read that ends early (an ingest that failed, or a
-        consumer that stopped): the ingester may leave the stream suspended mid-file."""
-        if self._parse_workers is not None:
-            self._parse_workers.close()
+        """End a read that stopped early (an ingest that failed, a consumer that stopped: the
+        ingester may leave the stream suspended mid-file): its parse workers stop and the file
+        is closed; the read cannot go on afterwards."""
+        if self._reading is not None:
+            self._reading.close()  # runs the read's own `finally`s, workers first
         self._prepared.clear()
 
     # --- chunks the parse workers made (retrieval.ingest.PreparedChunks) ---

@@ -26,7 +26,7 @@ from itertools import islice
 from pathlib import Path
 
 from retrieval.chunking import TokenCodec, chunk_paper
-from retrieval.errors import SourceError
+from retrieval.errors import PaperbotError, SourceError
 from retrieval.models import Chunk, Paper, RecordError
 from retrieval.sources.snapshot_records import SnapshotParser
 from retrieval.worker_processes import prepare_worker
@@ -72,7 +72,12 @@ def _start(parser: SnapshotParser, spec: ChunkSpec | None) -> None:
 
             _codec = TextCodec(get_encoding(spec.encoding, spec.cache_dir))
     except Exception as exc:  # e.g. no tiktoken file offline: raised with the first block
-        _failed = exc
+        # paperbot's own errors are one line the parent shows as is; anything else is named
+        _failed = (
+            exc
+            if isinstance(exc, PaperbotError)
+            else SourceError(f"a parse worker could not start: {type(exc).__name__}: {exc}")
+        )
 
 
 def _parse_block(lines: list[tuple[bytes, str]]) -> list[Parsed]:
@@ -89,13 +94,20 @@ def _parse_block(lines: list[tuple[bytes, str]]) -> list[Parsed]:
     return out
 
 
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the cores this process may run on
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class ParseWorkers:
     """``workers`` processes parsing (and chunking) blocks of lines; `parse` keeps a few
     blocks per worker in flight and yields their results in file order."""
 
     def __init__(self, parser: SnapshotParser, workers: int, spec: ChunkSpec | None) -> None:
         self.parser = parser
-        self.workers = max(1, min(workers, os.cpu_count() or 1))  # more would only contend
+        self.workers = max(1, min(workers, _usable_cores()))  # more would only contend
         self.spec = spec
         self.ahead = 2 * self.workers + 1  # blocks in flight
         self._pool: ProcessPoolExecutor | None = None
