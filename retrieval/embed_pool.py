@@ -39,36 +39,26 @@ from retrieval.embeddings import (
     Matrix,
     build_embedder,
 )
-from retrieval.errors import EmbeddingError, PaperbotError
-from retrieval.worker_processes import prepare_worker
+from retrieval.errors import EmbeddingError
+from retrieval.worker_processes import check_started, start_worker
 
 if TYPE_CHECKING:
     from retrieval.settings import RetrievalSettings
 
 _worker: LocalMiniLMEmbedder | None = None  # the model of a pool worker process
-_failed: PaperbotError | None = None  # why this worker could not load it
 
 
 def _start_worker(threads: int, batch_size: int, max_length: int) -> None:
-    global _worker, _failed
-    prepare_worker()
-    try:
+    def load() -> None:
+        global _worker
         _worker = LocalMiniLMEmbedder(threads=threads, batch_size=batch_size, max_length=max_length)
         _worker.embed(["warm up"])  # load the model now, not inside the first timed call
-    except Exception as exc:  # raised with the first batch: an initializer's error would
-        # only break the pool, read as "died (out of memory?)"
-        _failed = (
-            exc
-            if isinstance(exc, PaperbotError)
-            else EmbeddingError(
-                f"a local embedding worker could not load the model: {type(exc).__name__}: {exc}"
-            )
-        )
+
+    start_worker(load, "a local embedding worker could not load the model", EmbeddingError)
 
 
 def _embed_in_worker(texts: list[str]) -> Matrix:
-    if _failed is not None:
-        raise _failed
+    check_started()
     assert _worker is not None, "pool worker not initialised"
     return _worker.embed(texts)
 

@@ -1,11 +1,16 @@
-"""What every worker process paperbot spawns does first (`prepare_worker`).
+"""What every worker process paperbot spawns does first (`start_worker`, its pool's initializer).
 
 A pool's worker waits on its task queue; if the process that started it is killed (kill -9,
 the OOM killer), nothing ever closes that queue, and the worker would wait forever, holding
 its memory (a model copy is ~100 MB). So each worker watches its parent (the sentinel
 multiprocessing gives a child, valid from its start: a parent that died while the worker was
-still importing counts too) and exits once the parent is gone. Ctrl-C reaches the whole process group: the workers ignore it, so the parent
-alone handles it (one line, its pool shut down) instead of every worker printing a traceback.
+still importing counts too) and exits once the parent is gone. Ctrl-C reaches the whole
+process group: the workers ignore it, so the parent alone handles it (one line, its pool shut
+down) instead of every worker printing a traceback.
+
+A worker that cannot load what it needs (no tiktoken file offline, a missing model) keeps the
+error and raises it with its first task (`check_started`): an initializer that raised would only
+break the pool, which the parent can report as nothing but a worker that died.
 """
 
 from __future__ import annotations
@@ -16,8 +21,33 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
+
+from retrieval.errors import PaperbotError
 
 PARENT_POLL_SECONDS = 1.0
+
+_failed: PaperbotError | None = None  # why this worker could not start
+
+
+def start_worker(load: Callable[[], None], what: str, error: type[PaperbotError]) -> None:
+    """A pool's initializer: `prepare_worker`, then ``load``. Its failure is kept for
+    `check_started`: paperbot's own errors as they are (one line the parent shows), anything
+    else as ``error("<what>: <type>: <message>")``."""
+    global _failed
+    prepare_worker()
+    try:
+        load()
+    except Exception as exc:
+        _failed = (
+            exc if isinstance(exc, PaperbotError) else error(f"{what}: {type(exc).__name__}: {exc}")
+        )
+
+
+def check_started() -> None:
+    """In each task: raise what kept this worker from starting, if anything did."""
+    if _failed is not None:
+        raise _failed
 
 
 def prepare_worker(poll_seconds: float = PARENT_POLL_SECONDS) -> None:

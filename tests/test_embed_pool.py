@@ -116,14 +116,14 @@ def test_two_local_workers_give_the_single_models_vectors() -> None:
 def test_a_worker_that_cannot_load_the_model_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
     """Its initializer keeps the error and the first batch raises it (an initializer that
     raised would only break the pool, reported as a worker that died)."""
-    from retrieval import embed_pool
+    from retrieval import embed_pool, worker_processes
 
     def missing(**_: object) -> None:
         raise FileNotFoundError("model.onnx")
 
     monkeypatch.setattr(embed_pool, "LocalMiniLMEmbedder", missing)
-    monkeypatch.setattr(embed_pool, "prepare_worker", lambda: None)  # this is no worker
-    monkeypatch.setattr(embed_pool, "_failed", None)
+    monkeypatch.setattr(worker_processes, "prepare_worker", lambda: None)  # this is no worker
+    monkeypatch.setattr(worker_processes, "_failed", None)
     embed_pool._start_worker(1, 8, 64)
     with pytest.raises(EmbeddingError, match="could not load the model: FileNotFoundError"):
         embed_pool._embed_in_worker(["a text"])

@@ -26,10 +26,10 @@ from itertools import islice
 from pathlib import Path
 
 from retrieval.chunking import TokenCodec, chunk_paper
-from retrieval.errors import PaperbotError, SourceError
+from retrieval.errors import SourceError
 from retrieval.models import Chunk, Paper, RecordError
 from retrieval.sources.snapshot_records import SnapshotParser
-from retrieval.worker_processes import prepare_worker
+from retrieval.worker_processes import check_started, start_worker
 
 BLOCK_LINES = 256  # lines per block sent to a worker (~0.5 MB of snapshot)
 
@@ -59,30 +59,22 @@ Parsed = tuple[Paper | RecordError | None, list[Chunk] | None]
 _parser: SnapshotParser | None = None  # a worker process's own (set by `_start`)
 _codec: TokenCodec | None = None
 _spec: ChunkSpec | None = None
-_failed: Exception | None = None  # what went wrong starting this worker
 
 
 def _start(parser: SnapshotParser, spec: ChunkSpec | None) -> None:
-    global _parser, _codec, _spec, _failed
-    prepare_worker()
-    _parser, _spec = parser, spec
-    try:
-        if spec is not None:
+    def load() -> None:
+        global _parser, _codec, _spec
+        _parser, _spec = parser, spec
+        if spec is not None:  # e.g. no tiktoken file offline: raised with the first block
             from retrieval.tokens import TextCodec, get_encoding
 
             _codec = TextCodec(get_encoding(spec.encoding, spec.cache_dir))
-    except Exception as exc:  # e.g. no tiktoken file offline: raised with the first block
-        # paperbot's own errors are one line the parent shows as is; anything else is named
-        _failed = (
-            exc
-            if isinstance(exc, PaperbotError)
-            else SourceError(f"a parse worker could not start: {type(exc).__name__}: {exc}")
-        )
+
+    start_worker(load, "a parse worker could not start", SourceError)
 
 
 def _parse_block(lines: list[tuple[bytes, str]]) -> list[Parsed]:
-    if _failed is not None:
-        raise _failed  # the parent shows it as it would have in process
+    check_started()  # the parent shows it as it would have in process
     assert _parser is not None, "parse worker not initialised"
     out: list[Parsed] = []
     for raw, label in lines:
