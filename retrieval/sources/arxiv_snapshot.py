@@ -55,7 +55,7 @@ from retrieval.sources.snapshot_records import (
     SnapshotParser,
     parse_categories,
 )
-from retrieval.sources.snapshot_workers import ChunkSpec, Line, ParseWorkers
+from retrieval.sources.snapshot_workers import ChunkSpec, Line, Parsed, ParseWorkers
 from retrieval.sources.tabular import DEFAULT_MAX_RECORD_BYTES
 
 if TYPE_CHECKING:
@@ -107,9 +107,7 @@ class SnapshotReader:
         self.filters = filters or SnapshotFilter()
         self.limit = limit
         self.restart = restart
-        self.listing_day = listing_day
         self.max_record_bytes = max_record_bytes
-        self.max_abstract_chars = max_abstract_chars
         self.origin = str(path)
         self.size, self.identity = identity(path)
         self.offset = 0  # uncompressed bytes consumed
@@ -205,7 +203,7 @@ class SnapshotReader:
             seek_to(handle, self.offset, self.origin)
         lines = self._lines(handle)
         workers = self._workers()
-        parsed = (
+        parsed: Generator[tuple[Line, Parsed], None, None] = (
             workers.parse(lines)
             if workers is not None
             else (
@@ -238,9 +236,7 @@ class SnapshotReader:
                     self._keep_chunks(record, chunks)
                 yield record
         finally:
-            close = getattr(parsed, "close", None)
-            if close is not None:
-                close()
+            parsed.close()  # before its workers stop
             if workers is not None:
                 workers.close()
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -104,11 +104,12 @@ class ParseWorkers:
         self.ahead = 2 * self.workers + 1  # blocks in flight
         self._pool: ProcessPoolExecutor | None = None
 
-    def parse(self, lines: Iterator[Line]) -> Iterator[tuple[Line, Parsed]]:
+    def parse(self, lines: Iterator[Line]) -> Generator[tuple[Line, Parsed], None, None]:
         """Each line with its record and chunks, in file order. A read that fails (a damaged
         file) stops the reading: the lines read before it are handed on first, then the
         error is raised, as reading in one process would."""
-        pending: deque[tuple[list[Line], Future[list[Parsed]] | None]] = deque()
+        # each block with the raw bytes of its lines that may pass (None: left out here)
+        pending: deque[tuple[list[Line], list[bytes | None], Future[list[Parsed]] | None]] = deque()
         failed: BaseException | None = None
         try:
             while True:
@@ -120,27 +121,29 @@ class ParseWorkers:
                         failed = exc
                     if not block:
                         break
+                    picked = [self._candidate(x) for x in block]
                     todo = [
-                        (x.raw, x.label)
-                        for x in block
-                        if x.raw is not None and self.parser.may_pass(x.raw)
+                        (raw, x.label)
+                        for x, raw in zip(block, picked, strict=True)
+                        if raw is not None
                     ]
-                    pending.append((block, self._submit(todo) if todo else None))
+                    pending.append((block, picked, self._submit(todo) if todo else None))
                 if not pending:
                     if failed is not None:
                         raise failed
                     return
-                block, future = pending.popleft()
+                block, picked, future = pending.popleft()
                 results = iter(self._result(future) if future is not None else ())
-                for line in block:
-                    yield line, next(results) if self._candidate(line) else (None, None)
+                for line, raw in zip(block, picked, strict=True):
+                    yield line, next(results) if raw is not None else (None, None)
         finally:
-            for _, waiting in pending:
+            for _, _, waiting in pending:
                 if waiting is not None:
                     waiting.cancel()
 
-    def _candidate(self, line: Line) -> bool:
-        return line.raw is not None and self.parser.may_pass(line.raw)
+    def _candidate(self, line: Line) -> bytes | None:
+        """The line's bytes when the filters may let it through (a worker parses it)."""
+        return line.raw if line.raw is not None and self.parser.may_pass(line.raw) else None
 
     def _result(self, future: Future[list[Parsed]]) -> list[Parsed]:
         try:
