@@ -170,7 +170,7 @@ def run_bulk(
         profiler.disable()
     elapsed = time.perf_counter() - started
     chunks = corpus.state.count_chunks()
-    used = settings.parse_workers if reader.size >= reader.min_parallel_bytes else 0
+    used = reader.parallel_workers
     result = _rates(f"bulk (--arxiv-snapshot), {used} parse workers", new, chunks, elapsed)
     if profiler:
         out = io.StringIO()

@@ -55,7 +55,13 @@ from retrieval.sources.snapshot_records import (
     SnapshotParser,
     parse_categories,
 )
-from retrieval.sources.snapshot_workers import ChunkSpec, Line, Parsed, ParseWorkers
+from retrieval.sources.snapshot_workers import (
+    ChunkSpec,
+    Line,
+    Parsed,
+    ParseWorkers,
+    usable_cores,
+)
 from retrieval.sources.tabular import DEFAULT_MAX_RECORD_BYTES
 
 if TYPE_CHECKING:
@@ -254,14 +260,21 @@ class SnapshotReader:
                 continue
             yield Line(raw, f"byte {start}", offset)
 
-    def _workers(self) -> ParseWorkers | None:
-        """Parse workers for this read: when asked for, and the file (and a ``limit``) large
-        enough for their start (~1 s) to pay; they start with the first block to parse."""
+    @property
+    def parallel_workers(self) -> int:
+        """The parse workers this read uses: as many as asked for, up to the usable cores
+        (more would only contend), when the file (and a ``limit``) is large enough for their
+        start (~1 s) to pay; else 0, parsing in this process."""
         if self.workers <= 0 or self.size < self.min_parallel_bytes:
-            return None
+            return 0
         if self.limit is not None and self.limit < PARALLEL_MIN_PAPERS:
-            return None
-        return ParseWorkers(self.parser, self.workers, self.chunking)
+            return 0
+        return min(self.workers, usable_cores())
+
+    def _workers(self) -> ParseWorkers | None:
+        """This read's parse workers (None: none); they start with the first block to parse."""
+        count = self.parallel_workers
+        return ParseWorkers(self.parser, count, self.chunking) if count else None
 
     def close(self) -> None:
         """End a read that stopped early (an ingest that failed, a consumer that stopped: the

@@ -86,7 +86,7 @@ def _parse_block(lines: list[tuple[bytes, str]]) -> list[Parsed]:
     return out
 
 
-def _usable_cores() -> int:
+def usable_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))  # the cores this process may run on
     except AttributeError:  # not on Linux
@@ -99,7 +99,7 @@ class ParseWorkers:
 
     def __init__(self, parser: SnapshotParser, workers: int, spec: ChunkSpec | None) -> None:
         self.parser = parser
-        self.workers = max(1, min(workers, _usable_cores()))  # more would only contend
+        self.workers = max(1, workers)
         self.spec = spec
         self.ahead = 2 * self.workers + 1  # blocks in flight
         self._pool: ProcessPoolExecutor | None = None
