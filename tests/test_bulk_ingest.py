@@ -19,7 +19,7 @@ import pytest
 
 from tests.support.cli import cli_env, run_cli
 from tests.support.openai_server import FakeOpenAIServer
-from tests.support.snapshots import write_snapshot
+from tests.support.snapshots import spy_parse_workers, write_snapshot
 
 __all__ = ["cli_env"]  # the fixture, imported for pytest
 
@@ -59,14 +59,7 @@ def test_backfill_filters_reports_and_resumes(
 
     monkeypatch.setattr(arxiv_snapshot, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setenv("PAPERBOT_PARSE_WORKERS", str(workers))
-    started: list[int] = []
-    real_start = arxiv_snapshot.ParseWorkers._started
-
-    def spy(self: Any) -> Any:
-        started.append(self.workers)
-        return real_start(self)
-
-    monkeypatch.setattr(arxiv_snapshot.ParseWorkers, "_started", spy)
+    started = spy_parse_workers(monkeypatch)
     snap = write_snapshot(
         tmp_path / "snap.json", 40, extra_lines=('{"categories": "cs.CL", broken',)
     )

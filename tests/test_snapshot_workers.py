@@ -21,7 +21,7 @@ from retrieval.sources.snapshot_records import SnapshotParser
 from retrieval.sources.snapshot_workers import BLOCK_LINES, ChunkSpec, Line, ParseWorkers
 from retrieval.tokens import TextCodec, get_encoding
 from tests.support.fakes import FakeEmbedder
-from tests.support.snapshots import records, snapshot_record
+from tests.support.snapshots import records, snapshot_record, spy_parse_workers
 
 
 def _snapshot(path: Path, papers: int) -> Path:
@@ -80,14 +80,7 @@ def test_workers_read_what_one_process_reads(
     from retrieval.sources import arxiv_snapshot
 
     monkeypatch.setattr(arxiv_snapshot, "PARALLEL_MIN_PAPERS", 0)  # workers for a small limit
-    started: list[int] = []
-    real_start = ParseWorkers._started
-
-    def spy(self: ParseWorkers) -> Any:
-        started.append(self.workers)
-        return real_start(self)
-
-    monkeypatch.setattr(ParseWorkers, "_started", spy)
+    started = spy_parse_workers(monkeypatch)
     path = _snapshot(tmp_path / "snap.json", 2 * BLOCK_LINES + 40)
     cases: list[dict[str, Any]] = [
         {},

@@ -16,6 +16,8 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from retrieval import split_sentences
 from tests.support.corpora import aclsum_records
 
@@ -78,3 +80,19 @@ def write_snapshot(path: Path, n_papers: int, *, extra_lines: tuple[str, ...] = 
         for line in extra_lines:
             out.write(line + "\n")
     return path
+
+
+def spy_parse_workers(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that gets the worker count of every parse-worker pool started from now on (a test
+    asserts that workers really parsed, not the reader in process)."""
+    from retrieval.sources.snapshot_workers import ParseWorkers
+
+    started: list[int] = []
+    real_start = ParseWorkers._started
+
+    def spy(self: ParseWorkers) -> Any:
+        started.append(self.workers)
+        return real_start(self)
+
+    monkeypatch.setattr(ParseWorkers, "_started", spy)
+    return started
