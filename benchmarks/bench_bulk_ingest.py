@@ -6,10 +6,14 @@ read and parse the snapshot, normalise, chunk with tiktoken, compare with the st
 papers/chunks/listings, read the embedding cache, upsert into Chroma (embedded, in the data dir).
 
 The corpus: a synthetic arXiv snapshot (`tests/support/snapshots.py`) of ``--papers`` papers
-built from the 250 real ACLSum abstracts (distinct ids, titles and sentence orders). Vectors are
-synthetic (a hash of the text, 384 floats, unit length); both data dirs get the embedding cache
-of every chunk text before any timing, and the embedder used while timing refuses to embed,
-so a run that would need the model fails instead of being measured.
+built from the 250 real ACLSum abstracts (distinct ids, titles and sentence orders). Vectors
+(``--vectors``) are distributed as `bench_search.py`'s corpus's: the normalised mean of a few
+real sentences' MiniLM vectors plus half a real title's, plus gaussian noise, renormalised
+(``sentences``, the default: what Chroma's HNSW graph meets in use; see `SentenceVectors`); or
+``hash``, 384 random floats per text (the earlier sessions' rows: random vectors are HNSW's
+worst case, ~1.3x the insert cost). Every data dir gets the embedding cache of every chunk text
+before any timing, and the embedder used while timing refuses to embed, so a run that would
+need the model fails instead of being measured.
 
 Measured in the same run, each on a fresh data dir:
   * bulk: the CLI's path (`open_arxiv_snapshot` read in slices, `Corpus.ingest` per slice);
@@ -43,12 +47,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
-from benchmarks.common import WORK, fresh_dir, load_average, machine_info, make_settings
+from benchmarks.common import (
+    WORK,
+    fresh_dir,
+    load_average,
+    local_embedder,
+    machine_info,
+    make_settings,
+)
 from retrieval import Corpus, RetrievalSettings, open_arxiv_snapshot
 from retrieval.chunking import chunk_paper
 from retrieval.ingest import Ingester, text_hash
 from retrieval.models import Paper
 from retrieval.sources import load_path
+from retrieval.tokens import get_encoding
 from tests.support.snapshots import write_snapshot
 
 DIM = 384
@@ -129,21 +141,54 @@ class Servers:
             server.stop()
 
 
+class SentenceVectors:
+    """Vectors distributed as `bench_search.py`'s corpus's chunk vectors: the normalised mean of
+    2-6 real sentences' MiniLM vectors plus half a real title's, plus noise (`chunk_vector`),
+    the draw seeded by the chunk's text. Not its own sentences: the snapshot repeats 250
+    abstracts (rotated), and vectors following its text would be ~80 near-copies of each, which
+    made Chroma's inserts 1.7x cheaper than into a corpus of distinct papers."""
+
+    def __init__(self) -> None:
+        from benchmarks.bench_search import Pool
+
+        self.pool = Pool.load(lambda: local_embedder(make_settings(WORK / "bulk" / "pool")))
+
+    def __call__(self, text: str) -> np.ndarray:
+        from benchmarks.bench_search import chunk_vector
+
+        pool = self.pool
+        seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+        rng = np.random.default_rng(seed)
+        picks = rng.choice(len(pool.sentences), int(rng.integers(2, 7)), replace=False)
+        title = pool.title_vectors[int(rng.integers(len(pool.titles)))]
+        vector, _ = chunk_vector(pool, " ".join(pool.sentences[i] for i in picks), title, rng)
+        return np.asarray(vector)
+
+
+def chunk_vectors(snapshot_path: Path, kind: str) -> dict[str, np.ndarray]:
+    """Every chunk's vector by `text_hash` of its text, as the embedding cache keys them."""
+    settings = make_settings(WORK / "bulk" / "pool")
+    codec = get_encoding(settings.tiktoken_encoding, settings.tiktoken_dir)
+    sentences = SentenceVectors() if kind == "sentences" else None
+    vectors: dict[str, np.ndarray] = {}
+    for p in open_arxiv_snapshot(settings, snapshot_path):
+        if isinstance(p, Paper):
+            for chunk in chunk_paper(p, codec, settings.chunk_tokens, settings.chunk_overlap):
+                text = chunk.embed_text
+                vectors[text_hash(text)] = sentences(text) if sentences else hash_vector(text)
+    return vectors
+
+
 def prepared(
-    name: str, snapshot_path: Path, servers: Servers | None = None
+    name: str,
+    vectors: dict[str, np.ndarray],
+    servers: Servers | None = None,
 ) -> tuple[Corpus, CachedOnlyEmbedder]:
     """A fresh data dir whose embedding cache holds every chunk text of the snapshot."""
     data_dir = fresh_dir(WORK / "bulk" / name)
     settings = servers.settings(data_dir) if servers else make_settings(data_dir)
     embedder = CachedOnlyEmbedder()
     corpus = Corpus(settings, embedder=embedder)
-    vectors: dict[str, np.ndarray] = {}
-    for p in open_arxiv_snapshot(settings, snapshot_path):
-        if isinstance(p, Paper):
-            for chunk in chunk_paper(
-                p, corpus.codec, settings.chunk_tokens, settings.chunk_overlap
-            ):
-                vectors[text_hash(chunk.embed_text)] = hash_vector(chunk.embed_text)
     corpus.state.put_vectors(vectors, MODEL)
     corpus.store.count()  # open Chroma now, not inside the timing
     embedder.frozen = True
@@ -223,14 +268,16 @@ def run_reader(settings: RetrievalSettings, snapshot_path: Path) -> dict[str, An
     return _rates("diagnostic: read + parse only", papers, 0, time.perf_counter() - started)
 
 
-def run_chroma_alone(corpus: Corpus, vectors: int) -> dict[str, Any]:
-    """Diagnostic: Chroma's insert rate alone, same collection settings, batches of 1,024."""
+def run_chroma_alone(corpus: Corpus, cached: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Diagnostic: Chroma's insert rate alone, the snapshot's vectors (as many as its chunks),
+    same collection settings, batches of 1,024."""
     from datetime import date
 
     from retrieval.store import ChunkMeta
 
     store = corpus.store
-    rows = np.stack([hash_vector(f"chroma alone {i}") for i in range(vectors)])
+    rows = np.stack(list(cached.values()))
+    vectors = len(rows)
     metas = [ChunkMeta(f"x{i}", date(2023, 1, 2), "arxiv") for i in range(vectors)]
     ids = [f"x{i}#0:bench" for i in range(vectors)]
     started = time.perf_counter()
@@ -321,6 +368,13 @@ def main() -> None:
         action="store_true",
         help="vectors in a local `chroma run` (one per data dir) instead of embedded Chroma",
     )
+    parser.add_argument(
+        "--vectors",
+        choices=("sentences", "hash"),
+        default="sentences",
+        help="sentences: built from real sentences' MiniLM vectors (bench_search.py's); "
+        "hash: random per text (HNSW's worst case; the rows before 2026-12-02 11:00)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -333,9 +387,10 @@ def main() -> None:
 
 
 def measure(args: argparse.Namespace, servers: Servers) -> dict[str, Any]:
-    load_before = load_average()
     path = snapshot(args.papers)
-    bulk_corpus, _ = prepared("bulk-dir", path, servers)
+    vectors = chunk_vectors(path, args.vectors)
+    load_before = load_average()
+    bulk_corpus, _ = prepared("bulk-dir", vectors, servers)
     workers = [int(w) for w in args.parse_workers.split(",")]
     bulk = run_bulk(bulk_corpus, path, args.profile, workers[0])
     chunk_texts = [
@@ -346,25 +401,25 @@ def measure(args: argparse.Namespace, servers: Servers) -> dict[str, Any]:
         for chunk in chunks
     ][: args.embed_chunks]
     bulk_corpus.close()
-    base_corpus, _ = prepared("feed-dir", path, servers)
+    base_corpus, _ = prepared("feed-dir", vectors, servers)
     baseline = run_feed_file(base_corpus, flat_jsonl(path, base_corpus.settings))
     base_corpus.close()
     diagnostics = []
     if not args.skip_diagnostics:
         reader_only = run_reader(make_settings(WORK / "bulk" / "feed-dir"), path)
-        null_corpus, _ = prepared("null-dir", path, servers)
+        null_corpus, _ = prepared("null-dir", vectors, servers)
         no_vectors = run_without_vector_writes(null_corpus, path, workers[0])
         null_corpus.close()
         others = []
         for extra in workers[1:]:  # the same paths with other worker counts, fresh data dirs
-            again, _ = prepared(f"bulk-dir-{extra}", path, servers)
+            again, _ = prepared(f"bulk-dir-{extra}", vectors, servers)
             others.append(run_bulk(again, path, False, extra))
             again.close()
-            again, _ = prepared(f"null-dir-{extra}", path, servers)
+            again, _ = prepared(f"null-dir-{extra}", vectors, servers)
             others.append(run_without_vector_writes(again, path, extra))
             again.close()
-        chroma_corpus, _ = prepared("chroma-dir", path, servers)
-        chroma = run_chroma_alone(chroma_corpus, int(bulk["chunks"]))
+        chroma_corpus, _ = prepared("chroma-dir", vectors, servers)
+        chroma = run_chroma_alone(chroma_corpus, vectors)
         chroma_corpus.close()
         diagnostics = [reader_only, no_vectors, *others, chroma]
     modes = (
@@ -378,6 +433,7 @@ def measure(args: argparse.Namespace, servers: Servers) -> dict[str, Any]:
         "load_after": load_average(),
         "papers": args.papers,
         "vectors": "chroma run (local server)" if args.chroma_server else "embedded Chroma",
+        "vector_kind": args.vectors,
         "cached_ingest": [bulk, baseline],
         "diagnostics": diagnostics,
         "bulk_vs_feed_file": round(bulk["papers_per_s"] / baseline["papers_per_s"], 2),
@@ -400,7 +456,7 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
     if bulk.get("profile"):
         print(bulk.pop("profile"))
     print(
-        f"{args.papers:,} papers, {result['vectors']}, load {load_before} -> {result['load_after']}"
+        f"{args.papers:,} papers, {result['vectors']}, {args.vectors} vectors, load {load_before} -> {result['load_after']}"
     )
     for row in [*result["cached_ingest"], *diagnostics]:
         print(
