@@ -40,7 +40,7 @@ from retrieval.embeddings import (
     build_embedder,
 )
 from retrieval.errors import EmbeddingError
-from retrieval.worker_processes import check_started, start_worker
+from retrieval.worker_processes import check_started, start_worker, starting_workers
 
 if TYPE_CHECKING:
     from retrieval.settings import RetrievalSettings
@@ -102,7 +102,9 @@ class ProcessPoolEmbedder:
         size = max(self.batch_size, math.ceil(len(texts) / (2 * self.workers)))
         pieces = [list(texts[i : i + size]) for i in range(0, len(texts), size)]
         try:
-            return np.concatenate(list(pool.map(_embed_in_worker, pieces)), axis=0)
+            with starting_workers(pool, self.workers):  # map submits every piece at once
+                results = pool.map(_embed_in_worker, pieces)
+            return np.concatenate(list(results), axis=0)
         except BrokenProcessPool:
             self.close()
             raise EmbeddingError(

@@ -277,3 +277,34 @@ def test_ctrl_c_is_one_line_and_stops_the_parse_workers(
     monkeypatch.setattr(Corpus, "ingest", real_ingest)
     again = _ingest("--arxiv-snapshot", str(snap))  # continues after the stored windows
     assert again["papers"]["new"] == 700
+
+
+def test_a_ctrl_c_while_closing_stops_at_once_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second Ctrl-C while the ingest waits for its work in flight (the embedding batch, the
+    last window's writes) exits 130 at once, as kill -9 would, instead of a traceback."""
+    from bot.cli import bulk_ingest
+
+    closed: list[str] = []
+    exits: list[int] = []
+
+    def exit_now(code: int) -> None:
+        exits.append(code)
+        raise SystemExit(code)
+
+    def waiting_embedder() -> None:
+        closed.append("embedder")
+        raise KeyboardInterrupt  # pressed while the pool waits for its batch
+
+    monkeypatch.setattr(bulk_ingest, "exit_now", exit_now)
+    with pytest.raises(SystemExit):
+        bulk_ingest.close_all(
+            lambda: closed.append("reader"), waiting_embedder, lambda: closed.append("corpus")
+        )
+    assert closed == ["reader", "embedder"] and exits == [130]
+    err = capsys.readouterr().err
+    assert err.startswith("Interrupted while waiting for the work in flight: stopped at once")
+    assert "same command continues" in err and "Traceback" not in err
+    bulk_ingest.close_all(lambda: closed.append("all"))  # without Ctrl-C: every closer runs
+    assert closed[-1] == "all" and exits == [130]

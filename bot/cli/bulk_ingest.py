@@ -14,12 +14,14 @@ Embeddings go through `bulk_embedder`: `PAPERBOT_EMBEDDING_WORKERS` local model 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import typer
 
@@ -117,10 +119,8 @@ def ingest_snapshot(
             err=True,
         )
         raise typer.Exit(130) from None
-    finally:
-        reader.close()  # its parse workers, when an ingest stops early
-        close_embedder(embedder)
-        corpus.close()
+    finally:  # the parse workers (an ingest stopped early), the embedder, the writes in flight
+        close_all(reader.close, lambda: close_embedder(embedder), corpus.close)
     result = _result(reader, totals, elapsed, chunks_added)
     result["embedding"] = embedding_mode(settings) | timed.summary()
     if as_json:
@@ -129,6 +129,30 @@ def ingest_snapshot(
         _print(result, totals)
     if strict and totals.failed:
         raise typer.Exit(1)
+
+
+def close_all(*closers: Callable[[], object]) -> None:
+    """Run each closer in turn. Closing waits for the work in flight (an embedding batch, the
+    last window's writes); a Ctrl-C meanwhile (often a second one, after an interruption) stops
+    the process at once, as kill -9 would: the windows already stored and the cursor after them
+    stay, the window in flight is done again by the same command."""
+    try:
+        for close in closers:
+            close()
+    except KeyboardInterrupt:
+        typer.echo(
+            "Interrupted while waiting for the work in flight: stopped at once. What was "
+            "stored stays; the same command continues after the last window it stored.",
+            err=True,
+        )
+        exit_now(130)
+
+
+def exit_now(code: int) -> NoReturn:
+    """Exit without waiting for anything (threads, pools): output flushed, then `os._exit`."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 class TimedEmbedder:

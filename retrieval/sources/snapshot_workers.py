@@ -29,7 +29,7 @@ from retrieval.chunking import TokenCodec, chunk_paper
 from retrieval.errors import SourceError
 from retrieval.models import Chunk, Paper, RecordError
 from retrieval.sources.snapshot_records import SnapshotParser
-from retrieval.worker_processes import check_started, start_worker
+from retrieval.worker_processes import check_started, start_worker, starting_workers
 
 BLOCK_LINES = 256  # lines per block sent to a worker (~0.5 MB of snapshot)
 
@@ -157,7 +157,9 @@ class ParseWorkers:
             ) from None
 
     def _submit(self, todo: list[tuple[bytes, str]]) -> Future[list[Parsed]]:
-        return self._started().submit(_parse_block, todo)
+        pool = self._started()
+        with starting_workers(pool, self.workers):
+            return pool.submit(_parse_block, todo)
 
     def _started(self) -> ProcessPoolExecutor:
         if self._pool is None:
