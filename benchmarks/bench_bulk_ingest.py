@@ -146,7 +146,7 @@ class SentenceVectors:
     2-6 real sentences' MiniLM vectors plus half a real title's, plus noise (`chunk_vector`),
     the draw seeded by the chunk's text. Not its own sentences: the snapshot repeats 250
     abstracts (rotated), and vectors following its text would be ~80 near-copies of each, which
-    made Chroma's inserts 1.7x cheaper than into a corpus of distinct papers."""
+    made Chroma's inserts 1.5-1.7x cheaper than into a corpus of distinct papers."""
 
     def __init__(self) -> None:
         from benchmarks.bench_search import Pool

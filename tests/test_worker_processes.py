@@ -32,7 +32,9 @@ def _pool() -> ProcessPoolExecutor:
 def test_a_worker_started_inside_the_guard_ignores_ctrl_c_from_its_start() -> None:
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("the test runner does not run tests in the main thread")
-    handler = signal.getsignal(signal.SIGINT)
+    # as in a terminal (a runner started in the background of a script inherits it ignored)
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    handler = signal.default_int_handler
     guarded, plain = _pool(), _pool()
     try:
         with starting_workers(guarded, 1):
@@ -47,6 +49,7 @@ def test_a_worker_started_inside_the_guard_ignores_ctrl_c_from_its_start() -> No
     finally:
         guarded.shutdown()
         plain.shutdown()
+        signal.signal(signal.SIGINT, outer)
 
 
 _CHILD = """
@@ -65,6 +68,7 @@ def interrupt_new_workers(hit):
         time.sleep(0.001)
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
     hit = []
     threading.Thread(target=interrupt_new_workers, args=(hit,), daemon=True).start()
     workers = ParseWorkers(SnapshotParser("x", SnapshotFilter(), None, 10_000), 1, None)

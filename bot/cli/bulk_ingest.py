@@ -13,9 +13,12 @@ Embeddings go through `bulk_embedder`: `PAPERBOT_EMBEDDING_WORKERS` local model 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -91,67 +94,110 @@ def ingest_snapshot(
     timed = TimedEmbedder(embedder)
     corpus = Corpus(settings, embedder=timed)
     totals = BulkTotals()
-    try:
-        chunks_before = int(corpus.stats()["chunks"])
-        started = time.monotonic()
-        with render.progress() as bar:
-            task = bar.add_task(f"reading {render.safe(path.name)}", total=_mib(reader.total_bytes))
-            update = _progress_line(
-                bar,
-                task,
-                reader,
-                started,
-                log_every=None if sys.stderr.isatty() else PROGRESS_LOG_SECONDS,
-            )
-            for piece in reader.slices(SLICE_PAPERS):
-                report = corpus.ingest(
-                    piece, progress=update, feed=feed or SNAPSHOT_FEED, force=force
+    with CtrlC():  # a second Ctrl-C, wherever it waits, stops the process at once
+        try:
+            chunks_before = int(corpus.stats()["chunks"])
+            started = time.monotonic()
+            with render.progress() as bar:
+                task = bar.add_task(
+                    f"reading {render.safe(path.name)}", total=_mib(reader.total_bytes)
                 )
-                totals.add(report)
-            update("done", 0, 0)
-        elapsed = time.monotonic() - started
-        chunks_added = int(corpus.stats()["chunks"]) - chunks_before
-    except KeyboardInterrupt:  # Ctrl-C: the stored windows stay, the cursor is after them
-        typer.echo(
-            f"Interrupted: {reader.committed_papers:,} papers of this run are stored (and "
-            f"{reader.counts.papers - reader.committed_papers:,} read after them are not); the "
-            "same command continues after the last window it stored.",
-            err=True,
-        )
-        raise typer.Exit(130) from None
-    finally:  # the parse workers (an ingest stopped early), the embedder, the writes in flight
-        close_all(reader.close, lambda: close_embedder(embedder), corpus.close)
-    result = _result(reader, totals, elapsed, chunks_added)
-    result["embedding"] = embedding_mode(settings) | timed.summary()
-    if as_json:
-        typer.echo(json.dumps(result, ensure_ascii=False))
-    else:
-        _print(result, totals)
-    if strict and totals.failed:
-        raise typer.Exit(1)
+                update = _progress_line(
+                    bar,
+                    task,
+                    reader,
+                    started,
+                    log_every=None if sys.stderr.isatty() else PROGRESS_LOG_SECONDS,
+                )
+                for piece in reader.slices(SLICE_PAPERS):
+                    report = corpus.ingest(
+                        piece, progress=update, feed=feed or SNAPSHOT_FEED, force=force
+                    )
+                    totals.add(report)
+                update("done", 0, 0)
+            elapsed = time.monotonic() - started
+            chunks_added = int(corpus.stats()["chunks"]) - chunks_before
+        except KeyboardInterrupt:  # Ctrl-C: the stored windows stay, the cursor is after them
+            typer.echo(
+                f"Interrupted: {reader.committed_papers:,} papers of this run are stored (and "
+                f"{reader.counts.papers - reader.committed_papers:,} read after them are not); the "
+                "same command continues after the last window it stored.",
+                err=True,
+            )
+            raise typer.Exit(130) from None
+        finally:  # the parse workers (an ingest stopped early), the embedder, the writes in flight
+            close_all(reader.close, lambda: close_embedder(embedder), corpus.close)
+        result = _result(reader, totals, elapsed, chunks_added)
+        result["embedding"] = embedding_mode(settings) | timed.summary()
+        if as_json:
+            typer.echo(json.dumps(result, ensure_ascii=False))
+        else:
+            _print(result, totals)
+        if strict and totals.failed:
+            raise typer.Exit(1)
 
 
 def close_all(*closers: Callable[[], object]) -> None:
-    """Run each closer in turn. Closing waits for the work in flight (an embedding batch, the
-    last window's writes); a Ctrl-C meanwhile (often a second one, after an interruption) stops
-    the process at once, as kill -9 would: the windows already stored and the cursor after them
-    stay, the window in flight is done again by the same command."""
+    """Run each closer in turn. Closing waits for the work in flight (an embedding batch in a
+    worker); a Ctrl-C meanwhile stops the process at once (`stop_now`), as kill -9 would: the
+    windows already stored and the cursor after them stay, the window in flight is done again by
+    the same command."""
     try:
         for close in closers:
             close()
     except KeyboardInterrupt:
-        typer.echo(
-            "Interrupted while waiting for the work in flight: stopped at once. What was "
-            "stored stays; the same command continues after the last window it stored.",
-            err=True,
-        )
-        exit_now(130)
+        stop_now()
+
+
+class CtrlC:
+    """SIGINT during a backfill, installed for the command's life (from the main thread). The
+    first Ctrl-C raises KeyboardInterrupt: the ingest lets the work in flight finish (the running
+    vector write, the embedding batch), stops, and says so in one line. Another one meanwhile,
+    wherever the process waits (the ingest's cleanup, closing, the interpreter joining the
+    vector-write thread at exit), stops it at once (`stop_now`). Put back when the command ends
+    without a Ctrl-C only: after one, the process is ending and its exit needs the handler too."""
+
+    def __init__(self) -> None:
+        self.pressed = 0
+        self.previous: Any = None
+
+    def __enter__(self) -> CtrlC:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.previous is not None and not self.pressed:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.pressed += 1
+        if self.pressed > 1:
+            stop_now()
+        say("Ctrl-C: stopping after the work in flight (Ctrl-C again stops at once).")
+        raise KeyboardInterrupt
+
+
+def stop_now() -> NoReturn:
+    say(
+        "Stopped at once: what was stored stays; the same command continues after the last "
+        "window it stored."
+    )
+    exit_now(130)
+
+
+def say(line: str) -> None:
+    """One line on stderr, written to the file descriptor: a signal handler may run while this
+    thread is inside a write to ``sys.stderr`` (the progress bar), which must not be re-entered."""
+    with contextlib.suppress(OSError):  # stderr closed: nothing to tell
+        os.write(2, f"\n{line}\n".encode())
 
 
 def exit_now(code: int) -> NoReturn:
     """Exit without waiting for anything (threads, pools): output flushed, then `os._exit`."""
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, RuntimeError, ValueError):  # closed, or interrupted
+            stream.flush()
     os._exit(code)
 
 
