@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # The backfill with a fake embedder and a vector write that takes a minute: the process is
 # certainly waiting for it when the Ctrl-Cs come.
 _CHILD = """
-import sys, time
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
 sys.path.insert(0, {root!r})
 import retrieval
 from retrieval.store import VectorStore
@@ -114,15 +115,22 @@ def test_the_first_ctrl_c_raises_and_a_second_stops_at_once(
         raise SystemExit(code)
 
     monkeypatch.setattr(bulk_ingest, "exit_now", exit_now)
-    handler = signal.getsignal(signal.SIGINT)
-    with bulk_ingest.CtrlC() as ctrl_c:
-        with pytest.raises(KeyboardInterrupt):
-            ctrl_c(signal.SIGINT, None)
-        assert not exits
-        with pytest.raises(SystemExit):
-            ctrl_c(signal.SIGINT, None)
-    assert exits == [130]
-    signal.signal(signal.SIGINT, handler)  # after a Ctrl-C the command leaves it (it is ending)
-    with bulk_ingest.CtrlC():  # no Ctrl-C: the handler is put back on the way out
-        pass
-    assert signal.getsignal(signal.SIGINT) is handler
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+    try:
+        with bulk_ingest.CtrlC() as ctrl_c:
+            with pytest.raises(KeyboardInterrupt):
+                ctrl_c(signal.SIGINT, None)
+            assert not exits
+            with pytest.raises(SystemExit):
+                ctrl_c(signal.SIGINT, None)
+        assert exits == [130]
+        assert isinstance(signal.getsignal(signal.SIGINT), bulk_ingest.CtrlC)  # it is ending
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        with bulk_ingest.CtrlC():  # no Ctrl-C: the handler is put back on the way out
+            assert isinstance(signal.getsignal(signal.SIGINT), bulk_ingest.CtrlC)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # started ignoring it (`nohup … &`): kept
+        with bulk_ingest.CtrlC():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, outer)

@@ -155,14 +155,18 @@ class CtrlC:
     vector write, the embedding batch), stops, and says so in one line. Another one meanwhile,
     wherever the process waits (the ingest's cleanup, closing, the interpreter joining the
     vector-write thread at exit), stops it at once (`stop_now`). Put back when the command ends
-    without a Ctrl-C only: after one, the process is ending and its exit needs the handler too."""
+    without a Ctrl-C only: after one, the process is ending and its exit needs the handler too.
+    A process started with Ctrl-C ignored (a background job of a script) keeps ignoring it."""
 
     def __init__(self) -> None:
         self.pressed = 0
         self.previous: Any = None
 
     def __enter__(self) -> CtrlC:
-        if threading.current_thread() is threading.main_thread():
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN  # `nohup … &` keeps it so
+        ):
             self.previous = signal.signal(signal.SIGINT, self)
         return self
 
