@@ -58,7 +58,9 @@ def test_digest_progress_is_kept_per_channel_and_day(store: BotStore) -> None:
     assert store.digest_progress("C1", "2025-05-16") is None
     store.save_digest_progress("C1", "2025-05-16", digest="{}", ts="1.0", replies=0)
     store.save_digest_progress("C1", "2025-05-16", digest="{}", ts="1.0", replies=2)
-    assert store.digest_progress("C1", "2025-05-16") == {"digest": "{}", "ts": "1.0", "replies": 2}
+    progress = store.digest_progress("C1", "2025-05-16")
+    assert progress is not None and time.time() - progress.pop("updated_at") < 60
+    assert progress == {"digest": "{}", "ts": "1.0", "replies": 2}
     assert store.digest_progress("C1", "2025-05-17") is None
 
 

@@ -367,3 +367,78 @@ def test_a_reply_failing_past_the_retries_does_not_duplicate_the_digest(
             extractive_services.store.remove_schedule(channel)
         assert len(replies) == expected_replies(extractive_services, SAMPLE_DAY)
         assert len(parents) == 1, f"{len(parents)} digest parents in {channel}"
+
+
+class _Killed(BaseException):
+    """The poster dying (kill -9): no `except Exception` of post_digest runs, the claim stays."""
+
+
+class KilledAfterSlackTakes:
+    """The app's WebClient: the ``nth`` chat.postMessage reaches Slack, then the poster dies
+    before it reads Slack's answer (so nothing records that message)."""
+
+    def __init__(self, client: Any, nth: int) -> None:
+        self._client = client
+        self._nth = nth
+        self._posts = 0
+
+    def chat_postMessage(self, **kwargs: Any) -> Any:  # slack_sdk's method name
+        response = self._client.chat_postMessage(**kwargs)
+        self._posts += 1
+        if self._posts == self._nth:
+            raise _Killed
+        return response
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+@pytest.mark.parametrize("killed_at", [1, 3], ids=["parent", "second-reply"])
+def test_a_poster_killed_as_slack_takes_a_message_leaves_no_duplicate(
+    extractive_services: Services, killed_at: int
+) -> None:
+    """The attempt that takes over after the dead claim's lease asks Slack (the message
+    metadata on every digest message) and goes on where Slack is, not where the store is."""
+    channel = f"C0KILLED{killed_at}"
+    with FakeSlackAPI() as api:  # timestamps from the clock, as Slack's
+        client = make_client(slack_settings(api))
+        with pytest.raises(_Killed):
+            post_digest(
+                extractive_services, KilledAfterSlackTakes(client, killed_at), channel, SAMPLE_DAY
+            )
+        assert post_digest(extractive_services, client, channel, SAMPLE_DAY).status == "skipped"
+        time.sleep(0.3)  # the dead poster's claim expires (for a lease of 0.2 s)
+        result = post_digest(extractive_services, client, channel, SAMPLE_DAY, lease_seconds=0.2)
+        assert result.status == "posted"
+        asked = "conversations.history" if killed_at == 1 else "conversations.replies"
+        assert api.calls_to(asked), f"Slack was not asked ({asked})"
+        parents = digest_parents(api, channel)
+        assert len(parents) == 1, f"{len(parents)} digest parents in {channel}"
+        replies = api.messages(channel, thread_ts=parents[0].ts)
+    parts = [(m.metadata or {}).get("event_payload", {}).get("part") for m in replies]
+    assert parts == list(range(1, expected_replies(extractive_services, SAMPLE_DAY) + 1))
+    assert result.ts == parents[0].ts
+
+
+def test_a_poster_that_cannot_ask_slack_sends_the_parent_again(
+    extractive_services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without the history scope the take-over cannot know: it sends again (a parent twice
+    rather than a digest never finished), and says why in the log."""
+    channel = "C0NOHISTORY"
+    with FakeSlackAPI() as api:
+        client = make_client(slack_settings(api))
+        with pytest.raises(_Killed):
+            post_digest(
+                extractive_services,
+                KilledAfterSlackTakes(client, 1),
+                channel,
+                SAMPLE_DAY,
+                lease_seconds=0.0,
+            )
+        api.fail_next("conversations.history", "missing_scope")
+        again = post_digest(extractive_services, client, channel, SAMPLE_DAY, lease_seconds=0.0)
+        assert again.status == "posted"
+        parents = digest_parents(api, channel)
+    assert len(parents) == 2
+    assert "could not check whether the 2025-05-16 digest's parent reached" in caplog.text

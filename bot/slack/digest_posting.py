@@ -10,6 +10,15 @@ is one threaded reply. Progress is saved after every message: a retry goes on in
 thread and posts each reply exactly once. Title-only papers get their arXiv link first when
 the services can look titles up (bot/slack/paper_links.py).
 
+A poster can die (kill -9, a crash) after Slack took a message and before it recorded the
+answer. So the digest is saved before its parent is sent (ts `PARENT_SENT` until Slack's
+answer is recorded), and every digest message carries Slack message metadata naming its slot
+and part (`DIGEST_EVENT`: channel, day, part 0 for the parent, n for the n-th reply). The
+attempt that takes over asks Slack before sending again: the channel's history since the
+save for a parent it does not know (`conversations.history`), the thread for replies past the
+saved count (`conversations.replies`). If Slack cannot be asked (a missing history scope), it
+sends again: a message twice rather than a digest never finished.
+
 A day without papers is final ("empty", optionally with a short note) only when the caller
 says so (`final`): before a scheduled digest's deadline the slot is released as "waiting" and
 tried again on a later tick, so papers that arrive late still make the day's digest.
@@ -20,7 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -31,6 +40,10 @@ from bot.slack import blocks, paper_links
 from bot.slack.store import BotStore
 
 log = logging.getLogger(__name__)
+
+DIGEST_EVENT = "paperbot_digest"  # the event_type of every digest message's metadata
+PARENT_SENT = ""  # the saved ts while the parent's post is sent and its answer not recorded
+LOOKUP_MARGIN_SECONDS = 60.0  # history looked up from this long before the save (clock skew)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +100,7 @@ def post_digest(
             )
             return DigestResult("empty", note_ts)
         linker = paper_links.of(services)
-        if linker is not None and progress.saved.get("ts") is None:  # as posted, on resumes
+        if linker is not None and not progress.saved:  # a resume has it as saved (and posted)
             digest = linker.resolve_digest(digest)
         ts = _post(client, channel, digest, progress, missing)
     except Exception as exc:
@@ -107,9 +120,10 @@ class _Progress:
 
     def __init__(self, store: BotStore, channel: str, day: str) -> None:
         self.store = store
-        self._channel = channel
-        self._day = day
+        self.channel = channel
+        self.day = day
         self.saved: dict[str, Any] = store.digest_progress(channel, day) or {}
+        self.resumed = bool(self.saved)  # an earlier attempt may have sent more than it saved
 
     def digest(self) -> Digest | None:
         text = self.saved.get("digest")
@@ -117,7 +131,25 @@ class _Progress:
 
     def save(self, digest: Digest, ts: str, replies: int) -> None:
         self.saved = {"digest": digest.to_json(), "ts": ts, "replies": replies}
-        self.store.save_digest_progress(self._channel, self._day, **self.saved)
+        self.store.save_digest_progress(self.channel, self.day, **self.saved)
+
+    def metadata(self, part: int) -> dict[str, Any]:
+        """Slack message metadata of the digest's ``part`` (0: the parent, n: the n-th reply)."""
+        payload = {"channel": self.channel, "day": self.day, "part": part}
+        return {"event_type": DIGEST_EVENT, "event_payload": payload}
+
+    def parts_in(self, messages: Iterable[dict[str, Any]]) -> dict[int, str]:
+        """The parts of this digest among Slack's ``messages``, with their ts."""
+        found: dict[int, str] = {}
+        for message in messages:
+            meta = message.get("metadata") or {}
+            payload = meta.get("event_payload") or {}
+            if meta.get("event_type") == DIGEST_EVENT and (
+                payload.get("channel"),
+                payload.get("day"),
+            ) == (self.channel, self.day):
+                found.setdefault(int(payload.get("part", -1)), str(message.get("ts")))
+        return found
 
 
 def _post_note(
@@ -132,22 +164,78 @@ def _post(
 ) -> str:
     """Parent message with the overview, one threaded reply per topic group."""
     ts = progress.saved.get("ts")
-    if ts is None:
+    if ts == PARENT_SENT:  # an earlier attempt sent the parent; did Slack take it?
+        ts = _posted_parent(client, progress)
+        if ts:
+            progress.save(digest, ts, 0)
+    if not ts:
         feedback_id = save_for_feedback(progress.store, digest)
         text, parent_blocks = blocks.digest_parent(digest, missing, feedback_id=feedback_id)
+        progress.save(digest, PARENT_SENT, 0)
         parent = client.chat_postMessage(
-            channel=channel, text=text, blocks=parent_blocks, unfurl_links=False
+            channel=channel,
+            text=text,
+            blocks=parent_blocks,
+            unfurl_links=False,
+            metadata=progress.metadata(0),
         )
         ts = str(parent["ts"])
         progress.save(digest, ts, 0)
     replies = [reply for group in digest.groups for reply in blocks.digest_group_replies(group)]
     done = int(progress.saved.get("replies", 0))
+    if progress.resumed and done < len(replies):  # the next one may have gone out unrecorded
+        done = _posted_replies(client, progress, str(ts), done)
     for number, (reply_text, reply_blocks) in enumerate(replies[done:], start=done + 1):
         client.chat_postMessage(
-            channel=channel, thread_ts=ts, text=reply_text, blocks=reply_blocks, unfurl_links=False
+            channel=channel,
+            thread_ts=ts,
+            text=reply_text,
+            blocks=reply_blocks,
+            unfurl_links=False,
+            metadata=progress.metadata(number),
         )
         progress.save(digest, str(ts), number)
     return str(ts)
+
+
+def _posted_parent(client: Any, progress: _Progress) -> str | None:
+    """The ts of this digest's parent if Slack has it (the channel's history since the
+    parent was about to be sent), else None; None too when Slack cannot be asked."""
+    since = float(progress.saved.get("updated_at") or 0.0) - LOOKUP_MARGIN_SECONDS
+    try:
+        history = client.conversations_history(
+            channel=progress.channel, oldest=f"{since:.6f}", include_all_metadata=True, limit=200
+        )
+    except Exception as exc:
+        log.warning(
+            "could not check whether the %s digest's parent reached %s (%s): sending it again",
+            progress.day,
+            progress.channel,
+            exc,
+        )
+        return None
+    return progress.parts_in(history.get("messages") or []).get(0)
+
+
+def _posted_replies(client: Any, progress: _Progress, ts: str, done: int) -> int:
+    """How many replies the thread holds in a row (at least ``done``, the saved count)."""
+    try:
+        thread = client.conversations_replies(
+            channel=progress.channel, ts=ts, include_all_metadata=True, limit=200
+        )
+    except Exception as exc:
+        log.warning(
+            "could not check the %s digest's thread in %s (%s): reply %d is sent again",
+            progress.day,
+            progress.channel,
+            exc,
+            done + 1,
+        )
+        return done
+    parts = progress.parts_in(thread.get("messages") or [])
+    while done + 1 in parts:
+        done += 1
+    return done
 
 
 def save_for_feedback(store: BotStore, digest: Digest) -> str:

@@ -254,9 +254,11 @@ class BotStore(FeedTables, JobTables):
         return dict(rows[0]) if rows else None
 
     def digest_progress(self, channel: str, day: str) -> dict[str, Any] | None:
-        """{digest (JSON), ts (the parent), replies (posted so far)} of a half-posted digest."""
+        """{digest (JSON), ts (the parent), replies (posted so far), updated_at (UNIX seconds)}
+        of a half-posted digest."""
         rows = self._query(
-            "SELECT digest, ts, replies FROM digest_progress WHERE channel = ? AND day = ?",
+            "SELECT digest, ts, replies, updated_at FROM digest_progress "
+            "WHERE channel = ? AND day = ?",
             (channel, day),
         )
         return dict(rows[0]) if rows else None

@@ -2,8 +2,9 @@
 
 It implements the methods paperbot calls, in Slack's request and answer shapes: auth.test
 (Bolt's startup check, `paperbot doctor`), chat.postMessage, chat.update and chat.delete
-(thread replies, digests, notifications), conversations.replies (a thread's history),
-conversations.info (is paperbot a member of a channel? every channel unless `leave` said
+(thread replies, digests, notifications; message ``metadata`` kept), conversations.replies
+(a thread's history) and conversations.history (a channel's; both show metadata only with
+``include_all_metadata``), conversations.info (is paperbot a member of a channel? every channel unless `leave` said
 otherwise; a private channel it left is ``channel_not_found``), users.info (``is_admin``
 for the ids in `admins`),
 apps.connections.open (Socket Mode: hands out `socket_mode_url`), the AI-app methods
@@ -323,7 +324,9 @@ class FakeSlackAPI(HTTPFake[SlackCall]):
     def _find(self, channel: str, ts: str) -> StoredMessage | None:
         return next((m for m in self._messages.get(channel, []) if m.ts == ts), None)
 
-    def _message_json(self, msg: StoredMessage) -> dict[str, Any]:
+    def _message_json(self, msg: StoredMessage, *, metadata: bool = True) -> dict[str, Any]:
+        """As Slack shows it; ``metadata``: with its message metadata (Slack's conversations.*
+        methods only show it when asked: ``include_all_metadata``)."""
         out: dict[str, Any] = {"type": "message", "text": msg.text, "ts": msg.ts}
         if msg.user:
             out["user"] = msg.user
@@ -333,7 +336,7 @@ class FakeSlackAPI(HTTPFake[SlackCall]):
         out["team"] = self.team_id
         if msg.blocks is not None:
             out["blocks"] = msg.blocks
-        if msg.metadata:
+        if msg.metadata and metadata:
             out["metadata"] = msg.metadata
         replies = [m for m in self._messages.get(msg.channel, []) if m.thread_ts == msg.ts]
         if msg.is_reply:
@@ -377,6 +380,7 @@ class FakeSlackAPI(HTTPFake[SlackCall]):
             bot_id=self.bot_id,
             thread_ts=str(p["thread_ts"]) if p.get("thread_ts") else None,
             blocks=p.get("blocks"),
+            metadata=_metadata(p.get("metadata")),
         )
         self._store(msg)
         return {"ok": True, "channel": channel, "ts": msg.ts, "message": self._message_json(msg)}
@@ -427,10 +431,31 @@ class FakeSlackAPI(HTTPFake[SlackCall]):
         root = target.thread_ts if target is not None and target.thread_ts else ts
         thread = [m for m in everything if m.ts == root or m.thread_ts == root]
         limit = max(1, int(p.get("limit") or 1000))
+        shown = _flag(p.get("include_all_metadata"))
         return {
             "ok": True,
-            "messages": [self._message_json(m) for m in thread[:limit]],
+            "messages": [self._message_json(m, metadata=shown) for m in thread[:limit]],
             "has_more": len(thread) > limit,
+        }
+
+    def _conversations_history(self, p: dict[str, Any]) -> dict[str, Any]:
+        """The channel's messages (thread replies left out), newest first, after ``oldest``
+        (exclusive); `limit` honoured (default 100), no cursor paging."""
+        channel = str(p.get("channel") or "")
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        oldest = _ts_key(str(p.get("oldest") or "0"))
+        found = [
+            m
+            for m in reversed(self._messages.get(channel, []))
+            if not m.is_reply and _ts_key(m.ts) > oldest
+        ]
+        limit = max(1, int(p.get("limit") or 100))
+        shown = _flag(p.get("include_all_metadata"))
+        return {
+            "ok": True,
+            "messages": [self._message_json(m, metadata=shown) for m in found[:limit]],
+            "has_more": len(found) > limit,
         }
 
     def _conversations_info(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -529,6 +554,7 @@ _METHODS: dict[str, Callable[[FakeSlackAPI, dict[str, Any]], dict[str, Any]]] = 
     "chat.update": FakeSlackAPI._chat_update,
     "chat.delete": FakeSlackAPI._chat_delete,
     "conversations.replies": FakeSlackAPI._conversations_replies,
+    "conversations.history": FakeSlackAPI._conversations_history,
     "conversations.info": FakeSlackAPI._conversations_info,
     "users.info": FakeSlackAPI._users_info,
     "apps.connections.open": FakeSlackAPI._apps_connections_open,
@@ -539,6 +565,17 @@ _METHODS: dict[str, Callable[[FakeSlackAPI, dict[str, Any]], dict[str, Any]]] = 
     "chat.appendStream": FakeSlackAPI._append_stream,
     "chat.stopStream": FakeSlackAPI._stop_stream,
 }
+
+
+def _metadata(value: Any) -> dict[str, Any] | None:
+    """chat.postMessage's ``metadata``: an object, or its JSON in a form field."""
+    if isinstance(value, str) and value:
+        value = json.loads(value)
+    return value if isinstance(value, dict) else None
+
+
+def _flag(value: Any) -> bool:
+    return value is True or str(value).lower() in ("1", "true")
 
 
 def _params(request: Request) -> dict[str, Any]:
