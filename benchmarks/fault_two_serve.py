@@ -142,6 +142,12 @@ class Instance:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
 
+    def terminate(self) -> None:
+        """SIGTERM, as `docker stop` and systemd send it (the process exits by itself)."""
+        if self.alive():
+            assert self.proc is not None
+            os.kill(self.proc.pid, signal.SIGTERM)
+
     def skips(self) -> int:
         return len(SKIP_LINE.findall(self.log_path.read_text(errors="replace")))
 
@@ -296,17 +302,28 @@ def crash(args: argparse.Namespace, api: FakeSlackAPI, env: dict[str, str], work
     claims' lease ran out it posts the digests. Exactly one parent per channel?
 
     Messages in flight at the kill (taken by the fake, answer not yet read by the killed
-    process) are part of the fault: Slack, too, may act on a request whose answer is lost."""
+    process) are part of the fault: Slack, too, may act on a request whose answer is lost.
+
+    With ``--stop-mid-post`` both get SIGTERM instead (a deploy) and keep the default lease
+    (600 s): the restarted one must post at once, since a stopping `serve` gives its digest
+    back; the stopped ones must exit 0."""
     state_file = work / "data" / BOT_STORE_FILE
-    env = env | {"PAPERBOT_DIGEST_LEASE_SECONDS": str(args.lease)}
+    if not args.stop_mid_post:
+        env = env | {"PAPERBOT_DIGEST_LEASE_SECONDS": str(args.lease)}
     instances = [Instance(n, env, work, api.base_url) for n in ("A", "B")]
+    stopped: list[tuple[str, int | None, float]] = []
     try:
         for instance in instances:
             instance.start()
         wait_healthy(instances)
         api.wait_for("chat.postMessage", args.kill_after_posts, timeout=args.timeout, ok=True)
         for instance in instances:
-            instance.kill()
+            instance.terminate() if args.stop_mid_post else instance.kill()
+        for instance in instances:
+            assert instance.proc is not None
+            began = time.monotonic()
+            code = instance.proc.wait(60)
+            stopped.append((instance.name, code, round(time.monotonic() - began, 1)))
         rows_at_kill = digest_rows(state_file)
         time.sleep(args.post_delay + 0.3)  # requests in flight at the kill reach the fake
         at_kill = count(api)
@@ -326,6 +343,11 @@ def crash(args: argparse.Namespace, api: FakeSlackAPI, env: dict[str, str], work
     checks: list[Check] = [
         ("the restarted instance posted the digests", posted_after is not None, f"{posted_after} s")
     ]
+    if args.stop_mid_post:
+        checks += [
+            (f"{name} stopped on SIGTERM with exit 0", code == 0, f"exit {code} in {took} s")
+            for name, code, took in stopped
+        ]
     checks += once_per_channel(
         after,
         "after the crash and the restart",
@@ -335,8 +357,9 @@ def crash(args: argparse.Namespace, api: FakeSlackAPI, env: dict[str, str], work
             for c in CHANNELS
         },
     )
+    lease = "600 s (the default)" if args.stop_mid_post else f"{args.lease:.0f} s"
     notes = [
-        f"Lease {args.lease:.0f} s (PAPERBOT_DIGEST_LEASE_SECONDS). State at the kill: "
+        f"Lease {lease} (PAPERBOT_DIGEST_LEASE_SECONDS). State at the stop: "
         + ", ".join(f"{r['channel']} {r['status']}" for r in rows_at_kill)
         + "."
     ]
@@ -361,6 +384,11 @@ def main(argv: list[str] | None = None) -> int:
         help="instead: kill both while a digest is half posted, restart one",
     )
     parser.add_argument(
+        "--stop-mid-post",
+        action="store_true",
+        help="as --crash-mid-post, with SIGTERM (a deploy) instead of SIGKILL, default lease",
+    )
+    parser.add_argument(
         "--kill-after-posts",
         type=int,
         default=2,
@@ -370,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         "--lease", type=float, default=30.0, help="digest lease in --crash-mid-post"
     )
     args = parser.parse_args(argv)
+    args.crash_mid_post = args.crash_mid_post or args.stop_mid_post
 
     name = "fault_two_serve_crash" if args.crash_mid_post else "fault_two_serve"
     work = fresh_dir(WORK / name)
@@ -388,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
 
     ok = all(passed for _, passed, _ in checks)
     title = "crashed mid-post, one restarted" if args.crash_mid_post else "one state store"
+    if args.stop_mid_post:
+        title = "stopped (SIGTERM) mid-post, one restarted"
     report = "\n\n".join(
         [
             f"# Two `paperbot serve` instances, {title} ({today}, "

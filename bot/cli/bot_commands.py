@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -77,9 +78,11 @@ def serve(
         else:
             _serve_http(app, slack, services, port or slack.http_port, watcher, queue.stats)
     finally:
-        # the server stopped accepting; now the answers in flight, then the rest
+        # the server stopped accepting; now the answers and the digest in flight, then the rest
+        scheduler.request_stop()
+        draining = time.monotonic()
         _drain(queue, slack.shutdown_grace_seconds)
-        scheduler.stop()
+        scheduler.stop(max(0.0, slack.shutdown_grace_seconds - (time.monotonic() - draining)))
         if watcher is not None:
             watcher.stop()
         log.info("stopped")

@@ -19,6 +19,12 @@ save for a parent it does not know (`conversations.history`), the thread for rep
 saved count (`conversations.replies`). If Slack cannot be asked (a missing history scope), it
 sends again: a message twice rather than a digest never finished.
 
+A stopping `serve` (SIGTERM on a deploy) does not leave a claim to expire: through
+`DigestStop` the poster sends no new message once a stop is requested and gives the slot back
+("waiting", its progress kept), so the next start, or another replica, goes on at once in the
+same thread; a digest still being built when the grace ends is given back by the stopping
+process itself (`DigestStop.give_back`).
+
 A day without papers is final ("empty", optionally with a short note) only when the caller
 says so (`final`): before a scheduled digest's deadline the slot is released as "waiting" and
 tried again on a later tick, so papers that arrive late still make the day's digest.
@@ -29,7 +35,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -55,6 +63,63 @@ class DigestResult:
     error: str | None = None
 
 
+class DigestStopped(Exception):
+    """A stop was requested: the poster sends nothing more and gives its slot back."""
+
+
+class DigestStop:
+    """Between a digest poster (the scheduler's tick) and the process stopping it. The poster
+    sends each message inside `sending`, which refuses once `request` was called; the stopping
+    process, if the poster is still busy after its grace (building the digest), takes the same
+    lock — so no message is in flight — and gives the slot back itself (`give_back`)."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self._sending = threading.Lock()
+        self._slot: tuple[BotStore, str, str] | None = None  # the digest being posted
+
+    def request(self) -> None:
+        self.requested.set()
+
+    def check(self) -> None:
+        if self.requested.is_set():
+            raise DigestStopped
+
+    @contextmanager
+    def sending(self) -> Iterator[None]:
+        """Around one message and the record of it: refused once a stop was requested."""
+        with self._sending:
+            self.check()
+            yield
+
+    @contextmanager
+    def posting(self, store: BotStore, channel: str, day: str) -> Iterator[None]:
+        self._slot = (store, channel, day)
+        try:
+            yield
+        finally:
+            self._slot = None
+
+    def give_back(self, timeout: float = 2.0) -> bool:
+        """After `request`: give the slot being posted back, once no message is in flight
+        (waits up to ``timeout`` for one being sent). True when a slot was given back."""
+        if not self._sending.acquire(timeout=timeout):
+            return False
+        try:
+            slot = self._slot
+            if slot is None:
+                return False
+            store, channel, day = slot
+            store.release_digest(channel, day, STOPPED)
+            log.info("the %s digest for %s was given back unfinished (stopping)", day, channel)
+            return True
+        finally:
+            self._sending.release()
+
+
+STOPPED = "stopped before it was finished; it goes on at the next tick or start"
+
+
 def owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -71,16 +136,41 @@ def post_digest(
     final: bool = True,
     empty_note: bool = False,
     missing: Sequence[str] = (),
+    stop: DigestStop | None = None,
 ) -> DigestResult:
     """Post the digest of ``day`` once. A day without papers: with ``final``, settled as
     "empty" (with a "no new papers" note when ``empty_note``), else left "waiting" to be
-    tried again. ``missing`` names the feeds that have not delivered the day (shown)."""
+    tried again. ``missing`` names the feeds that have not delivered the day (shown).
+    ``stop``: a stopping process's (`DigestStop`); its request gives the slot back."""
+    stop = stop or DigestStop()
+    if stop.requested.is_set():  # stopping: not claimed, tried again at the next start
+        return DigestResult("waiting")
     store = services.store
     key = day.isoformat()
     if not store.claim_digest(channel, key, owner_id(), lease_seconds):
         log.info("digest %s for %s already posted or being posted; skipping", day, channel)
         return DigestResult("skipped")
-    progress = _Progress(store, channel, key)
+    with stop.posting(store, channel, key):
+        return _claimed(
+            services, client, channel, day, stop, topic, max_papers, final, empty_note, missing
+        )
+
+
+def _claimed(
+    services: Services,
+    client: Any,
+    channel: str,
+    day: date,
+    stop: DigestStop,
+    topic: str | None,
+    max_papers: int | None,
+    final: bool,
+    empty_note: bool,
+    missing: Sequence[str],
+) -> DigestResult:
+    store = services.store
+    key = day.isoformat()
+    progress = _Progress(store, channel, key, stop)
     try:
         digest = progress.digest() or services.digests.build(
             day, day, topic=topic, max_papers=max_papers
@@ -90,8 +180,9 @@ def post_digest(
                 store.release_digest(channel, key, "no papers yet")
                 log.info("no papers for %s yet: the digest for %s waits", day, channel)
                 return DigestResult("waiting")
-            note_ts = _post_note(client, channel, day, topic, missing) if empty_note else None
-            store.finish_digest(channel, key, "empty", ts=note_ts)
+            with stop.sending():
+                note_ts = _post_note(client, channel, day, topic, missing) if empty_note else None
+                store.finish_digest(channel, key, "empty", ts=note_ts)
             log.info(
                 "no papers for %s: %s posted to %s",
                 day,
@@ -103,6 +194,10 @@ def post_digest(
         if linker is not None and not progress.saved:  # a resume has it as saved (and posted)
             digest = linker.resolve_digest(digest)
         ts = _post(client, channel, digest, progress, missing)
+    except DigestStopped:  # nothing in flight; what was sent is recorded
+        store.release_digest(channel, key, STOPPED)
+        log.info("the %s digest for %s stops unfinished (stopping); it goes on later", day, channel)
+        return DigestResult("waiting")
     except Exception as exc:
         store.finish_digest(channel, key, "failed", error=str(exc)[:500])
         log.exception("posting the %s digest to %s failed; it can be retried", day, channel)
@@ -118,8 +213,9 @@ class _Progress:
     thread with the same digest instead of posting a second parent.
     """
 
-    def __init__(self, store: BotStore, channel: str, day: str) -> None:
+    def __init__(self, store: BotStore, channel: str, day: str, stop: DigestStop) -> None:
         self.store = store
+        self.stop = stop
         self.channel = channel
         self.day = day
         self.saved: dict[str, Any] = store.digest_progress(channel, day) or {}
@@ -171,30 +267,32 @@ def _post(
     if not ts:
         feedback_id = save_for_feedback(progress.store, digest)
         text, parent_blocks = blocks.digest_parent(digest, missing, feedback_id=feedback_id)
-        progress.save(digest, PARENT_SENT, 0)
-        parent = client.chat_postMessage(
-            channel=channel,
-            text=text,
-            blocks=parent_blocks,
-            unfurl_links=False,
-            metadata=progress.metadata(0),
-        )
-        ts = str(parent["ts"])
-        progress.save(digest, ts, 0)
+        with progress.stop.sending():
+            progress.save(digest, PARENT_SENT, 0)
+            parent = client.chat_postMessage(
+                channel=channel,
+                text=text,
+                blocks=parent_blocks,
+                unfurl_links=False,
+                metadata=progress.metadata(0),
+            )
+            ts = str(parent["ts"])
+            progress.save(digest, ts, 0)
     replies = [reply for group in digest.groups for reply in blocks.digest_group_replies(group)]
     done = int(progress.saved.get("replies", 0))
     if progress.resumed and done < len(replies):  # the next one may have gone out unrecorded
         done = _posted_replies(client, progress, str(ts), done)
     for number, (reply_text, reply_blocks) in enumerate(replies[done:], start=done + 1):
-        client.chat_postMessage(
-            channel=channel,
-            thread_ts=ts,
-            text=reply_text,
-            blocks=reply_blocks,
-            unfurl_links=False,
-            metadata=progress.metadata(number),
-        )
-        progress.save(digest, str(ts), number)
+        with progress.stop.sending():
+            client.chat_postMessage(
+                channel=channel,
+                thread_ts=ts,
+                text=reply_text,
+                blocks=reply_blocks,
+                unfurl_links=False,
+                metadata=progress.metadata(number),
+            )
+            progress.save(digest, str(ts), number)
     return str(ts)
 
 

@@ -11,11 +11,17 @@ HF and arXiv by default) has not delivered the day's listing, and while the day 
 at all, it is tried again on every tick until PAPERBOT_DIGEST_WAIT_MINUTES after its time.
 At that deadline it posts what exists, or a "No new papers today" note
 (PAPERBOT_DIGEST_EMPTY_NOTE), naming the feeds that never delivered.
+
+Stopping (`stop`, SIGTERM of `serve`): no tick starts, the one running sends no new message and
+gives its digest back unfinished (it goes on in the same thread at the next start, or on
+another replica's next tick), notifications wait for the next start; a digest still being built
+after the grace is given back by `stop` itself (bot/slack/digest_posting.py: `DigestStop`).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -23,7 +29,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.services import Services
-from bot.slack.digest_posting import DigestResult, post_digest
+from bot.slack.digest_posting import DigestResult, DigestStop, post_digest
 from bot.slack.feeds import Feed
 from bot.slack.notify import notify_subscribers
 from bot.slack.settings import SlackSettings
@@ -96,6 +102,9 @@ class DigestScheduler:
         self.clock = clock or (lambda: datetime.now().astimezone())
         self._scheduler: Any = None
         self._waiting: set[tuple[str, date]] = set()  # logged once per (channel, day)
+        self._stop = DigestStop()
+        self._idle = threading.Event()  # no tick running
+        self._idle.set()
 
     def schedules(self) -> list[Schedule]:
         result = []
@@ -151,7 +160,10 @@ class DigestScheduler:
                     final=final,
                     empty_note=self.settings.digest_empty_note,
                     missing=missing,
+                    stop=self._stop,
                 )
+        if self._stop.requested.is_set():  # stopping: notifications at the next start
+            return results
         try:
             # "recent" by this scheduler's clock, like the digests' days
             today = now.astimezone(UTC).date()
@@ -205,12 +217,33 @@ class DigestScheduler:
         )
         self._scheduler.start()
 
-    def stop(self) -> None:
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=False)
+    def request_stop(self) -> None:
+        """No new tick, and no new digest message from the running one (it gives its digest
+        back unfinished)."""
+        self._stop.request()
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
+
+    def stop(self, grace: float = 0.0) -> None:
+        """`request_stop`, then wait up to ``grace`` s for the running tick; a digest still
+        being built then is given back here (its claim would otherwise wait for its lease)."""
+        self.request_stop()
+        if self._idle.wait(grace):
+            return
+        if self._stop.give_back():
+            return
+        log.warning(
+            "a digest tick was still running after %.0f s; a digest it claimed waits for its "
+            "lease (PAPERBOT_DIGEST_LEASE_SECONDS)",
+            grace,
+        )
 
     def _safe_tick(self) -> None:
+        self._idle.clear()
         try:
             self.tick()
         except Exception:
             log.exception("scheduler tick failed; retrying on the next tick")
+        finally:
+            self._idle.set()

@@ -165,7 +165,8 @@ class SlackSettings(PaperbotSettings):
         default=20.0,
         ge=0.0,
         description="On SIGTERM/SIGINT, how long `serve` lets answers in progress finish; the "
-        "rest are handed back and resumed at the next start.",
+        "rest are handed back and resumed at the next start. A digest being posted stops after "
+        "the message in flight and goes on at the next start.",
     )
 
     @field_validator("allowed_channels", mode="before")
