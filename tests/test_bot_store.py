@@ -58,10 +58,31 @@ def test_digest_progress_is_kept_per_channel_and_day(store: BotStore) -> None:
     assert store.digest_progress("C1", "2025-05-16") is None
     store.save_digest_progress("C1", "2025-05-16", digest="{}", ts="1.0", replies=0)
     store.save_digest_progress("C1", "2025-05-16", digest="{}", ts="1.0", replies=2)
-    progress = store.digest_progress("C1", "2025-05-16")
-    assert progress is not None and time.time() - progress.pop("updated_at") < 60
-    assert progress == {"digest": "{}", "ts": "1.0", "replies": 2}
+    assert store.digest_progress("C1", "2025-05-16") == {"digest": "{}", "ts": "1.0", "replies": 2}
     assert store.digest_progress("C1", "2025-05-17") is None
+
+
+def test_a_parent_being_sent_is_kept_until_its_ts_is_saved(store: BotStore) -> None:
+    assert store.parent_send("C1", "2025-05-16") is None
+    before = time.time()
+    store.mark_parent_send("C1", "2025-05-16", digest='{"a": 1}')
+    sent = store.parent_send("C1", "2025-05-16")
+    assert sent is not None and sent["digest"] == '{"a": 1}' and sent["sent_at"] >= before - 1
+    assert store.parent_send("C1", "2025-05-17") is None
+    store.save_digest_progress("C1", "2025-05-16", digest='{"a": 1}', ts="2.0", replies=0)
+    assert store.parent_send("C1", "2025-05-16") is None  # its answer is recorded
+
+
+def test_a_poster_settles_only_the_slot_its_own_claim_holds(store: BotStore) -> None:
+    assert store.claim_digest("C1", "2025-05-16", "a", lease_seconds=600)
+    assert store.release_digest("C1", "2025-05-16", "stopping", owner="a")
+    assert store.claim_digest("C1", "2025-05-16", "b", lease_seconds=600)  # taken over
+    assert not store.release_digest("C1", "2025-05-16", "late", owner="a")
+    assert not store.finish_digest("C1", "2025-05-16", "failed", error="late", owner="a")
+    status = store.digest_status("C1", "2025-05-16")
+    assert status is not None and (status["status"], status["owner"]) == ("claimed", "b")
+    assert store.finish_digest("C1", "2025-05-16", "posted", ts="3.0", owner="b")
+    assert not store.release_digest("C1", "2025-05-16", "stale", owner="b")  # settled
 
 
 def test_one_vote_per_user_and_message_with_its_answer(store: BotStore) -> None:

@@ -14,7 +14,8 @@ import pytest
 from bot.services import Services
 from bot.slack import blocks
 from bot.slack.app import make_client
-from bot.slack.digest_posting import STOPPED, DigestStop, post_digest
+from bot.slack.digest_posting import post_digest
+from bot.slack.digest_stop import STOPPED, DigestStop
 from bot.slack.scheduler import DigestScheduler
 from retrieval import Corpus
 from tests.support.slack_api import FakeSlackAPI, StoredMessage

@@ -393,26 +393,33 @@ class KilledAfterSlackTakes:
         return getattr(self._client, name)
 
 
-@pytest.mark.parametrize("killed_at", [1, 3], ids=["parent", "second-reply"])
+@pytest.mark.parametrize(
+    ("killed_at", "chatter"),
+    [(1, 0), (1, 450), (3, 0)],
+    ids=["parent", "parent-busy-channel", "second-reply"],
+)
 def test_a_poster_killed_as_slack_takes_a_message_leaves_no_duplicate(
-    extractive_services: Services, killed_at: int
+    extractive_services: Services, killed_at: int, chatter: int
 ) -> None:
     """The attempt that takes over after the dead claim's lease asks Slack (the message
-    metadata on every digest message) and goes on where Slack is, not where the store is."""
-    channel = f"C0KILLED{killed_at}"
+    metadata on every digest message) and goes on where Slack is, not where the store is;
+    ``chatter``: messages others post to the channel meanwhile (the lookup pages past them)."""
+    channel = f"C0KILLED{killed_at}{chatter}"
     with FakeSlackAPI() as api:  # timestamps from the clock, as Slack's
         client = make_client(slack_settings(api))
         with pytest.raises(_Killed):
             post_digest(
                 extractive_services, KilledAfterSlackTakes(client, killed_at), channel, SAMPLE_DAY
             )
+        for n in range(chatter):
+            api.add_message(channel, f"an unrelated message {n}")
         assert post_digest(extractive_services, client, channel, SAMPLE_DAY).status == "skipped"
         time.sleep(0.3)  # the dead poster's claim expires (for a lease of 0.2 s)
         result = post_digest(extractive_services, client, channel, SAMPLE_DAY, lease_seconds=0.2)
         assert result.status == "posted"
         asked = "conversations.history" if killed_at == 1 else "conversations.replies"
-        assert api.calls_to(asked), f"Slack was not asked ({asked})"
-        parents = digest_parents(api, channel)
+        assert len(api.calls_to(asked)) == (3 if chatter else 1), f"Slack asked ({asked})"
+        parents = [m for m in api.bot_messages(channel) if not m.is_reply]
         assert len(parents) == 1, f"{len(parents)} digest parents in {channel}"
         replies = api.messages(channel, thread_ts=parents[0].ts)
     parts = [(m.metadata or {}).get("event_payload", {}).get("part") for m in replies]

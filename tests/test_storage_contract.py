@@ -364,3 +364,30 @@ def test_postgres_schemas_are_created_at_their_version_then_climb_a_ladder(
             migrate_postgres(db, create, 1)
     finally:
         db.close()
+
+
+def test_a_bot_schema_of_version_6_gains_the_digest_parent_sends(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    """PostgreSQL: a `paperbot_bot` schema an earlier paperbot created (version 6) is brought
+    to the latest version by its `PgMigration`s when this paperbot opens it."""
+    from bot.slack import store_schema
+    from bot.slack.store import BotStore
+    from retrieval.db import PostgresDatabase, migrate_postgres, postgres_version
+
+    url = postgres_server.new_database()
+    db = PostgresDatabase(url, store_schema.PG_SCHEMA)
+    try:
+        created = [s for s in store_schema.PG_CREATE if "digest_parent_sends" not in s]
+        assert migrate_postgres(db, created, 6) == [6]
+    finally:
+        db.close()
+    with BotStore.in_data_dir(tmp_path / "data", database_url=url) as store:
+        assert store.schema_version == store_schema.SCHEMA_VERSION == 7
+        store.mark_parent_send("C1", "2025-05-16", digest="{}")
+        assert store.parent_send("C1", "2025-05-16") is not None
+    db = PostgresDatabase(url, store_schema.PG_SCHEMA)
+    try:
+        assert postgres_version(db) == 7
+    finally:
+        db.close()

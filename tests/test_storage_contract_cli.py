@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from bot.slack import store_schema
 from bot.slack.store import BotStore
 from retrieval import RetrievalSettings, StateAdmin, StateFileError
 from retrieval.state import StateStore
@@ -55,7 +56,7 @@ def test_state_commands_on_postgres_say_what_works_and_hide_the_password(
     assert code == 0, out
     report = json.loads(out)
     corpus, bot = report["files"]["state.sqlite3"], report["files"]["bot.sqlite3"]
-    assert (corpus["schema_version"], bot["schema_version"]) == (3, 6)
+    assert (corpus["schema_version"], bot["schema_version"]) == (3, store_schema.SCHEMA_VERSION)
     assert bot["rows"]["seen_keys"] == 1 and corpus["rows"]["papers"] == 0
     assert "schema paperbot_bot" in bot["path"] and bot["size"] > 0
     for command, fix in (("backup", "pg_dump"), ("restore", "pg_restore"), ("rebuild", "pg")):
@@ -68,7 +69,7 @@ def test_state_commands_on_postgres_say_what_works_and_hide_the_password(
     code, out = _run("config", "show")
     assert code == 0 and PASSWORD not in out
     code, out = _run("state", "check")
-    assert code == 0 and PASSWORD not in out and "schema v6" in out
+    assert code == 0 and PASSWORD not in out and f"schema v{store_schema.SCHEMA_VERSION}" in out
 
 
 def test_an_unreachable_database_is_one_line_naming_the_fix(tmp_path: Path) -> None:

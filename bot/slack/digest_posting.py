@@ -11,19 +11,15 @@ thread and posts each reply exactly once. Title-only papers get their arXiv link
 the services can look titles up (bot/slack/paper_links.py).
 
 A poster can die (kill -9, a crash) after Slack took a message and before it recorded the
-answer. So the digest is saved before its parent is sent (ts `PARENT_SENT` until Slack's
-answer is recorded), and every digest message carries Slack message metadata naming its slot
-and part (`DIGEST_EVENT`: channel, day, part 0 for the parent, n for the n-th reply). The
-attempt that takes over asks Slack before sending again: the channel's history since the
-save for a parent it does not know (`conversations.history`), the thread for replies past the
-saved count (`conversations.replies`). If Slack cannot be asked (a missing history scope), it
-sends again: a message twice rather than a digest never finished.
+answer. So every digest message carries Slack message metadata naming its slot and part
+(`DIGEST_EVENT`: channel, day, part 0 for the parent, n for the n-th reply), and the digest is
+recorded as being sent (`BotStore.mark_parent_send`) just before its parent goes out, until
+Slack's answer is saved. The attempt that takes over asks Slack before sending again: the
+channel's history around that moment for a parent it does not know (`conversations.history`),
+the thread for replies past the saved count (`conversations.replies`). If Slack cannot be asked
+(a missing history scope), it sends again: a message twice rather than a digest never finished.
 
-A stopping `serve` (SIGTERM on a deploy) does not leave a claim to expire: through
-`DigestStop` the poster sends no new message once a stop is requested and gives the slot back
-("waiting", its progress kept), so the next start, or another replica, goes on at once in the
-same thread; a digest still being built when the grace ends is given back by the stopping
-process itself (`DigestStop.give_back`).
+A stopping `serve` gives an unfinished digest back at once (bot/slack/digest_stop.py).
 
 A day without papers is final ("empty", optionally with a short note) only when the caller
 says so (`final`): before a scheduled digest's deadline the slot is released as "waiting" and
@@ -35,9 +31,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -45,13 +39,18 @@ from typing import Any
 from answers.digest import Digest
 from bot.services import Services
 from bot.slack import blocks, paper_links
+from bot.slack.digest_stop import STOPPED, DigestStop, DigestStopped
 from bot.slack.store import BotStore
 
 log = logging.getLogger(__name__)
 
 DIGEST_EVENT = "paperbot_digest"  # the event_type of every digest message's metadata
-PARENT_SENT = ""  # the saved ts while the parent's post is sent and its answer not recorded
-LOOKUP_MARGIN_SECONDS = 60.0  # history looked up from this long before the save (clock skew)
+# A parent sent at T is looked for in the channel's history from T - BEFORE (clocks differ) to
+# T + AFTER (the client's retries), at most LOOKUP_PAGES pages of LOOKUP_LIMIT messages.
+LOOKUP_BEFORE_SECONDS = 60.0
+LOOKUP_AFTER_SECONDS = 300.0
+LOOKUP_LIMIT = 200
+LOOKUP_PAGES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,63 +60,6 @@ class DigestResult:
     status: str
     ts: str | None = None
     error: str | None = None
-
-
-class DigestStopped(Exception):
-    """A stop was requested: the poster sends nothing more and gives its slot back."""
-
-
-class DigestStop:
-    """Between a digest poster (the scheduler's tick) and the process stopping it. The poster
-    sends each message inside `sending`, which refuses once `request` was called; the stopping
-    process, if the poster is still busy after its grace (building the digest), takes the same
-    lock — so no message is in flight — and gives the slot back itself (`give_back`)."""
-
-    def __init__(self) -> None:
-        self.requested = threading.Event()
-        self._sending = threading.Lock()
-        self._slot: tuple[BotStore, str, str] | None = None  # the digest being posted
-
-    def request(self) -> None:
-        self.requested.set()
-
-    def check(self) -> None:
-        if self.requested.is_set():
-            raise DigestStopped
-
-    @contextmanager
-    def sending(self) -> Iterator[None]:
-        """Around one message and the record of it: refused once a stop was requested."""
-        with self._sending:
-            self.check()
-            yield
-
-    @contextmanager
-    def posting(self, store: BotStore, channel: str, day: str) -> Iterator[None]:
-        self._slot = (store, channel, day)
-        try:
-            yield
-        finally:
-            self._slot = None
-
-    def give_back(self, timeout: float = 2.0) -> bool:
-        """After `request`: give the slot being posted back, once no message is in flight
-        (waits up to ``timeout`` for one being sent). True when a slot was given back."""
-        if not self._sending.acquire(timeout=timeout):
-            return False
-        try:
-            slot = self._slot
-            if slot is None:
-                return False
-            store, channel, day = slot
-            store.release_digest(channel, day, STOPPED)
-            log.info("the %s digest for %s was given back unfinished (stopping)", day, channel)
-            return True
-        finally:
-            self._sending.release()
-
-
-STOPPED = "stopped before it was finished; it goes on at the next tick or start"
 
 
 def owner_id() -> str:
@@ -147,42 +89,47 @@ def post_digest(
         return DigestResult("waiting")
     store = services.store
     key = day.isoformat()
-    if not store.claim_digest(channel, key, owner_id(), lease_seconds):
-        log.info("digest %s for %s already posted or being posted; skipping", day, channel)
-        return DigestResult("skipped")
-    with stop.posting(store, channel, key):
+    owner = owner_id()
+    with stop.posting(store, channel, key, owner):  # from the claim on: give_back knows it
+        if not store.claim_digest(channel, key, owner, lease_seconds):
+            log.info("digest %s for %s already posted or being posted; skipping", day, channel)
+            return DigestResult("skipped")
+        progress = _Progress(store, channel, key, stop, owner)
         return _claimed(
-            services, client, channel, day, stop, topic, max_papers, final, empty_note, missing
+            services, client, day, progress, topic, max_papers, final, empty_note, missing
         )
 
 
 def _claimed(
     services: Services,
     client: Any,
-    channel: str,
     day: date,
-    stop: DigestStop,
+    progress: _Progress,
     topic: str | None,
     max_papers: int | None,
     final: bool,
     empty_note: bool,
     missing: Sequence[str],
 ) -> DigestResult:
-    store = services.store
-    key = day.isoformat()
-    progress = _Progress(store, channel, key, stop)
+    """The claimed slot's digest; every write to the slot only while this claim holds it."""
+    store, channel, key, owner, stop = (
+        progress.store,
+        progress.channel,
+        progress.day,
+        progress.owner,
+        progress.stop,
+    )
     try:
-        digest = progress.digest() or services.digests.build(
-            day, day, topic=topic, max_papers=max_papers
-        )
+        saved = progress.digest()
+        digest = saved or services.digests.build(day, day, topic=topic, max_papers=max_papers)
         if not digest.groups:
             if not final:
-                store.release_digest(channel, key, "no papers yet")
+                store.release_digest(channel, key, "no papers yet", owner=owner)
                 log.info("no papers for %s yet: the digest for %s waits", day, channel)
                 return DigestResult("waiting")
             with stop.sending():
                 note_ts = _post_note(client, channel, day, topic, missing) if empty_note else None
-                store.finish_digest(channel, key, "empty", ts=note_ts)
+                store.finish_digest(channel, key, "empty", ts=note_ts, owner=owner)
             log.info(
                 "no papers for %s: %s posted to %s",
                 day,
@@ -191,18 +138,18 @@ def _claimed(
             )
             return DigestResult("empty", note_ts)
         linker = paper_links.of(services)
-        if linker is not None and not progress.saved:  # a resume has it as saved (and posted)
+        if linker is not None and saved is None:  # a resume has it as saved (and sent)
             digest = linker.resolve_digest(digest)
         ts = _post(client, channel, digest, progress, missing)
     except DigestStopped:  # nothing in flight; what was sent is recorded
-        store.release_digest(channel, key, STOPPED)
+        store.release_digest(channel, key, STOPPED, owner=owner)
         log.info("the %s digest for %s stops unfinished (stopping); it goes on later", day, channel)
         return DigestResult("waiting")
     except Exception as exc:
-        store.finish_digest(channel, key, "failed", error=str(exc)[:500])
+        store.finish_digest(channel, key, "failed", error=str(exc)[:500], owner=owner)
         log.exception("posting the %s digest to %s failed; it can be retried", day, channel)
         return DigestResult("failed", error=str(exc))
-    store.finish_digest(channel, key, "posted", ts=ts)
+    store.finish_digest(channel, key, "posted", ts=ts, owner=owner)
     return DigestResult("posted", ts)
 
 
@@ -213,16 +160,23 @@ class _Progress:
     thread with the same digest instead of posting a second parent.
     """
 
-    def __init__(self, store: BotStore, channel: str, day: str, stop: DigestStop) -> None:
+    def __init__(
+        self, store: BotStore, channel: str, day: str, stop: DigestStop, owner: str
+    ) -> None:
         self.store = store
         self.stop = stop
+        self.owner = owner
         self.channel = channel
         self.day = day
         self.saved: dict[str, Any] = store.digest_progress(channel, day) or {}
         self.resumed = bool(self.saved)  # an earlier attempt may have sent more than it saved
+        # an earlier attempt sent the parent and never recorded Slack's answer
+        self.parent_sent: dict[str, Any] | None = (
+            None if self.saved else store.parent_send(channel, day)
+        )
 
     def digest(self) -> Digest | None:
-        text = self.saved.get("digest")
+        text = self.saved.get("digest") or (self.parent_sent or {}).get("digest")
         return Digest.from_json(text) if text else None
 
     def save(self, digest: Digest, ts: str, replies: int) -> None:
@@ -260,15 +214,15 @@ def _post(
 ) -> str:
     """Parent message with the overview, one threaded reply per topic group."""
     ts = progress.saved.get("ts")
-    if ts == PARENT_SENT:  # an earlier attempt sent the parent; did Slack take it?
+    if ts is None and progress.parent_sent:  # an earlier attempt sent it: did Slack take it?
         ts = _posted_parent(client, progress)
         if ts:
             progress.save(digest, ts, 0)
-    if not ts:
+    if ts is None:
         feedback_id = save_for_feedback(progress.store, digest)
         text, parent_blocks = blocks.digest_parent(digest, missing, feedback_id=feedback_id)
         with progress.stop.sending():
-            progress.save(digest, PARENT_SENT, 0)
+            progress.store.mark_parent_send(channel, progress.day, digest=digest.to_json())
             parent = client.chat_postMessage(
                 channel=channel,
                 text=text,
@@ -297,13 +251,15 @@ def _post(
 
 
 def _posted_parent(client: Any, progress: _Progress) -> str | None:
-    """The ts of this digest's parent if Slack has it (the channel's history since the
-    parent was about to be sent), else None; None too when Slack cannot be asked."""
-    since = float(progress.saved.get("updated_at") or 0.0) - LOOKUP_MARGIN_SECONDS
+    """The ts of this digest's parent if Slack has it (the channel's history around the
+    moment it was sent), else None; None too when Slack cannot be asked."""
+    sent_at = float((progress.parent_sent or {}).get("sent_at") or 0.0)
+    window = {
+        "oldest": f"{sent_at - LOOKUP_BEFORE_SECONDS:.6f}",
+        "latest": f"{sent_at + LOOKUP_AFTER_SECONDS:.6f}",
+    }
     try:
-        history = client.conversations_history(
-            channel=progress.channel, oldest=f"{since:.6f}", include_all_metadata=True, limit=200
-        )
+        messages = _pages(client.conversations_history, channel=progress.channel, **window)
     except Exception as exc:
         log.warning(
             "could not check whether the %s digest's parent reached %s (%s): sending it again",
@@ -312,15 +268,13 @@ def _posted_parent(client: Any, progress: _Progress) -> str | None:
             exc,
         )
         return None
-    return progress.parts_in(history.get("messages") or []).get(0)
+    return progress.parts_in(messages).get(0)
 
 
 def _posted_replies(client: Any, progress: _Progress, ts: str, done: int) -> int:
     """How many replies the thread holds in a row (at least ``done``, the saved count)."""
     try:
-        thread = client.conversations_replies(
-            channel=progress.channel, ts=ts, include_all_metadata=True, limit=200
-        )
+        messages = _pages(client.conversations_replies, channel=progress.channel, ts=ts)
     except Exception as exc:
         log.warning(
             "could not check the %s digest's thread in %s (%s): reply %d is sent again",
@@ -330,10 +284,23 @@ def _posted_replies(client: Any, progress: _Progress, ts: str, done: int) -> int
             done + 1,
         )
         return done
-    parts = progress.parts_in(thread.get("messages") or [])
+    parts = progress.parts_in(messages)
     while done + 1 in parts:
         done += 1
     return done
+
+
+def _pages(method: Any, **args: Any) -> list[dict[str, Any]]:
+    """The messages of up to LOOKUP_PAGES pages of a conversations.* method, with metadata."""
+    messages: list[dict[str, Any]] = []
+    cursor = None
+    for _ in range(LOOKUP_PAGES):
+        page = method(include_all_metadata=True, limit=LOOKUP_LIMIT, cursor=cursor, **args)
+        messages.extend(page.get("messages") or [])
+        cursor = (page.get("response_metadata") or {}).get("next_cursor")
+        if not (page.get("has_more") and cursor):
+            break
+    return messages
 
 
 def save_for_feedback(store: BotStore, digest: Digest) -> str:

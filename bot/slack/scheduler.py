@@ -15,7 +15,7 @@ At that deadline it posts what exists, or a "No new papers today" note
 Stopping (`stop`, SIGTERM of `serve`): no tick starts, the one running sends no new message and
 gives its digest back unfinished (it goes on in the same thread at the next start, or on
 another replica's next tick), notifications wait for the next start; a digest still being built
-after the grace is given back by `stop` itself (bot/slack/digest_posting.py: `DigestStop`).
+after the grace is given back by `stop` itself (bot/slack/digest_stop.py).
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.services import Services
-from bot.slack.digest_posting import DigestResult, DigestStop, post_digest
+from bot.slack.digest_posting import DigestResult, post_digest
+from bot.slack.digest_stop import DigestStop
 from bot.slack.feeds import Feed
 from bot.slack.notify import notify_subscribers
 from bot.slack.settings import SlackSettings
@@ -206,6 +207,7 @@ class DigestScheduler:
         """Run `tick` in the background every tick_seconds (APScheduler)."""
         from apscheduler.schedulers.background import BackgroundScheduler
 
+        self._stop.reset()
         self._scheduler = BackgroundScheduler()
         self._scheduler.add_job(
             self._safe_tick,
@@ -229,15 +231,19 @@ class DigestScheduler:
         """`request_stop`, then wait up to ``grace`` s for the running tick; a digest still
         being built then is given back here (its claim would otherwise wait for its lease)."""
         self.request_stop()
-        if self._idle.wait(grace):
-            return
-        if self._stop.give_back():
-            return
-        log.warning(
-            "a digest tick was still running after %.0f s; a digest it claimed waits for its "
-            "lease (PAPERBOT_DIGEST_LEASE_SECONDS)",
-            grace,
-        )
+        try:
+            if self._idle.wait(grace):
+                return
+        except KeyboardInterrupt:  # a second SIGTERM/Ctrl-C: no more waiting
+            pass
+        outcome = self._stop.give_back()
+        if outcome == "sending":
+            log.warning(
+                "a digest message was still being sent after the grace; that digest waits for "
+                "its claim's lease (PAPERBOT_DIGEST_LEASE_SECONDS) before another start goes on"
+            )
+        elif outcome == "idle":
+            log.info("the scheduler's tick was still running (no digest unfinished)")
 
     def _safe_tick(self) -> None:
         self._idle.clear()

@@ -236,16 +236,29 @@ class BotStore(FeedTables, JobTables):
         return int(cur.rowcount) == 1
 
     def finish_digest(
-        self, channel: str, day: str, status: str, ts: str | None = None, error: str | None = None
-    ) -> None:
-        self._execute(
-            "UPDATE digest_posts SET status = ?, ts = ?, error = ? WHERE channel = ? AND day = ?",
-            (status, ts, error, channel, day),
-        )
+        self,
+        channel: str,
+        day: str,
+        status: str,
+        ts: str | None = None,
+        error: str | None = None,
+        *,
+        owner: str | None = None,
+    ) -> bool:
+        """Settle the slot. With ``owner``: only while that poster's claim holds it (a poster
+        whose slot was given back, or taken over, changes nothing). True when it changed."""
+        sql = "UPDATE digest_posts SET status = ?, ts = ?, error = ? WHERE channel = ? AND day = ?"
+        params: tuple[Any, ...] = (status, ts, error, channel, day)
+        if owner is not None:
+            sql += " AND status = 'claimed' AND owner = ?"
+            params += (owner,)
+        return int(self._execute(sql, params).rowcount) == 1
 
-    def release_digest(self, channel: str, day: str, reason: str) -> None:
+    def release_digest(
+        self, channel: str, day: str, reason: str, *, owner: str | None = None
+    ) -> bool:
         """Give a claimed slot back unposted ("waiting"): the digest is tried again later."""
-        self.finish_digest(channel, day, "waiting", error=reason)
+        return self.finish_digest(channel, day, "waiting", error=reason, owner=owner)
 
     def digest_status(self, channel: str, day: str) -> dict[str, Any] | None:
         rows = self._query(
@@ -254,11 +267,9 @@ class BotStore(FeedTables, JobTables):
         return dict(rows[0]) if rows else None
 
     def digest_progress(self, channel: str, day: str) -> dict[str, Any] | None:
-        """{digest (JSON), ts (the parent), replies (posted so far), updated_at (UNIX seconds)}
-        of a half-posted digest."""
+        """{digest (JSON), ts (the parent), replies (posted so far)} of a half-posted digest."""
         rows = self._query(
-            "SELECT digest, ts, replies, updated_at FROM digest_progress "
-            "WHERE channel = ? AND day = ?",
+            "SELECT digest, ts, replies FROM digest_progress WHERE channel = ? AND day = ?",
             (channel, day),
         )
         return dict(rows[0]) if rows else None
@@ -273,6 +284,26 @@ class BotStore(FeedTables, JobTables):
             "updated_at = excluded.updated_at",
             (channel, day, digest, ts, replies, time.time()),
         )
+        self._execute(  # the parent's ts is known: it is no longer "being sent"
+            "DELETE FROM digest_parent_sends WHERE channel = ? AND day = ?", (channel, day)
+        )
+
+    def mark_parent_send(self, channel: str, day: str, *, digest: str) -> None:
+        """The digest's parent is about to be sent (`parent_send` until its ts is saved)."""
+        self._execute(
+            "INSERT INTO digest_parent_sends(channel, day, digest, sent_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(channel, day) DO UPDATE SET digest = excluded.digest, "
+            "sent_at = excluded.sent_at",
+            (channel, day, digest, time.time()),
+        )
+
+    def parent_send(self, channel: str, day: str) -> dict[str, Any] | None:
+        """{digest (JSON), sent_at} of a parent sent without its answer recorded, if any."""
+        rows = self._query(
+            "SELECT digest, sent_at FROM digest_parent_sends WHERE channel = ? AND day = ?",
+            (channel, day),
+        )
+        return dict(rows[0]) if rows else None
 
     # --- answers and feedback ---
     def save_answer(

@@ -21,6 +21,12 @@ subscriptions against PAPERBOT_MAX_SUBSCRIPTIONS_PER_USER in the transaction tha
 and only the creator may remove a channel's subscription.
 
 Version 6 adds the reason a user may give after a 👎 ("what was wrong?") to each vote.
+
+Version 7 adds `digest_parent_sends`: a digest whose parent message is being sent, written just
+before the send and removed once Slack's answer (the parent's ts) is in `digest_progress`. A
+poster that takes over from one that died in between asks Slack whether the parent arrived
+(bot/slack/digest_posting.py). A table of its own, so an earlier paperbot still running beside
+this one during an upgrade never reads a half-recorded digest.
 """
 
 from __future__ import annotations
@@ -268,6 +274,17 @@ _V6 = (
     "CREATE INDEX feedback_by_answer ON feedback(answer_id, user_id)",
 )
 
+# a digest's parent being sent: its answer (the ts) not recorded yet
+_V7 = (
+    """CREATE TABLE digest_parent_sends (
+        channel TEXT NOT NULL,
+        day TEXT NOT NULL,
+        digest TEXT NOT NULL,  -- the Digest as JSON, as sent
+        sent_at REAL NOT NULL,  -- UNIX seconds, just before the send
+        PRIMARY KEY (channel, day)
+    )""",
+)
+
 MIGRATIONS = (
     migrations.Migration(1, "the bot's tables", lambda db: migrations.execute_all(db, _V1)),
     migrations.Migration(2, "import the bot's data from the corpus state file", _import_legacy),
@@ -277,6 +294,9 @@ MIGRATIONS = (
     migrations.Migration(4, "the answer queue", lambda db: migrations.execute_all(db, _V4)),
     migrations.Migration(5, "subscriptions by creator", lambda db: migrations.execute_all(db, _V5)),
     migrations.Migration(6, "feedback reasons", lambda db: migrations.execute_all(db, _V6)),
+    migrations.Migration(
+        7, "digest parents being sent", lambda db: migrations.execute_all(db, _V7)
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -285,7 +305,14 @@ SCHEMA_VERSION = len(MIGRATIONS)
 # `PgMigration` to PG_MIGRATIONS as well as a step to MIGRATIONS. There is no legacy file to
 # import. Times are UNIX seconds as DOUBLE PRECISION, so every query of the store runs on both.
 PG_SCHEMA = "paperbot_bot"
-PG_CREATE = (
+_PG_PARENT_SENDS = """CREATE TABLE digest_parent_sends (
+        channel TEXT NOT NULL,
+        day TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        sent_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (channel, day)
+    )"""
+PG_CREATE: tuple[str, ...] = (
     """CREATE TABLE digest_posts (
         channel TEXT NOT NULL,
         day TEXT NOT NULL,
@@ -404,5 +431,8 @@ PG_CREATE = (
         updated_at DOUBLE PRECISION NOT NULL
     )""",
     "CREATE INDEX answer_jobs_state ON answer_jobs(state, id)",
+    _PG_PARENT_SENDS,
 )
-PG_MIGRATIONS: tuple[database.PgMigration, ...] = ()
+PG_MIGRATIONS: tuple[database.PgMigration, ...] = (
+    database.PgMigration(7, "digest parents being sent", (_PG_PARENT_SENDS,)),
+)

@@ -439,23 +439,28 @@ class FakeSlackAPI(HTTPFake[SlackCall]):
         }
 
     def _conversations_history(self, p: dict[str, Any]) -> dict[str, Any]:
-        """The channel's messages (thread replies left out), newest first, after ``oldest``
-        (exclusive); `limit` honoured (default 100), no cursor paging."""
+        """The channel's messages (thread replies left out), newest first, between ``oldest``
+        and ``latest`` (both exclusive); `limit` (default 100) and `cursor` paging."""
         channel = str(p.get("channel") or "")
         if not channel:
             return {"ok": False, "error": "channel_not_found"}
         oldest = _ts_key(str(p.get("oldest") or "0"))
+        latest = _ts_key(str(p.get("latest") or "9999999999"))
         found = [
             m
             for m in reversed(self._messages.get(channel, []))
-            if not m.is_reply and _ts_key(m.ts) > oldest
+            if not m.is_reply and oldest < _ts_key(m.ts) < latest
         ]
         limit = max(1, int(p.get("limit") or 100))
+        start = int(p.get("cursor") or 0)  # the fake's cursor: an offset
+        page = found[start : start + limit]
         shown = _flag(p.get("include_all_metadata"))
+        more = start + limit < len(found)
         return {
             "ok": True,
-            "messages": [self._message_json(m, metadata=shown) for m in found[:limit]],
-            "has_more": len(found) > limit,
+            "messages": [self._message_json(m, metadata=shown) for m in page],
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
         }
 
     def _conversations_info(self, p: dict[str, Any]) -> dict[str, Any]:
