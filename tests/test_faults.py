@@ -449,3 +449,30 @@ def test_a_poster_that_cannot_ask_slack_sends_the_parent_again(
         parents = digest_parents(api, channel)
     assert len(parents) == 2
     assert "could not check whether the 2025-05-16 digest's parent reached" in caplog.text
+
+
+@pytest.mark.parametrize("lost", ["parent", "reply"])
+def test_a_digest_message_slack_took_but_answered_500_is_not_sent_twice(
+    extractive_services: Services, lost: str
+) -> None:
+    """Slack acted on the post, then its answer was an error (a 500, a dropped connection):
+    the client does not blindly retry a digest message; the poster asks Slack, finds it, and
+    goes on — one parent, each reply once, in one attempt."""
+    channel = f"C0LOST{lost.upper()}"
+    with FakeSlackAPI() as api:
+        client = make_client(slack_settings(api))
+        if lost == "parent":
+            api.lose_next_answer("chat.postMessage")
+            real = client
+        else:
+            real = FailRepliesOnce(client, lambda: api.lose_next_answer("chat.postMessage"))
+        result = post_digest(extractive_services, real, channel, SAMPLE_DAY)
+        assert result.status == "posted"
+        parents = digest_parents(api, channel)
+        assert len(parents) == 1, f"{len(parents)} digest parents in {channel}"
+        replies = api.messages(channel, thread_ts=parents[0].ts)
+        assert api.calls_to(
+            "conversations.history" if lost == "parent" else "conversations.replies"
+        )
+    parts = [(m.metadata or {}).get("event_payload", {}).get("part") for m in replies]
+    assert parts == list(range(1, expected_replies(extractive_services, SAMPLE_DAY) + 1))

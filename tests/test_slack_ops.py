@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from bot.cli.main import app as cli_app
 from bot.services import Services
 from bot.slack.app import create_app
+from bot.slack.digest_posting import SEND_TRIES
 from bot.slack.scheduler import DigestScheduler, parse_schedule
 from tests.support.slack_api import FakeSlackAPI
 from tests.support.slack_fixtures import BOT_TOKEN, corpus, services, slack_settings
@@ -107,9 +108,11 @@ def test_two_concurrent_posters_post_once(services: Services, api: FakeSlackAPI)
 
 def test_a_failed_post_is_retried_on_the_next_tick(services: Services, api: FakeSlackAPI) -> None:
     _schedule(services, "C0FLAKY")
-    api.fail_next("chat.postMessage", error="internal_error", status=500, times=1)
+    # every send of one attempt fails (after each, Slack is asked whether it took the message)
+    api.fail_next("chat.postMessage", error="internal_error", status=500, times=SEND_TRIES)
     scheduler = _scheduler(services, api)
     assert scheduler.tick(NINE_BERLIN)["C0FLAKY"].status == "failed"
+    assert len(api.calls_to("conversations.history")) == SEND_TRIES - 1
     assert scheduler.tick(NINE_BERLIN)["C0FLAKY"].status == "posted"
     assert scheduler.tick(NINE_BERLIN) == {}
 

@@ -14,7 +14,9 @@ log = logging.getLogger(__name__)
 
 
 def make_client(settings: SlackSettings) -> Any:
-    """A WebClient that backs off and retries on `ratelimited`, 5xx and dropped connections."""
+    """A WebClient that backs off and retries on `ratelimited`, 5xx and dropped connections —
+    except a digest message after a 5xx or a dropped connection: Slack may have taken it, and
+    the digest poster asks Slack before it sends again (bot/slack/digest_posting.py `_send`)."""
     from slack_sdk import WebClient
     from slack_sdk.http_retry.builtin_handlers import (
         ConnectionErrorRetryHandler,
@@ -22,15 +24,30 @@ def make_client(settings: SlackSettings) -> Any:
         ServerErrorRetryHandler,
     )
 
+    from bot.slack.digest_posting import DIGEST_EVENT
+
+    marker = DIGEST_EVENT.encode()
+
+    def not_for_digests(handler: Any) -> Any:
+        can_retry = handler._can_retry
+
+        def _can_retry(*, request: Any, **rest: Any) -> bool:
+            if marker in (request.data or b"") or marker in repr(request.body_params).encode():
+                return False
+            return bool(can_retry(request=request, **rest))
+
+        handler._can_retry = _can_retry
+        return handler
+
     token = settings.bot_token.get_secret_value() if settings.bot_token else None
     return WebClient(
         token=token,
         base_url=settings.slack_api_url,
         timeout=30,
         retry_handlers=[
-            RateLimitErrorRetryHandler(max_retry_count=5),
-            ServerErrorRetryHandler(max_retry_count=3),
-            ConnectionErrorRetryHandler(max_retry_count=3),
+            RateLimitErrorRetryHandler(max_retry_count=5),  # 429: Slack did nothing
+            not_for_digests(ServerErrorRetryHandler(max_retry_count=3)),
+            not_for_digests(ConnectionErrorRetryHandler(max_retry_count=3)),
         ],
     )
 

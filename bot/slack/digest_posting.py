@@ -28,13 +28,17 @@ tried again on a later tick, so papers that arrive late still make the day's dig
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from http.client import RemoteDisconnected
 from typing import Any
+from urllib.error import URLError
 
 from answers.digest import Digest
 from bot.services import Services
@@ -51,6 +55,8 @@ LOOKUP_BEFORE_SECONDS = 60.0
 LOOKUP_AFTER_SECONDS = 300.0
 LOOKUP_LIMIT = 200
 LOOKUP_PAGES = 5
+SEND_TRIES = 4  # one send and three more, each after asking Slack (see _send)
+SEND_BACKOFF_SECONDS = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,15 +228,18 @@ def _post(
         feedback_id = save_for_feedback(progress.store, digest)
         text, parent_blocks = blocks.digest_parent(digest, missing, feedback_id=feedback_id)
         with progress.stop.sending():
-            progress.store.mark_parent_send(channel, progress.day, digest=digest.to_json())
-            parent = client.chat_postMessage(
+            progress.parent_sent = progress.store.mark_parent_send(
+                channel, progress.day, digest=digest.to_json()
+            )
+            ts = _send(
+                client,
+                progress,
+                0,
+                lambda: _posted_parent(client, progress),
                 channel=channel,
                 text=text,
                 blocks=parent_blocks,
-                unfurl_links=False,
-                metadata=progress.metadata(0),
             )
-            ts = str(parent["ts"])
             progress.save(digest, ts, 0)
     replies = [reply for group in digest.groups for reply in blocks.digest_group_replies(group)]
     done = int(progress.saved.get("replies", 0))
@@ -238,16 +247,51 @@ def _post(
         done = _posted_replies(client, progress, str(ts), done)
     for number, (reply_text, reply_blocks) in enumerate(replies[done:], start=done + 1):
         with progress.stop.sending():
-            client.chat_postMessage(
+            _send(
+                client,
+                progress,
+                number,
+                functools.partial(_reply_ts, client, progress, str(ts), number),
                 channel=channel,
                 thread_ts=ts,
                 text=reply_text,
                 blocks=reply_blocks,
-                unfurl_links=False,
-                metadata=progress.metadata(number),
             )
             progress.save(digest, str(ts), number)
     return str(ts)
+
+
+def _send(
+    client: Any, progress: _Progress, part: int, found: Callable[[], str | None], **message: Any
+) -> str:
+    """chat.postMessage of one part of the digest. The client does not retry these itself
+    (bot/slack/app.py): after an error that may hide a message Slack took (a 5xx, a dropped
+    connection) this asks Slack (``found``: the part's ts when Slack has it) before sending
+    again, up to SEND_TRIES sends; the last error is raised (the next tick goes on)."""
+    for attempt in range(SEND_TRIES):
+        try:
+            answer = client.chat_postMessage(
+                **message, unfurl_links=False, metadata=progress.metadata(part)
+            )
+            return str(answer["ts"])
+        except Exception as exc:
+            if attempt == SEND_TRIES - 1 or not maybe_taken(exc):
+                raise
+            log.warning("a digest message may not have reached Slack (%s); asking Slack", exc)
+            there = found()
+            if there:
+                return there
+            time.sleep(SEND_BACKOFF_SECONDS * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def maybe_taken(exc: BaseException) -> bool:
+    """Did this error possibly come after Slack acted on the request? (A 5xx answer, a
+    connection dropped or timed out after sending; not a 4xx or an ok:false refusal.)"""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if isinstance(status, int):
+        return status >= 500
+    return isinstance(exc, (URLError, ConnectionError, RemoteDisconnected, TimeoutError))
 
 
 def _posted_parent(client: Any, progress: _Progress) -> str | None:
@@ -273,6 +317,20 @@ def _posted_parent(client: Any, progress: _Progress) -> str | None:
 
 def _posted_replies(client: Any, progress: _Progress, ts: str, done: int) -> int:
     """How many replies the thread holds in a row (at least ``done``, the saved count)."""
+    parts = _thread_parts(client, progress, ts, done + 1)
+    while done + 1 in parts:
+        done += 1
+    return done
+
+
+def _reply_ts(client: Any, progress: _Progress, ts: str, number: int) -> str | None:
+    """The ts of reply ``number`` in the digest's thread, if Slack has it."""
+    return _thread_parts(client, progress, ts, number).get(number)
+
+
+def _thread_parts(client: Any, progress: _Progress, ts: str, wanted: int) -> dict[int, str]:
+    """The digest's parts in its thread (none when Slack cannot be asked: reply ``wanted``
+    is then sent again)."""
     try:
         messages = _pages(client.conversations_replies, channel=progress.channel, ts=ts)
     except Exception as exc:
@@ -281,13 +339,10 @@ def _posted_replies(client: Any, progress: _Progress, ts: str, done: int) -> int
             progress.day,
             progress.channel,
             exc,
-            done + 1,
+            wanted,
         )
-        return done
-    parts = progress.parts_in(messages)
-    while done + 1 in parts:
-        done += 1
-    return done
+        return {}
+    return progress.parts_in(messages)
 
 
 def _pages(method: Any, **args: Any) -> list[dict[str, Any]]:

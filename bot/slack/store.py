@@ -288,14 +288,17 @@ class BotStore(FeedTables, JobTables):
             "DELETE FROM digest_parent_sends WHERE channel = ? AND day = ?", (channel, day)
         )
 
-    def mark_parent_send(self, channel: str, day: str, *, digest: str) -> None:
-        """The digest's parent is about to be sent (`parent_send` until its ts is saved)."""
+    def mark_parent_send(self, channel: str, day: str, *, digest: str) -> dict[str, Any]:
+        """The digest's parent is about to be sent (`parent_send` until its ts is saved);
+        returns what `parent_send` would."""
+        sent_at = time.time()
         self._execute(
             "INSERT INTO digest_parent_sends(channel, day, digest, sent_at) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(channel, day) DO UPDATE SET digest = excluded.digest, "
             "sent_at = excluded.sent_at",
-            (channel, day, digest, time.time()),
+            (channel, day, digest, sent_at),
         )
+        return {"digest": digest, "sent_at": sent_at}
 
     def parent_send(self, channel: str, day: str) -> dict[str, Any] | None:
         """{digest (JSON), sent_at} of a parent sent without its answer recorded, if any."""

@@ -98,6 +98,7 @@ class _Script:
     body: dict[str, Any] | None = None  # None: answer as usual (after the delay)
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    acted: bool = False  # the call is carried out, then answered with status/body (lost answer)
 
 
 def _ts_key(ts: str) -> tuple[int, int]:
@@ -171,6 +172,12 @@ class FakeSlackAPI(HTTPFake[SlackCall]):
         headers = {"Retry-After": str(retry_after)} if status == 429 else {}
         body = {"ok": False, "error": error}
         self._push(_Script(method, times, status=status, body=body, headers=headers))
+
+    def lose_next_answer(self, method: str, *, status: int = 500, times: int = 1) -> None:
+        """The next `times` calls to `method` are carried out (a message is posted), then
+        answered with HTTP `status` ``internal_error``, as if Slack's answer was lost."""
+        body = {"ok": False, "error": "internal_error"}
+        self._push(_Script(method, times, status=status, body=body, acted=True))
 
     def delay_next(self, method: str, seconds: float, *, times: int = 1) -> None:
         """The next `times` calls to `method` wait `seconds`, then are answered as usual."""
@@ -260,6 +267,8 @@ class FakeSlackAPI(HTTPFake[SlackCall]):
         if script is not None:
             self.pause(script.delay)
         status, headers, body = 200, {}, {"ok": True}
+        if script is not None and script.acted:
+            self._answer(method, params, request.headers)
         if script is not None and script.body is not None:
             status, headers, body = script.status, script.headers, script.body
         elif method != "response_url":
