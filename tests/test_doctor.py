@@ -121,3 +121,25 @@ def test_each_check_is_reported_as_soon_as_it_completes(
     names = [c.name for c in first + rest]
     assert names == [c.name for c in run_checks(settings, make_answer_settings(), slack)]
     assert names[-2:] == ["Slack", "feeds"]
+
+
+def test_a_bot_token_without_the_manifests_scopes_fails_the_slack_check(
+    settings: RetrievalSettings,
+    make_answer_settings: Callable[..., AnswerSettings],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bot.slack.app import BOT_SCOPES
+
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with FakeSlackAPI() as api:
+        slack = SlackSettings(
+            _env_file=None, bot_token="xoxb-1-test", signing_secret="s", slack_api_url=api.base_url
+        )  # type: ignore[call-arg]
+        api.scopes = tuple(s for s in BOT_SCOPES if s not in ("channels:history", "groups:history"))
+        check = _by_name(run_checks(settings, make_answer_settings(), slack))["Slack"]
+        assert not check.ok
+        assert "lacks the scopes channels:history, groups:history" in check.detail
+        assert "manifest.yaml" in check.detail
+        api.scopes = BOT_SCOPES
+        assert _by_name(run_checks(settings, make_answer_settings(), slack))["Slack"].ok

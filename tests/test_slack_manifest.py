@@ -65,3 +65,13 @@ def test_manifest_has_what_assistant_threads_and_group_dms_need() -> None:
 @pytest.mark.parametrize("event", ["app_mention", "message.im", "message.channels"])
 def test_events_the_listeners_handle_are_subscribed(event: str) -> None:
     assert event in _manifest()["settings"]["event_subscriptions"]["bot_events"]
+
+
+def test_doctor_checks_the_scopes_the_manifest_asks_for() -> None:
+    from bot.slack.app import BOT_SCOPES, missing_scopes
+
+    assert sorted(BOT_SCOPES) == sorted(_manifest()["oauth_config"]["scopes"]["bot"])
+    granted = ",".join(s for s in BOT_SCOPES if s != "channels:history")
+    assert missing_scopes({"X-OAuth-Scopes": granted}) == ["channels:history"]
+    assert missing_scopes({"x-oauth-scopes": ",".join(BOT_SCOPES)}) == []
+    assert missing_scopes({}) == []  # no header: nothing to tell

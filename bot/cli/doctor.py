@@ -274,10 +274,17 @@ def _slack(slack: SlackSettings) -> str:
     missing = slack.missing_for(slack.mode)
     if missing:
         raise RuntimeError(f"{slack.mode} mode needs {', '.join(missing)}")
-    from bot.slack.app import make_client
+    from bot.slack.app import make_client, missing_scopes
 
     identity = make_client(slack).auth_test()
-    return f"{slack.mode} mode, bot {identity.get('user')} in team {identity.get('team')}"
+    detail = f"{slack.mode} mode, bot {identity.get('user')} in team {identity.get('team')}"
+    missing = missing_scopes(identity.headers)
+    if missing:
+        raise RuntimeError(
+            f"{detail}, but its token lacks the scopes {', '.join(missing)}: add them under "
+            "the app's OAuth & Permissions (manifest.yaml lists them all) and reinstall it"
+        )
+    return detail
 
 
 def _feeds(settings: RetrievalSettings, slack: SlackSettings) -> Check:

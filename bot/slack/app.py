@@ -13,6 +13,37 @@ from bot.slack.settings import SlackSettings
 log = logging.getLogger(__name__)
 
 
+# The bot token scopes manifest.yaml asks for (tests/test_slack_manifest.py keeps both equal): the
+# history scopes let threads be read, and digests be checked before a message is sent again.
+BOT_SCOPES = (
+    "app_mentions:read",
+    "assistant:write",
+    "channels:history",
+    "channels:read",
+    "groups:history",
+    "groups:read",
+    "mpim:history",
+    "mpim:read",
+    "im:history",
+    "im:read",
+    "chat:write",
+    "commands",
+    "users:read",
+)
+
+
+def missing_scopes(headers: Any) -> list[str]:
+    """The BOT_SCOPES a Web API answer's ``x-oauth-scopes`` header does not grant (none when
+    the header is absent: nothing to tell)."""
+    granted = next(
+        (str(v) for k, v in dict(headers or {}).items() if k.lower() == "x-oauth-scopes"), None
+    )
+    if granted is None:
+        return []
+    have = {scope.strip() for scope in granted.split(",")}
+    return [scope for scope in BOT_SCOPES if scope not in have]
+
+
 def make_client(settings: SlackSettings) -> Any:
     """A WebClient that backs off and retries on `ratelimited`, 5xx and dropped connections —
     except a digest message after a 5xx or a dropped connection: Slack may have taken it, and

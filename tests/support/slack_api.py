@@ -112,6 +112,8 @@ class FakeSlackAPI(HTTPFake[SlackCall]):
 
     team_id = TEAM_ID
     bot_user_id = BOT_USER_ID
+    # the bot token's scopes, sent in every Web API answer's x-oauth-scopes (None: no header)
+    scopes: tuple[str, ...] | None = None
     bot_id = BOT_ID
 
     def __init__(
@@ -273,6 +275,8 @@ class FakeSlackAPI(HTTPFake[SlackCall]):
             status, headers, body = script.status, script.headers, script.body
         elif method != "response_url":
             body = self._answer(method, params, request.headers)
+        if self.scopes is not None and method != "response_url":  # as Slack's Web API answers
+            headers = {**headers, "x-oauth-scopes": ",".join(self.scopes)}
         call = SlackCall(
             method=method,
             http_method=request.method,
