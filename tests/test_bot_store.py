@@ -81,8 +81,23 @@ def test_a_poster_settles_only_the_slot_its_own_claim_holds(store: BotStore) -> 
     assert not store.finish_digest("C1", "2025-05-16", "failed", error="late", owner="a")
     status = store.digest_status("C1", "2025-05-16")
     assert status is not None and (status["status"], status["owner"]) == ("claimed", "b")
+    assert store.renew_digest("C1", "2025-05-16", "b") and not store.renew_digest(
+        "C1", "2025-05-16", "a"
+    )
     assert store.finish_digest("C1", "2025-05-16", "posted", ts="3.0", owner="b")
     assert not store.release_digest("C1", "2025-05-16", "stale", owner="b")  # settled
+    assert not store.renew_digest("C1", "2025-05-16", "b")
+
+
+def test_a_renewed_claim_counts_its_lease_from_the_renewal(store: BotStore) -> None:
+    assert store.claim_digest("C1", "2025-05-16", "a", lease_seconds=600)
+    status = store.digest_status("C1", "2025-05-16")
+    assert status is not None
+    time.sleep(0.05)
+    assert store.renew_digest("C1", "2025-05-16", "a")
+    renewed = store.digest_status("C1", "2025-05-16")
+    assert renewed is not None and renewed["claimed_at"] > status["claimed_at"]
+    assert not store.claim_digest("C1", "2025-05-16", "b", lease_seconds=600), "still live"
 
 
 def test_one_vote_per_user_and_message_with_its_answer(store: BotStore) -> None:

@@ -68,9 +68,10 @@ def test_events_the_listeners_handle_are_subscribed(event: str) -> None:
 
 
 def test_doctor_checks_the_scopes_the_manifest_asks_for() -> None:
-    from bot.slack.app import BOT_SCOPES, missing_scopes
+    from bot.slack.app import BOT_SCOPES, REQUIRED_SCOPES, missing_scopes
 
     assert sorted(BOT_SCOPES) == sorted(_manifest()["oauth_config"]["scopes"]["bot"])
+    assert set(REQUIRED_SCOPES) <= set(BOT_SCOPES)
     granted = ",".join(s for s in BOT_SCOPES if s != "channels:history")
     assert missing_scopes({"X-OAuth-Scopes": granted}) == ["channels:history"]
     assert missing_scopes({"x-oauth-scopes": ",".join(BOT_SCOPES)}) == []

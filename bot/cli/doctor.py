@@ -111,11 +111,21 @@ _DATA_FILES_FIX = (
 )
 
 
+class FixedError(RuntimeError):
+    """A failure whose fix is not the check's usual one."""
+
+    def __init__(self, detail: str, fix: str) -> None:
+        super().__init__(detail)
+        self.fix = fix
+
+
 def _check(name: str, probe: Callable[[], str], fix: str, store_fix: str = "") -> Check:
     from retrieval import StoreRefusedError, StoreUnavailableError
 
     try:
         return Check(name, True, probe())
+    except FixedError as exc:
+        return Check(name, False, str(exc), exc.fix)
     except StateFileError as exc:  # a damaged or emptied file: only its own fix works
         return Check(name, False, f"{type(exc).__name__}: {exc}", _DATA_FILES_FIX)
     except StoreRefusedError as exc:  # a refused token, tenant or database names its setting
@@ -274,17 +284,20 @@ def _slack(slack: SlackSettings) -> str:
     missing = slack.missing_for(slack.mode)
     if missing:
         raise RuntimeError(f"{slack.mode} mode needs {', '.join(missing)}")
-    from bot.slack.app import make_client, missing_scopes
+    from bot.slack.app import REQUIRED_SCOPES, make_client, missing_scopes
 
     identity = make_client(slack).auth_test()
     detail = f"{slack.mode} mode, bot {identity.get('user')} in team {identity.get('team')}"
     missing = missing_scopes(identity.headers)
-    if missing:
-        raise RuntimeError(
-            f"{detail}, but its token lacks the scopes {', '.join(missing)}: add them under "
-            "the app's OAuth & Permissions (manifest.yaml lists them all) and reinstall it"
+    required = [scope for scope in missing if scope in REQUIRED_SCOPES]
+    if required:
+        raise FixedError(
+            f"{detail}; its token lacks the scopes {', '.join(required)}",
+            "add the scopes under the app's OAuth & Permissions (manifest.yaml lists every "
+            "scope paperbot uses) and reinstall the app",
         )
-    return detail
+    optional = [scope for scope in missing if scope not in required]
+    return detail + (f"; optional scopes not granted: {', '.join(optional)}" if optional else "")
 
 
 def _feeds(settings: RetrievalSettings, slack: SlackSettings) -> Check:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -32,6 +33,12 @@ BOT_SCOPES = (
 )
 
 
+# Without these paperbot cannot work (mentions, /papers, posting, reading threads and checking
+# digests before sending again); the rest serve one surface each (private channels, DMs, the
+# assistant pane, admins' rights) that an install may leave out on purpose.
+REQUIRED_SCOPES = ("app_mentions:read", "channels:history", "chat:write", "commands")
+
+
 def missing_scopes(headers: Any) -> list[str]:
     """The BOT_SCOPES a Web API answer's ``x-oauth-scopes`` header does not grant (none when
     the header is absent: nothing to tell)."""
@@ -57,13 +64,13 @@ def make_client(settings: SlackSettings) -> Any:
 
     from bot.slack.digest_posting import DIGEST_EVENT
 
-    marker = DIGEST_EVENT.encode()
+    marker = re.compile(rb'"event_type":\s*"' + re.escape(DIGEST_EVENT.encode()) + rb'"')
 
     def not_for_digests(handler: Any) -> Any:
-        can_retry = handler._can_retry
+        can_retry = handler._can_retry  # what slack_sdk's RetryHandler.can_retry asks
 
         def _can_retry(*, request: Any, **rest: Any) -> bool:
-            if marker in (request.data or b"") or marker in repr(request.body_params).encode():
+            if marker.search(request.data or b""):  # a digest message (a JSON body)
                 return False
             return bool(can_retry(request=request, **rest))
 

@@ -147,9 +147,10 @@ def _claimed(
         if linker is not None and saved is None:  # a resume has it as saved (and sent)
             digest = linker.resolve_digest(digest)
         ts = _post(client, channel, digest, progress, missing)
-    except DigestStopped:  # nothing in flight; what was sent is recorded
+    except DigestStopped as exc:  # nothing in flight; what was sent is recorded
         store.release_digest(channel, key, STOPPED, owner=owner)
-        log.info("the %s digest for %s stops unfinished (stopping); it goes on later", day, channel)
+        why = exc.args[0] if exc.args else "stopping"
+        log.info("the %s digest for %s stops unfinished (%s); it goes on later", day, channel, why)
         return DigestResult("waiting")
     except Exception as exc:
         store.finish_digest(channel, key, "failed", error=str(exc)[:500], owner=owner)
@@ -186,6 +187,10 @@ class _Progress:
         return Digest.from_json(text) if text else None
 
     def save(self, digest: Digest, ts: str, replies: int) -> None:
+        """Record a sent message, and renew the claim's lease (a long post, slowed by rate
+        limits, keeps its slot); a claim another poster took over stops this one."""
+        if not self.store.renew_digest(self.channel, self.day, self.owner):
+            raise DigestStopped("its claim was taken over")
         self.saved = {"digest": digest.to_json(), "ts": ts, "replies": replies}
         self.store.save_digest_progress(self.channel, self.day, **self.saved)
 
@@ -223,65 +228,84 @@ def _post(
     if ts is None and progress.parent_sent:  # an earlier attempt sent it: did Slack take it?
         ts = _posted_parent(client, progress)
         if ts:
-            progress.save(digest, ts, 0)
+            with progress.stop.sending():
+                progress.save(digest, ts, 0)
     if ts is None:
         feedback_id = save_for_feedback(progress.store, digest)
         text, parent_blocks = blocks.digest_parent(digest, missing, feedback_id=feedback_id)
-        with progress.stop.sending():
-            progress.parent_sent = progress.store.mark_parent_send(
-                channel, progress.day, digest=digest.to_json()
-            )
-            ts = _send(
-                client,
-                progress,
-                0,
-                lambda: _posted_parent(client, progress),
-                channel=channel,
-                text=text,
-                blocks=parent_blocks,
-            )
-            progress.save(digest, ts, 0)
+        # from here on a poster that takes over asks Slack whether the parent arrived
+        progress.parent_sent = progress.store.mark_parent_send(
+            channel, progress.day, digest=digest.to_json()
+        )
+        ts = _send(
+            client,
+            progress,
+            0,
+            functools.partial(_posted_parent, client, progress),
+            functools.partial(_record, progress, digest, 0, None),
+            channel=channel,
+            text=text,
+            blocks=parent_blocks,
+        )
     replies = [reply for group in digest.groups for reply in blocks.digest_group_replies(group)]
     done = int(progress.saved.get("replies", 0))
     if progress.resumed and done < len(replies):  # the next one may have gone out unrecorded
         done = _posted_replies(client, progress, str(ts), done)
     for number, (reply_text, reply_blocks) in enumerate(replies[done:], start=done + 1):
-        with progress.stop.sending():
-            _send(
-                client,
-                progress,
-                number,
-                functools.partial(_reply_ts, client, progress, str(ts), number),
-                channel=channel,
-                thread_ts=ts,
-                text=reply_text,
-                blocks=reply_blocks,
-            )
-            progress.save(digest, str(ts), number)
+        _send(
+            client,
+            progress,
+            number,
+            functools.partial(_reply_ts, client, progress, str(ts), number),
+            functools.partial(_record, progress, digest, number, str(ts)),
+            channel=channel,
+            thread_ts=ts,
+            text=reply_text,
+            blocks=reply_blocks,
+        )
     return str(ts)
 
 
+def _record(progress: _Progress, digest: Digest, part: int, parent: str | None, sent: str) -> None:
+    """What a sent ``part`` changes in the progress (the parent's ts is ``sent`` itself)."""
+    progress.save(digest, parent or sent, part)
+
+
 def _send(
-    client: Any, progress: _Progress, part: int, found: Callable[[], str | None], **message: Any
+    client: Any,
+    progress: _Progress,
+    part: int,
+    found: Callable[[], str | None],
+    record: Callable[[str], None],
+    **message: Any,
 ) -> str:
-    """chat.postMessage of one part of the digest. The client does not retry these itself
+    """chat.postMessage of one part of the digest, and its ``record``, inside the stop's lock
+    (a stop asked meanwhile: `DigestStopped`). The client does not retry these itself
     (bot/slack/app.py): after an error that may hide a message Slack took (a 5xx, a dropped
-    connection) this asks Slack (``found``: the part's ts when Slack has it) before sending
-    again, up to SEND_TRIES sends; the last error is raised (the next tick goes on)."""
+    connection) this waits, asks Slack (``found``: the part's ts when Slack has it) and only
+    then sends again — the waits and lookups outside the lock — up to SEND_TRIES sends; the
+    last error is raised (the next tick goes on)."""
     for attempt in range(SEND_TRIES):
-        try:
-            answer = client.chat_postMessage(
-                **message, unfurl_links=False, metadata=progress.metadata(part)
-            )
-            return str(answer["ts"])
-        except Exception as exc:
-            if attempt == SEND_TRIES - 1 or not maybe_taken(exc):
-                raise
-            log.warning("a digest message may not have reached Slack (%s); asking Slack", exc)
+        if attempt:
+            time.sleep(SEND_BACKOFF_SECONDS * 2 ** (attempt - 1))  # Slack may still act on it
             there = found()
             if there:
+                with progress.stop.sending():
+                    record(there)
                 return there
-            time.sleep(SEND_BACKOFF_SECONDS * 2**attempt)
+        with progress.stop.sending():
+            try:
+                answer = client.chat_postMessage(
+                    **message, unfurl_links=False, metadata=progress.metadata(part)
+                )
+            except Exception as exc:
+                if attempt == SEND_TRIES - 1 or not maybe_taken(exc):
+                    raise
+                log.warning("a digest message may not have reached Slack (%s); asking it", exc)
+                continue
+            sent = str(answer["ts"])
+            record(sent)
+            return sent
     raise AssertionError("unreachable")
 
 
@@ -298,10 +322,8 @@ def _posted_parent(client: Any, progress: _Progress) -> str | None:
     """The ts of this digest's parent if Slack has it (the channel's history around the
     moment it was sent), else None; None too when Slack cannot be asked."""
     sent_at = float((progress.parent_sent or {}).get("sent_at") or 0.0)
-    window = {
-        "oldest": f"{sent_at - LOOKUP_BEFORE_SECONDS:.6f}",
-        "latest": f"{sent_at + LOOKUP_AFTER_SECONDS:.6f}",
-    }
+    latest = max(sent_at + LOOKUP_AFTER_SECONDS, time.time() + LOOKUP_BEFORE_SECONDS)
+    window = {"oldest": f"{sent_at - LOOKUP_BEFORE_SECONDS:.6f}", "latest": f"{latest:.6f}"}
     try:
         messages = _pages(client.conversations_history, channel=progress.channel, **window)
     except Exception as exc:

@@ -254,6 +254,16 @@ class BotStore(FeedTables, JobTables):
             params += (owner,)
         return int(self._execute(sql, params).rowcount) == 1
 
+    def renew_digest(self, channel: str, day: str, owner: str) -> bool:
+        """Renew ``owner``'s claim on the slot (its lease counts from now); False when the
+        claim is no longer its own."""
+        cur = self._execute(
+            "UPDATE digest_posts SET claimed_at = ? WHERE channel = ? AND day = ? "
+            "AND status = 'claimed' AND owner = ?",
+            (time.time(), channel, day, owner),
+        )
+        return int(cur.rowcount) == 1
+
     def release_digest(
         self, channel: str, day: str, reason: str, *, owner: str | None = None
     ) -> bool:
