@@ -476,3 +476,20 @@ def test_a_digest_message_slack_took_but_answered_500_is_not_sent_twice(
         )
     parts = [(m.metadata or {}).get("event_payload", {}).get("part") for m in replies]
     assert parts == list(range(1, expected_replies(extractive_services, SAMPLE_DAY) + 1))
+
+
+def test_a_placeholder_slack_took_but_answered_500_leaves_no_orphan(
+    extractive_services: Services,
+) -> None:
+    """The "Searching…" placeholder is carried out by Slack, whose answer is then a 500: a
+    blind retry would leave that first placeholder unanswered for good. The reply is found in
+    the thread by its nonce instead, and becomes the answer."""
+    with running_app(extractive_services) as h:
+        h.api.lose_next_answer("chat.postMessage")
+        ts = mention(h, "What is the V-STaR benchmark?")
+        settled = wait_settled(h.api, [ts])
+        [message] = settled[ts]  # one bot message in the thread: the answer, no placeholder
+        assert is_final(message) and classify(message) == "extractive" and "V-STaR" in message.text
+        assert h.api.calls_to("conversations.replies")
+        assert len(h.api.calls_to("chat.postMessage")) == 1  # never sent twice
+        assert {c.params["ts"] for c in h.api.calls_to("chat.update")} == {message.ts}

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from bot.cli.main import app as cli_app
 from bot.services import Services
 from bot.slack.app import create_app
-from bot.slack.digest_posting import SEND_TRIES
+from bot.slack.safe_post import SEND_TRIES
 from bot.slack.scheduler import DigestScheduler, parse_schedule
 from tests.support.slack_api import FakeSlackAPI
 from tests.support.slack_fixtures import BOT_TOKEN, corpus, services, slack_settings

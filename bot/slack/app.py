@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -53,8 +52,8 @@ def missing_scopes(headers: Any) -> list[str]:
 
 def make_client(settings: SlackSettings) -> Any:
     """A WebClient that backs off and retries on `ratelimited`, 5xx and dropped connections —
-    except a digest message after a 5xx or a dropped connection: Slack may have taken it, and
-    the digest poster asks Slack before it sends again (bot/slack/digest_posting.py `_send`)."""
+    except paperbot's own messages after a 5xx or a dropped connection: Slack may have taken
+    them, and they are sent through bot/slack/safe_post.py, which asks Slack first."""
     from slack_sdk import WebClient
     from slack_sdk.http_retry.builtin_handlers import (
         ConnectionErrorRetryHandler,
@@ -62,15 +61,13 @@ def make_client(settings: SlackSettings) -> Any:
         ServerErrorRetryHandler,
     )
 
-    from bot.slack.digest_posting import DIGEST_EVENT
+    from bot.slack.safe_post import marked
 
-    marker = re.compile(rb'"event_type":\s*"' + re.escape(DIGEST_EVENT.encode()) + rb'"')
-
-    def not_for_digests(handler: Any) -> Any:
+    def not_for_own_messages(handler: Any) -> Any:
         can_retry = handler._can_retry  # what slack_sdk's RetryHandler.can_retry asks
 
         def _can_retry(*, request: Any, **rest: Any) -> bool:
-            if marker.search(request.data or b""):  # a digest message (a JSON body)
+            if marked(request.data):  # a digest message or a thread reply: post_once retries
                 return False
             return bool(can_retry(request=request, **rest))
 
@@ -84,8 +81,8 @@ def make_client(settings: SlackSettings) -> Any:
         timeout=30,
         retry_handlers=[
             RateLimitErrorRetryHandler(max_retry_count=5),  # 429: Slack did nothing
-            not_for_digests(ServerErrorRetryHandler(max_retry_count=3)),
-            not_for_digests(ConnectionErrorRetryHandler(max_retry_count=3)),
+            not_for_own_messages(ServerErrorRetryHandler(max_retry_count=3)),
+            not_for_own_messages(ConnectionErrorRetryHandler(max_retry_count=3)),
         ],
     )
 

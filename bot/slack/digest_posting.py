@@ -36,27 +36,23 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from http.client import RemoteDisconnected
 from typing import Any
-from urllib.error import URLError
 
 from answers.digest import Digest
 from bot.services import Services
 from bot.slack import blocks, paper_links
 from bot.slack.digest_stop import STOPPED, DigestStop, DigestStopped
+from bot.slack.safe_post import DIGEST_EVENT, post_once
 from bot.slack.store import BotStore
 
 log = logging.getLogger(__name__)
 
-DIGEST_EVENT = "paperbot_digest"  # the event_type of every digest message's metadata
 # A parent sent at T is looked for in the channel's history from T - BEFORE (clocks differ) to
 # T + AFTER (the client's retries), at most LOOKUP_PAGES pages of LOOKUP_LIMIT messages.
 LOOKUP_BEFORE_SECONDS = 60.0
 LOOKUP_AFTER_SECONDS = 300.0
 LOOKUP_LIMIT = 200
 LOOKUP_PAGES = 5
-SEND_TRIES = 4  # one send and three more, each after asking Slack (see _send)
-SEND_BACKOFF_SECONDS = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,43 +275,10 @@ def _send(
     record: Callable[[str], None],
     **message: Any,
 ) -> str:
-    """chat.postMessage of one part of the digest, and its ``record``, inside the stop's lock
-    (a stop asked meanwhile: `DigestStopped`). The client does not retry these itself
-    (bot/slack/app.py): after an error that may hide a message Slack took (a 5xx, a dropped
-    connection) this waits, asks Slack (``found``: the part's ts when Slack has it) and only
-    then sends again — the waits and lookups outside the lock — up to SEND_TRIES sends; the
-    last error is raised (the next tick goes on)."""
-    for attempt in range(SEND_TRIES):
-        if attempt:
-            time.sleep(SEND_BACKOFF_SECONDS * 2 ** (attempt - 1))  # Slack may still act on it
-            there = found()
-            if there:
-                with progress.stop.sending():
-                    record(there)
-                return there
-        with progress.stop.sending():
-            try:
-                answer = client.chat_postMessage(
-                    **message, unfurl_links=False, metadata=progress.metadata(part)
-                )
-            except Exception as exc:
-                if attempt == SEND_TRIES - 1 or not maybe_taken(exc):
-                    raise
-                log.warning("a digest message may not have reached Slack (%s); asking it", exc)
-                continue
-            sent = str(answer["ts"])
-            record(sent)
-            return sent
-    raise AssertionError("unreachable")
-
-
-def maybe_taken(exc: BaseException) -> bool:
-    """Did this error possibly come after Slack acted on the request? (A 5xx answer, a
-    connection dropped or timed out after sending; not a 4xx or an ok:false refusal.)"""
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    if isinstance(status, int):
-        return status >= 500
-    return isinstance(exc, (URLError, ConnectionError, RemoteDisconnected, TimeoutError))
+    """One part of the digest, sent once (bot/slack/safe_post.py), each send and its
+    ``record`` inside the stop's lock (a stop asked meanwhile: `DigestStopped`)."""
+    message |= {"unfurl_links": False, "metadata": progress.metadata(part)}
+    return post_once(client, message, found, guard=progress.stop.sending, record=record)
 
 
 def _posted_parent(client: Any, progress: _Progress) -> str | None:

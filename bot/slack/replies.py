@@ -28,6 +28,7 @@ from answers.models import Answer, Turn
 from answers.qa import AnswerDelta
 from bot.services import Services
 from bot.slack import blocks
+from bot.slack.safe_post import REPLY_EVENT, post_once
 from bot.slack.streaming import NativeStream, StreamSupport, end_stream, slack_error
 from retrieval import PaperbotError
 
@@ -60,13 +61,41 @@ class ThreadReply:
         self._last_update = 0.0
 
     def start(self, message: blocks.Message) -> str:
+        """Post the message once (bot/slack/safe_post.py): it carries a nonce in its metadata,
+        so after a lost answer the thread is searched for it before it is sent again."""
         text, blks = message
-        response = self.client.chat_postMessage(
-            channel=self.channel, thread_ts=self.thread_ts, text=text, blocks=blks
+        nonce = uuid.uuid4().hex
+        meta = {"event_type": REPLY_EVENT, "event_payload": {"nonce": nonce}}
+        self.ts = post_once(
+            self.client,
+            {
+                "channel": self.channel,
+                "thread_ts": self.thread_ts,
+                "text": text,
+                "blocks": blks,
+                "metadata": meta,
+            },
+            lambda: self._posted(nonce),
         )
-        self.ts = str(response["ts"])
         self._last_update = self._clock()
         return self.ts
+
+    def _posted(self, nonce: str) -> str | None:
+        """The ts of the reply carrying ``nonce`` in the thread, if Slack has it."""
+        try:
+            thread = self.client.conversations_replies(
+                channel=self.channel, ts=self.thread_ts, include_all_metadata=True, limit=200
+            )
+        except Exception as exc:
+            log.warning("could not check the thread %s (%s): posting again", self.thread_ts, exc)
+            return None
+        for found in thread.get("messages") or []:
+            meta = found.get("metadata") or {}
+            if meta.get("event_type") == REPLY_EVENT and (
+                (meta.get("event_payload") or {}).get("nonce") == nonce
+            ):
+                return str(found["ts"])
+        return None
 
     def progress(self, message: blocks.Message) -> None:
         """An intermediate update, skipped when the previous one was too recent. A failed

@@ -1,0 +1,82 @@
+"""Posting a message Slack acts on at most once, even when its answer is lost.
+
+Slack can carry out a `chat.postMessage` and still answer with a 5xx, or the connection can
+drop after the request went out. A blind retry then posts the message twice: a second digest
+parent, or a second "Searching…" placeholder that nobody ever updates. So paperbot's own
+messages carry Slack message metadata (`DIGEST_EVENT` for digests, `REPLY_EVENT` for thread
+replies), the WebClient does not retry those after a 5xx or a dropped connection
+(bot/slack/app.py `make_client`; a 429 means Slack did nothing and is still retried), and
+`post_once` retries them itself: it waits, asks Slack whether the message is there (the
+caller's ``find``) and only then sends again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from http.client import RemoteDisconnected
+from typing import Any
+from urllib.error import URLError
+
+log = logging.getLogger(__name__)
+
+DIGEST_EVENT = "paperbot_digest"  # digest messages: channel, day, part
+REPLY_EVENT = "paperbot_reply"  # thread replies (placeholders, answers): a nonce per post
+# the JSON body of a request carrying either (slack_sdk sends chat.postMessage as JSON)
+MARKED = re.compile(
+    rb'"event_type":\s*"(?:' + DIGEST_EVENT.encode() + rb"|" + REPLY_EVENT.encode() + rb')"'
+)
+SEND_TRIES = 4  # one send and three more, each after asking Slack
+SEND_BACKOFF_SECONDS = 0.5
+
+
+def marked(body: bytes | None) -> bool:
+    """Is this request body one of paperbot's own messages (not to be retried blindly)?"""
+    return bool(MARKED.search(body or b""))
+
+
+def maybe_taken(exc: BaseException) -> bool:
+    """Did this error possibly come after Slack acted on the request? (A 5xx answer, a
+    connection dropped or timed out after sending; not a 4xx or an ok:false refusal.)"""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if isinstance(status, int):
+        return status >= 500
+    return isinstance(exc, (URLError, ConnectionError, RemoteDisconnected, TimeoutError))
+
+
+def post_once(
+    client: Any,
+    message: dict[str, Any],
+    find: Callable[[], str | None],
+    *,
+    guard: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
+    record: Callable[[str], None] = lambda ts: None,
+    tries: int = SEND_TRIES,
+) -> str:
+    """`chat.postMessage` of ``message``; its ts. Each send and its ``record`` run inside
+    ``guard()``; after an error that may hide a message Slack took, wait, ask (``find``: the
+    message's ts when Slack has it) and only then send again — the waits and lookups outside
+    the guard — up to ``tries`` sends; the last error is raised."""
+    for attempt in range(tries):
+        if attempt:
+            time.sleep(SEND_BACKOFF_SECONDS * 2 ** (attempt - 1))  # Slack may still act on it
+            there = find()
+            if there:
+                with guard():
+                    record(there)
+                return there
+        with guard():
+            try:
+                sent = str(client.chat_postMessage(**message)["ts"])
+            except Exception as exc:
+                if attempt == tries - 1 or not maybe_taken(exc):
+                    raise
+                log.warning("a message may not have reached Slack (%s); asking Slack", exc)
+                continue
+            record(sent)
+            return sent
+    raise AssertionError("unreachable")
