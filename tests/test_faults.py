@@ -493,3 +493,26 @@ def test_a_placeholder_slack_took_but_answered_500_leaves_no_orphan(
         assert h.api.calls_to("conversations.replies")
         assert len(h.api.calls_to("chat.postMessage")) == 1  # never sent twice
         assert {c.params["ts"] for c in h.api.calls_to("chat.update")} == {message.ts}
+
+
+def test_a_no_papers_note_slack_took_before_its_poster_died_is_not_sent_twice(
+    extractive_services: Services,
+) -> None:
+    channel, empty_day = "C0EMPTYNOTE", date(2025, 5, 18)  # a day without papers
+    with FakeSlackAPI() as api:
+        client = make_client(slack_settings(api))
+        with pytest.raises(_Killed):
+            post_digest(
+                extractive_services,
+                KilledAfterSlackTakes(client, 1),
+                channel,
+                empty_day,
+                empty_note=True,
+                lease_seconds=0.0,
+            )
+        again = post_digest(
+            extractive_services, client, channel, empty_day, empty_note=True, lease_seconds=0.0
+        )
+        notes = api.bot_messages(channel)
+    assert again.status == "empty" and len(notes) == 1 and again.ts == notes[0].ts
+    assert "No new papers" in notes[0].text

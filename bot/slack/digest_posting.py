@@ -129,9 +129,13 @@ def _claimed(
                 store.release_digest(channel, key, "no papers yet", owner=owner)
                 log.info("no papers for %s yet: the digest for %s waits", day, channel)
                 return DigestResult("waiting")
-            with stop.sending():
-                note_ts = _post_note(client, channel, day, topic, missing) if empty_note else None
-                store.finish_digest(channel, key, "empty", ts=note_ts, owner=owner)
+            settle = functools.partial(_settle_empty, progress)
+            if empty_note:
+                note_ts: str | None = _post_note(client, day, digest, progress, topic, missing)
+            else:
+                note_ts = None
+                with stop.sending():
+                    settle(None)
             log.info(
                 "no papers for %s: %s posted to %s",
                 day,
@@ -210,10 +214,34 @@ class _Progress:
 
 
 def _post_note(
-    client: Any, channel: str, day: date, topic: str | None, missing: Sequence[str]
+    client: Any,
+    day: date,
+    digest: Digest,
+    progress: _Progress,
+    topic: str | None,
+    missing: Sequence[str],
 ) -> str:
+    """The "no new papers" note, sent once like a digest's parent (part 0); the slot is
+    settled "empty" with it."""
+    find = functools.partial(_posted_parent, client, progress)
+    if progress.parent_sent and (found := find()):  # an earlier attempt sent it
+        with progress.stop.sending():
+            _settle_empty(progress, found)
+        return found
     text, note_blocks = blocks.no_papers_note(day, topic, missing)
-    return str(client.chat_postMessage(channel=channel, text=text, blocks=note_blocks)["ts"])
+    progress.parent_sent = progress.store.mark_parent_send(
+        progress.channel, progress.day, digest=digest.to_json()
+    )
+    record = functools.partial(_settle_empty, progress)
+    return _send(
+        client, progress, 0, find, record, channel=progress.channel, text=text, blocks=note_blocks
+    )
+
+
+def _settle_empty(progress: _Progress, note_ts: str | None) -> None:
+    progress.store.finish_digest(
+        progress.channel, progress.day, "empty", ts=note_ts, owner=progress.owner
+    )
 
 
 def _post(
