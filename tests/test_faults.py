@@ -393,6 +393,16 @@ class KilledAfterSlackTakes:
         return getattr(self._client, name)
 
 
+def killed_after_slack_takes(
+    services: Services, client: Any, nth: int, channel: str, day: date, **options: Any
+) -> None:
+    """A poster killed once Slack took its ``nth`` message (a lease of 0: takeable at once)."""
+    with pytest.raises(_Killed):
+        post_digest(
+            services, KilledAfterSlackTakes(client, nth), channel, day, lease_seconds=0.0, **options
+        )
+
+
 @pytest.mark.parametrize(
     ("killed_at", "chatter"),
     [(1, 0), (1, 450), (3, 0)],
@@ -435,14 +445,7 @@ def test_a_poster_that_cannot_ask_slack_sends_the_parent_again(
     channel = "C0NOHISTORY"
     with FakeSlackAPI() as api:
         client = make_client(slack_settings(api))
-        with pytest.raises(_Killed):
-            post_digest(
-                extractive_services,
-                KilledAfterSlackTakes(client, 1),
-                channel,
-                SAMPLE_DAY,
-                lease_seconds=0.0,
-            )
+        killed_after_slack_takes(extractive_services, client, 1, channel, SAMPLE_DAY)
         api.fail_next("conversations.history", "missing_scope")
         again = post_digest(extractive_services, client, channel, SAMPLE_DAY, lease_seconds=0.0)
         assert again.status == "posted"
@@ -501,15 +504,9 @@ def test_a_no_papers_note_slack_took_before_its_poster_died_is_not_sent_twice(
     channel, empty_day = "C0EMPTYNOTE", date(2025, 5, 18)  # a day without papers
     with FakeSlackAPI() as api:
         client = make_client(slack_settings(api))
-        with pytest.raises(_Killed):
-            post_digest(
-                extractive_services,
-                KilledAfterSlackTakes(client, 1),
-                channel,
-                empty_day,
-                empty_note=True,
-                lease_seconds=0.0,
-            )
+        killed_after_slack_takes(
+            extractive_services, client, 1, channel, empty_day, empty_note=True
+        )
         again = post_digest(
             extractive_services, client, channel, empty_day, empty_note=True, lease_seconds=0.0
         )
