@@ -13,8 +13,8 @@ the services can look titles up (bot/slack/paper_links.py).
 A poster can die (kill -9, a crash) after Slack took a message and before it recorded the
 answer. So every digest message carries Slack message metadata naming its slot and part
 (`DIGEST_EVENT`: channel, day, part 0 for the parent, n for the n-th reply), and the digest is
-recorded as being sent (`BotStore.mark_parent_send`) just before its parent goes out, until
-Slack's answer is saved. The attempt that takes over asks Slack before sending again: the
+recorded as being sent (`BotStore.mark_parent_send`) just before its parent (or its "no new
+papers" note) goes out, until Slack's answer is saved. The attempt that takes over asks Slack before sending again: the
 channel's history around that moment for a parent it does not know (`conversations.history`),
 the thread for replies past the saved count (`conversations.replies`). If Slack cannot be asked
 (a missing history scope), it sends again: a message twice rather than a digest never finished.
@@ -239,9 +239,10 @@ def _post_note(
 
 
 def _settle_empty(progress: _Progress, note_ts: str | None) -> None:
-    progress.store.finish_digest(
+    if progress.store.finish_digest(
         progress.channel, progress.day, "empty", ts=note_ts, owner=progress.owner
-    )
+    ):
+        progress.store.forget_parent_send(progress.channel, progress.day)
 
 
 def _post(

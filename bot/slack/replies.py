@@ -64,7 +64,7 @@ class ThreadReply:
         """Post the message once (bot/slack/safe_post.py): it carries a nonce in its metadata,
         so after a lost answer the thread is searched for it before it is sent again."""
         text, blks = message
-        nonce = uuid.uuid4().hex
+        nonce, since = uuid.uuid4().hex, time.time() - 60  # clocks may differ by a minute
         meta = {"event_type": REPLY_EVENT, "event_payload": {"nonce": nonce}}
         self.ts = post_once(
             self.client,
@@ -75,16 +75,21 @@ class ThreadReply:
                 "blocks": blks,
                 "metadata": meta,
             },
-            lambda: self._posted(nonce),
+            lambda: self._posted(nonce, since),
         )
         self._last_update = self._clock()
         return self.ts
 
-    def _posted(self, nonce: str) -> str | None:
-        """The ts of the reply carrying ``nonce`` in the thread, if Slack has it."""
+    def _posted(self, nonce: str, since: float) -> str | None:
+        """The ts of the reply carrying ``nonce`` in the thread, if Slack has it (replies
+        since just before it was first sent: a long thread's older ones are left out)."""
         try:
             thread = self.client.conversations_replies(
-                channel=self.channel, ts=self.thread_ts, include_all_metadata=True, limit=200
+                channel=self.channel,
+                ts=self.thread_ts,
+                oldest=f"{since:.6f}",
+                include_all_metadata=True,
+                limit=200,
             )
         except Exception as exc:
             log.warning("could not check the thread %s (%s): posting again", self.thread_ts, exc)

@@ -60,22 +60,27 @@ def post_once(
     """`chat.postMessage` of ``message``; its ts. Each send and its ``record`` run inside
     ``guard()``; after an error that may hide a message Slack took, wait, ask (``find``: the
     message's ts when Slack has it) and only then send again — the waits and lookups outside
-    the guard — up to ``tries`` sends; the last error is raised."""
-    for attempt in range(tries):
-        if attempt:
+    the guard — up to ``tries`` sends; when Slack does not have it after the last one either,
+    that send's error is raised."""
+    failure: BaseException | None = None
+    for attempt in range(tries + 1):
+        if attempt:  # the last send failed in a way that may hide a message Slack took
             time.sleep(SEND_BACKOFF_SECONDS * 2 ** (attempt - 1))  # Slack may still act on it
             there = find()
             if there:
                 with guard():
                     record(there)
                 return there
+            if attempt == tries and failure is not None:
+                raise failure
         with guard():
             try:
                 sent = str(client.chat_postMessage(**message)["ts"])
             except Exception as exc:
-                if attempt == tries - 1 or not maybe_taken(exc):
+                if not maybe_taken(exc):
                     raise
                 log.warning("a message may not have reached Slack (%s); asking Slack", exc)
+                failure = exc
                 continue
             record(sent)
             return sent

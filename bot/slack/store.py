@@ -294,7 +294,10 @@ class BotStore(FeedTables, JobTables):
             "updated_at = excluded.updated_at",
             (channel, day, digest, ts, replies, time.time()),
         )
-        self._execute(  # the parent's ts is known: it is no longer "being sent"
+        self.forget_parent_send(channel, day)  # its ts is known: no longer "being sent"
+
+    def forget_parent_send(self, channel: str, day: str) -> None:
+        self._execute(
             "DELETE FROM digest_parent_sends WHERE channel = ? AND day = ?", (channel, day)
         )
 
