@@ -565,3 +565,23 @@ def _wait_until(condition: Any, timeout: float = 60) -> None:
 def _answered(api: Any, ts: str) -> bool:
     replies = api.bot_messages(CHANNEL_ID, ts)
     return bool(replies) and all(not r.text.startswith("🔎") for r in replies)
+
+
+@pytest.mark.integration
+def test_giving_up_without_a_placeholder_posts_the_reason_once(harness_factory: Any) -> None:
+    """No placeholder was recorded: the reason is posted in the thread, once, even when
+    Slack takes the post and its answer is lost (bot/slack/safe_post.py)."""
+    h = harness_factory()
+    ts = new_ts()
+    job = {
+        "kind": "mention",
+        "placeholder_ts": None,
+        "channel": CHANNEL_ID,
+        "thread_ts": None,
+        "message_ts": ts,
+    }
+    h.api.lose_next_answer("chat.postMessage")
+    SlackAnswers(h.services, h.app.client, h.settings).give_up(job, "Sorry, boom.")  # type: ignore[arg-type]
+    [reply] = _bot_replies(h, ts)
+    assert "Sorry, boom." in reply.text
+    assert len(h.api.calls_to("chat.postMessage")) == 1 and h.api.calls_to("conversations.replies")

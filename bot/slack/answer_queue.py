@@ -37,7 +37,13 @@ from bot.services import Services
 from bot.slack import assistant_blocks, blocks, permissions
 from bot.slack.ack_gate import AckGate
 from bot.slack.papers_command import run_command
-from bot.slack.replies import answer_in_thread, bot_in_thread, thread_history, thread_messages
+from bot.slack.replies import (
+    ThreadReply,
+    answer_in_thread,
+    bot_in_thread,
+    thread_history,
+    thread_messages,
+)
 from bot.slack.settings import SlackSettings
 from bot.slack.slash import parse
 from bot.slack.store import BotStore
@@ -385,12 +391,9 @@ class SlackAnswers:
             self.client.chat_update(
                 channel=job["channel"], ts=job["placeholder_ts"], text=text, blocks=blks
             )
-        else:
-            self.client.chat_postMessage(
-                channel=job["channel"],
-                thread_ts=job["thread_ts"] or job["message_ts"],
-                text=text,
-                blocks=blks,
+        else:  # posted once even when Slack's answer is lost (bot/slack/safe_post.py)
+            ThreadReply(self.client, job["channel"], job["thread_ts"] or job["message_ts"]).start(
+                (text, blks)
             )
 
 
