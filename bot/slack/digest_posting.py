@@ -129,13 +129,12 @@ def _claimed(
                 store.release_digest(channel, key, "no papers yet", owner=owner)
                 log.info("no papers for %s yet: the digest for %s waits", day, channel)
                 return DigestResult("waiting")
-            settle = functools.partial(_settle_empty, progress)
             if empty_note:
                 note_ts: str | None = _post_note(client, day, digest, progress, topic, missing)
             else:
                 note_ts = None
                 with stop.sending():
-                    settle(None)
+                    _settle_empty(progress, None)
             log.info(
                 "no papers for %s: %s posted to %s",
                 day,
@@ -223,19 +222,12 @@ def _post_note(
 ) -> str:
     """The "no new papers" note, sent once like a digest's parent (part 0); the slot is
     settled "empty" with it."""
-    find = functools.partial(_posted_parent, client, progress)
-    if progress.parent_sent and (found := find()):  # an earlier attempt sent it
-        with progress.stop.sending():
-            _settle_empty(progress, found)
-        return found
-    text, note_blocks = blocks.no_papers_note(day, topic, missing)
-    progress.parent_sent = progress.store.mark_parent_send(
-        progress.channel, progress.day, digest=digest.to_json()
-    )
-    record = functools.partial(_settle_empty, progress)
-    return _send(
-        client, progress, 0, find, record, channel=progress.channel, text=text, blocks=note_blocks
-    )
+
+    def note() -> dict[str, Any]:
+        text, note_blocks = blocks.no_papers_note(day, topic, missing)
+        return {"text": text, "blocks": note_blocks}
+
+    return _send_first(client, progress, digest, note, functools.partial(_settle_empty, progress))
 
 
 def _settle_empty(progress: _Progress, note_ts: str | None) -> None:
@@ -250,28 +242,15 @@ def _post(
 ) -> str:
     """Parent message with the overview, one threaded reply per topic group."""
     ts = progress.saved.get("ts")
-    if ts is None and progress.parent_sent:  # an earlier attempt sent it: did Slack take it?
-        ts = _posted_parent(client, progress)
-        if ts:
-            with progress.stop.sending():
-                progress.save(digest, ts, 0)
     if ts is None:
-        feedback_id = save_for_feedback(progress.store, digest)
-        text, parent_blocks = blocks.digest_parent(digest, missing, feedback_id=feedback_id)
-        # from here on a poster that takes over asks Slack whether the parent arrived
-        progress.parent_sent = progress.store.mark_parent_send(
-            channel, progress.day, digest=digest.to_json()
-        )
-        ts = _send(
-            client,
-            progress,
-            0,
-            functools.partial(_posted_parent, client, progress),
-            functools.partial(_record, progress, digest, 0, None),
-            channel=channel,
-            text=text,
-            blocks=parent_blocks,
-        )
+
+        def parent() -> dict[str, Any]:
+            feedback_id = save_for_feedback(progress.store, digest)
+            text, parent_blocks = blocks.digest_parent(digest, missing, feedback_id=feedback_id)
+            return {"text": text, "blocks": parent_blocks}
+
+        record = functools.partial(_record, progress, digest, 0, None)
+        ts = _send_first(client, progress, digest, parent, record)
     replies = [reply for group in digest.groups for reply in blocks.digest_group_replies(group)]
     done = int(progress.saved.get("replies", 0))
     if progress.resumed and done < len(replies):  # the next one may have gone out unrecorded
@@ -294,6 +273,27 @@ def _post(
 def _record(progress: _Progress, digest: Digest, part: int, parent: str | None, sent: str) -> None:
     """What a sent ``part`` changes in the progress (the parent's ts is ``sent`` itself)."""
     progress.save(digest, parent or sent, part)
+
+
+def _send_first(
+    client: Any,
+    progress: _Progress,
+    digest: Digest,
+    message: Callable[[], dict[str, Any]],
+    record: Callable[[str], None],
+) -> str:
+    """The digest's first message (its parent, or its note): one an earlier attempt sent is
+    found in Slack and recorded; else it is recorded as being sent — from then on a poster
+    that takes over asks Slack — and sent once (``message`` makes it only then)."""
+    find = functools.partial(_posted_parent, client, progress)
+    if progress.parent_sent and (found := find()):
+        with progress.stop.sending():
+            record(found)
+        return found
+    progress.parent_sent = progress.store.mark_parent_send(
+        progress.channel, progress.day, digest=digest.to_json()
+    )
+    return _send(client, progress, 0, find, record, channel=progress.channel, **message())
 
 
 def _send(
