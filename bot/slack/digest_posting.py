@@ -33,7 +33,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -42,17 +42,15 @@ from answers.digest import Digest
 from bot.services import Services
 from bot.slack import blocks, paper_links
 from bot.slack.digest_stop import STOPPED, DigestStop, DigestStopped
-from bot.slack.safe_post import DIGEST_EVENT, post_once
+from bot.slack.safe_post import DIGEST_EVENT, marked_in, post_once
 from bot.slack.store import BotStore
 
 log = logging.getLogger(__name__)
 
 # A parent sent at T is looked for in the channel's history from T - BEFORE (clocks differ) to
-# T + AFTER (the client's retries), at most LOOKUP_PAGES pages of LOOKUP_LIMIT messages.
+# T + AFTER (the client's retries), at most safe_post.LOOKUP_PAGES pages.
 LOOKUP_BEFORE_SECONDS = 60.0
 LOOKUP_AFTER_SECONDS = 300.0
-LOOKUP_LIMIT = 200
-LOOKUP_PAGES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,17 +196,12 @@ class _Progress:
         payload = {"channel": self.channel, "day": self.day, "part": part}
         return {"event_type": DIGEST_EVENT, "event_payload": payload}
 
-    def parts_in(self, messages: Iterable[dict[str, Any]]) -> dict[int, str]:
-        """The parts of this digest among Slack's ``messages``, with their ts."""
+    def parts_in(self, method: Callable[..., Any], **args: Any) -> dict[int, str]:
+        """The parts of this digest a conversations.* ``method`` lists, with their ts."""
         found: dict[int, str] = {}
-        for message in messages:
-            meta = message.get("metadata") or {}
-            payload = meta.get("event_payload") or {}
-            if meta.get("event_type") == DIGEST_EVENT and (
-                payload.get("channel"),
-                payload.get("day"),
-            ) == (self.channel, self.day):
-                found.setdefault(int(payload.get("part", -1)), str(message.get("ts")))
+        for payload, ts in marked_in(method, DIGEST_EVENT, **args):
+            if (payload.get("channel"), payload.get("day")) == (self.channel, self.day):
+                found.setdefault(int(payload.get("part", -1)), ts)
         return found
 
 
@@ -317,7 +310,7 @@ def _posted_parent(client: Any, progress: _Progress) -> str | None:
     latest = max(sent_at + LOOKUP_AFTER_SECONDS, time.time() + LOOKUP_BEFORE_SECONDS)
     window = {"oldest": f"{sent_at - LOOKUP_BEFORE_SECONDS:.6f}", "latest": f"{latest:.6f}"}
     try:
-        messages = _pages(client.conversations_history, channel=progress.channel, **window)
+        parts = progress.parts_in(client.conversations_history, channel=progress.channel, **window)
     except Exception as exc:
         log.warning(
             "could not check whether the %s digest's parent reached %s (%s): sending it again",
@@ -326,7 +319,7 @@ def _posted_parent(client: Any, progress: _Progress) -> str | None:
             exc,
         )
         return None
-    return progress.parts_in(messages).get(0)
+    return parts.get(0)
 
 
 def _posted_replies(client: Any, progress: _Progress, ts: str, done: int) -> int:
@@ -346,7 +339,7 @@ def _thread_parts(client: Any, progress: _Progress, ts: str, wanted: int) -> dic
     """The digest's parts in its thread (none when Slack cannot be asked: reply ``wanted``
     is then sent again)."""
     try:
-        messages = _pages(client.conversations_replies, channel=progress.channel, ts=ts)
+        return progress.parts_in(client.conversations_replies, channel=progress.channel, ts=ts)
     except Exception as exc:
         log.warning(
             "could not check the %s digest's thread in %s (%s): reply %d is sent again",
@@ -356,20 +349,6 @@ def _thread_parts(client: Any, progress: _Progress, ts: str, wanted: int) -> dic
             wanted,
         )
         return {}
-    return progress.parts_in(messages)
-
-
-def _pages(method: Any, **args: Any) -> list[dict[str, Any]]:
-    """The messages of up to LOOKUP_PAGES pages of a conversations.* method, with metadata."""
-    messages: list[dict[str, Any]] = []
-    cursor = None
-    for _ in range(LOOKUP_PAGES):
-        page = method(include_all_metadata=True, limit=LOOKUP_LIMIT, cursor=cursor, **args)
-        messages.extend(page.get("messages") or [])
-        cursor = (page.get("response_metadata") or {}).get("next_cursor")
-        if not (page.get("has_more") and cursor):
-            break
-    return messages
 
 
 def save_for_feedback(store: BotStore, digest: Digest) -> str:

@@ -28,7 +28,7 @@ from answers.models import Answer, Turn
 from answers.qa import AnswerDelta
 from bot.services import Services
 from bot.slack import blocks
-from bot.slack.safe_post import REPLY_EVENT, post_once
+from bot.slack.safe_post import REPLY_EVENT, marked_in, post_once
 from bot.slack.streaming import NativeStream, StreamSupport, end_stream, slack_error
 from retrieval import PaperbotError
 
@@ -84,23 +84,18 @@ class ThreadReply:
         """The ts of the reply carrying ``nonce`` in the thread, if Slack has it (replies
         since just before it was first sent: a long thread's older ones are left out)."""
         try:
-            thread = self.client.conversations_replies(
+            replies = marked_in(
+                self.client.conversations_replies,
+                REPLY_EVENT,
+                pages=1,
                 channel=self.channel,
                 ts=self.thread_ts,
                 oldest=f"{since:.6f}",
-                include_all_metadata=True,
-                limit=200,
             )
         except Exception as exc:
             log.warning("could not check the thread %s (%s): posting again", self.thread_ts, exc)
             return None
-        for found in thread.get("messages") or []:
-            meta = found.get("metadata") or {}
-            if meta.get("event_type") == REPLY_EVENT and (
-                (meta.get("event_payload") or {}).get("nonce") == nonce
-            ):
-                return str(found["ts"])
-        return None
+        return next((ts for payload, ts in replies if payload.get("nonce") == nonce), None)
 
     def progress(self, message: blocks.Message) -> None:
         """An intermediate update, skipped when the previous one was too recent. A failed

@@ -32,6 +32,8 @@ MARKED = re.compile(
 )
 SEND_TRIES = 4  # one send and three more, each after asking Slack
 SEND_BACKOFF_SECONDS = 0.5
+LOOKUP_LIMIT = 200  # messages per page of a lookup
+LOOKUP_PAGES = 5  # pages a lookup reads at most
 
 
 def marked(body: bytes | None) -> bool:
@@ -85,3 +87,22 @@ def post_once(
             record(sent)
             return sent
     raise AssertionError("unreachable")
+
+
+def marked_in(
+    method: Callable[..., Any], event_type: str, *, pages: int = LOOKUP_PAGES, **args: Any
+) -> list[tuple[dict[str, Any], str]]:
+    """(payload, ts) of each message carrying ``event_type`` metadata in up to ``pages`` pages
+    of a conversations.* ``method`` (history, replies) called with ``args``."""
+    found: list[tuple[dict[str, Any], str]] = []
+    cursor = None
+    for _ in range(pages):
+        page = method(include_all_metadata=True, limit=LOOKUP_LIMIT, cursor=cursor, **args)
+        for message in page.get("messages") or []:
+            meta = message.get("metadata") or {}
+            if meta.get("event_type") == event_type:
+                found.append((meta.get("event_payload") or {}, str(message.get("ts"))))
+        cursor = (page.get("response_metadata") or {}).get("next_cursor")
+        if not (page.get("has_more") and cursor):
+            break
+    return found
