@@ -22,20 +22,30 @@ def _by_name(checks: list[Any]) -> dict[str, Any]:
     return {c.name: c for c in checks}
 
 
+def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Local servers only: a proxy from the environment must not sit in between."""
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def _slack_at(api: FakeSlackAPI) -> SlackSettings:
+    """HTTP mode with a bot token, talking to the fake Slack Web API."""
+    return SlackSettings(
+        _env_file=None, bot_token="xoxb-1-test", signing_secret="s", slack_api_url=api.base_url
+    )  # type: ignore[call-arg]
+
+
 def test_everything_configured_and_reachable(
     settings: RetrievalSettings,
     make_answer_settings: Callable[..., AnswerSettings],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
-        monkeypatch.delenv(name, raising=False)
+    _no_proxy(monkeypatch)
     with FakeOpenAIServer() as llm, FakeSlackAPI() as api:
         answer_settings = make_answer_settings(
             llm_provider="openai", llm_base_url=llm.base_url, llm_model="gpt-test"
         )
-        slack = SlackSettings(
-            _env_file=None, bot_token="xoxb-1-test", signing_secret="s", slack_api_url=api.base_url
-        )  # type: ignore[call-arg]
+        slack = _slack_at(api)
         checks = _by_name(run_checks(settings, answer_settings, slack))
     for name in ("data dir", "tokenizer", "embedding model", "vector store", "LLM", "Slack"):
         assert checks[name].ok, (name, checks[name].detail)
@@ -130,20 +140,21 @@ def test_a_bot_token_without_the_manifests_scopes_fails_the_slack_check(
 ) -> None:
     from bot.slack.app import BOT_SCOPES
 
-    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
-        monkeypatch.delenv(name, raising=False)
+    _no_proxy(monkeypatch)
     with FakeSlackAPI() as api:
-        slack = SlackSettings(
-            _env_file=None, bot_token="xoxb-1-test", signing_secret="s", slack_api_url=api.base_url
-        )  # type: ignore[call-arg]
+        slack = _slack_at(api)
+
+        def slack_check() -> Any:
+            return _by_name(run_checks(settings, make_answer_settings(), slack))["Slack"]
+
         api.scopes = tuple(s for s in BOT_SCOPES if s not in ("channels:history", "groups:history"))
-        check = _by_name(run_checks(settings, make_answer_settings(), slack))["Slack"]
+        check = slack_check()
         assert not check.ok
         assert check.detail.endswith("its token lacks the scopes channels:history")
         assert "manifest.yaml" in check.fix and "reinstall" in check.fix
         api.scopes = tuple(s for s in BOT_SCOPES if s != "groups:history")  # no private channels
-        check = _by_name(run_checks(settings, make_answer_settings(), slack))["Slack"]
+        check = slack_check()
         assert check.ok and check.detail.endswith("optional scopes not granted: groups:history")
         api.scopes = BOT_SCOPES
-        check = _by_name(run_checks(settings, make_answer_settings(), slack))["Slack"]
+        check = slack_check()
         assert check.ok and "scopes" not in check.detail
