@@ -16,6 +16,7 @@ an ef_search value runs on a freshly opened client. Built indexes are kept under
     python benchmarks/bench_hnsw.py                 # 10^5 vectors, M in 8 16 32
     python benchmarks/bench_hnsw.py --quick         # 2*10^4 vectors
     python benchmarks/bench_hnsw.py --vectors 50000 --m 16 --json
+    python benchmarks/bench_hnsw.py --m 16 --ef-construction 100 --ef 100 200
     python benchmarks/bench_hnsw.py --data-dir /tmp/work/scale/chunks-1000000 --ef 64 100 200 400
 
 ``--data-dir`` measures a built corpus's own collection in place instead (bench_scale.py's 10⁶
@@ -63,8 +64,8 @@ EF_SEARCH = (10, 20, 40, 64, 100, 128, 200, 400)
 BATCH = 5000
 
 
-def synthetic_vectors(pool: Pool, n: int) -> np.ndarray:
-    rng = np.random.default_rng(SEED)
+def synthetic_vectors(pool: Pool, n: int, seed: int = SEED) -> np.ndarray:
+    rng = np.random.default_rng(seed)
     out = np.empty((n, pool.sentence_vectors.shape[1]), dtype=np.float32)
     for i in range(n):
         picks = rng.choice(len(pool.sentences), int(rng.integers(3, 9)), replace=False)
@@ -113,7 +114,9 @@ class Exact:
         return exact
 
 
-def build(path: Path, vectors: np.ndarray, m: int) -> dict[str, Any]:
+def build(
+    path: Path, vectors: np.ndarray, m: int, ef_construction: int = EF_CONSTRUCTION
+) -> dict[str, Any]:
     """A collection of ``vectors`` with M=m (cached on disk with its build time)."""
     meta_path = path / "bench-meta.json"
     if meta_path.exists():
@@ -122,10 +125,10 @@ def build(path: Path, vectors: np.ndarray, m: int) -> dict[str, Any]:
             return dict(meta)
     shutil.rmtree(path, ignore_errors=True)
     client, system = connect_embedded(path / "chroma")
-    hnsw = Hnsw(m, EF_CONSTRUCTION, 100)
+    hnsw = Hnsw(m, ef_construction, 100)
     collection = create_collection(client, "bench", None, {"bench": "hnsw"}, hnsw)
     assert collection is not None
-    log(f"building M={m}: {len(vectors):,} vectors")
+    log(f"building M={m}, ef_construction {ef_construction}: {len(vectors):,} vectors")
     start = time.perf_counter()
     for lo in range(0, len(vectors), BATCH):
         hi = min(lo + BATCH, len(vectors))
@@ -213,6 +216,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--ef", type=int, nargs="+", default=list(EF_SEARCH))
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument(
+        "--ef-construction",
+        type=int,
+        default=EF_CONSTRUCTION,
+        help="of the collections built (paperbot's default: 200)",
+    )
     parser.add_argument("--data-dir", type=Path, help="measure this corpus's collection")
     args = parser.parse_args(argv)
     if args.data_dir is not None:
@@ -232,15 +241,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         vectors=n,
         dim=int(vectors.shape[1]),
         queries=len(texts),
-        ef_construction=EF_CONSTRUCTION,
+        ef_construction=args.ef_construction,
         exact_ms=exact.seconds * 1000,
         runs=[],
     )
     for m in args.m:
         path = HNSW_DIR / f"v{n}-m{m}"
+        if args.ef_construction != EF_CONSTRUCTION:
+            path = path.with_name(f"{path.name}-efc{args.ef_construction}")
         if args.rebuild:
             shutil.rmtree(path, ignore_errors=True)
-        meta = build(path, vectors, m)
+        meta = build(path, vectors, m, args.ef_construction)
         for ef in args.ef:
             row = {"m": m, "build_s": meta["build_s"], "hnsw_bytes": meta["hnsw_bytes"]}
             row |= {"dir_bytes": meta["dir_bytes"], **measure(path, ef, query_vectors, exact)}
