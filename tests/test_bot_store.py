@@ -73,6 +73,37 @@ def test_a_parent_being_sent_is_kept_until_its_ts_is_saved(store: BotStore) -> N
     assert store.parent_send("C1", "2025-05-16") is None  # its answer is recorded
 
 
+def test_only_the_poster_holding_the_claim_marks_a_parent_or_saves_progress(
+    store: BotStore,
+) -> None:
+    day = "2025-05-16"
+    assert store.mark_parent_send("C1", day, digest="{}", owner="a") is None, "no claim yet"
+    assert store.claim_digest("C1", day, "a", lease_seconds=600)
+    assert store.mark_parent_send("C1", day, digest='{"by": "a"}', owner="a") is not None
+    assert store.claim_digest("C1", day, "b", lease_seconds=0)  # a's lease ran out
+    assert store.mark_parent_send("C1", day, digest='{"by": "late a"}', owner="a") is None
+    assert not store.save_digest_progress("C1", day, digest="{}", ts="1.0", replies=0, owner="a")
+    sent = store.parent_send("C1", day)
+    assert sent is not None and sent["digest"] == '{"by": "a"}', "b resumes what a sent"
+    assert store.save_digest_progress("C1", day, digest="{}", ts="1.0", replies=1, owner="b")
+    assert store.digest_progress("C1", day) == {"digest": "{}", "ts": "1.0", "replies": 1}
+    assert store.parent_send("C1", day) is None
+
+
+def test_unfinished_digests_are_the_started_ones_never_settled(store: BotStore) -> None:
+    for day in ("2025-05-13", "2025-05-14", "2025-05-15", "2025-05-16", "2025-05-17"):
+        assert store.claim_digest("C1", day, "a", lease_seconds=600)
+    store.save_digest_progress("C1", "2025-05-13", digest="{}", ts="1.0", replies=1)  # too old
+    store.save_digest_progress("C1", "2025-05-14", digest="{}", ts="2.0", replies=1)
+    store.finish_digest("C1", "2025-05-14", "failed", error="died")
+    store.mark_parent_send("C1", "2025-05-15", digest="{}")  # being sent when it died
+    store.save_digest_progress("C1", "2025-05-16", digest="{}", ts="3.0", replies=4)
+    store.finish_digest("C1", "2025-05-16", "posted", ts="3.0")  # done
+    store.release_digest("C1", "2025-05-17", "no papers yet")  # never started
+    assert store.unfinished_digests("C1", "2025-05-14") == ["2025-05-14", "2025-05-15"]
+    assert store.unfinished_digests("C2", "2025-05-01") == []
+
+
 def test_a_poster_settles_only_the_slot_its_own_claim_holds(store: BotStore) -> None:
     assert store.claim_digest("C1", "2025-05-16", "a", lease_seconds=600)
     assert store.release_digest("C1", "2025-05-16", "stopping", owner="a")

@@ -513,3 +513,114 @@ def test_a_no_papers_note_slack_took_before_its_poster_died_is_not_sent_twice(
         notes = api.bot_messages(channel)
     assert again.status == "empty" and len(notes) == 1 and again.ts == notes[0].ts
     assert "No new papers" in notes[0].text
+
+
+class TakenOverDuringBuild:
+    """The services' digest builder, with another poster taking the slot over while this
+    one builds (its lease ran out: an LLM writing TL;DRs for longer than the lease)."""
+
+    def __init__(self, services: Services, channel: str, day: date) -> None:
+        self._build = services.digests.build
+        self._store, self._channel, self._day = services.store, channel, day
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        digest = self._build(*args, **kwargs)
+        key = self._day.isoformat()
+        assert self._store.claim_digest(self._channel, key, "other-replica", lease_seconds=0.0)
+        return digest
+
+
+def test_a_poster_whose_claim_was_taken_over_while_it_built_sends_nothing(
+    extractive_services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its parent would be a second one: the other poster (here one that died in turn) owns
+    the slot. Only the poster that holds the claim sends, so the day has one parent."""
+    channel = "C0TAKENOVER"
+    with FakeSlackAPI() as api:
+        client = make_client(slack_settings(api))
+        with monkeypatch.context() as patch:
+            taken = TakenOverDuringBuild(extractive_services, channel, SAMPLE_DAY)
+            patch.setattr(extractive_services.digests, "build", taken)
+            late = post_digest(extractive_services, client, channel, SAMPLE_DAY)
+        assert late.status == "waiting" and api.bot_messages(channel) == []
+        assert extractive_services.store.parent_send(channel, SAMPLE_DAY.isoformat()) is None
+        status = extractive_services.store.digest_status(channel, SAMPLE_DAY.isoformat())
+        assert status is not None and status["owner"] == "other-replica", "its claim kept"
+        result = post_digest(extractive_services, client, channel, SAMPLE_DAY, lease_seconds=0.0)
+        assert result.status == "posted"
+        assert len(digest_parents(api, channel)) == 1
+
+
+def test_a_slow_build_keeps_its_claim_alive(
+    extractive_services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build longer than the lease: the poster renews its claim meanwhile, so no other
+    poster takes the slot over (and builds, and posts, a second digest)."""
+    channel, lease = "C0SLOWBUILD", 0.6
+    key = SAMPLE_DAY.isoformat()
+    build = extractive_services.digests.build
+    tries: list[bool] = []
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        digest = build(*args, **kwargs)
+        for _ in range(3):  # 1.5 s: 2.5 leases
+            time.sleep(0.5)
+            tries.append(extractive_services.store.claim_digest(channel, key, "other", lease))
+        return digest
+
+    with FakeSlackAPI() as api:
+        client = make_client(slack_settings(api))
+        monkeypatch.setattr(extractive_services.digests, "build", slow)
+        result = post_digest(extractive_services, client, channel, SAMPLE_DAY, lease_seconds=lease)
+        assert result.status == "posted" and len(digest_parents(api, channel)) == 1
+    assert tries == [False, False, False]
+
+
+def test_a_lookup_slack_cannot_answer_now_fails_the_attempt_instead_of_sending_again(
+    extractive_services: Services,
+) -> None:
+    """The take-over asks Slack whether the dead poster's parent is there and gets 500s (an
+    incident, when take-overs happen): sending would guess. The attempt fails, keeps what
+    it knows, and the next one asks again and finds the parent."""
+    channel = "C0HISTORY500"
+    with FakeSlackAPI() as api:
+        client = make_client(slack_settings(api))
+        killed_after_slack_takes(extractive_services, client, 1, channel, SAMPLE_DAY)
+        api.fail_next("conversations.history", status=500, times=4)  # past the client's retries
+        failed = post_digest(extractive_services, client, channel, SAMPLE_DAY, lease_seconds=0.0)
+        assert failed.status == "failed" and "could not ask Slack" in str(failed.error)
+        assert len(digest_parents(api, channel)) == 1
+        result = post_digest(extractive_services, client, channel, SAMPLE_DAY, lease_seconds=0.0)
+        assert result.status == "posted"
+        parents = digest_parents(api, channel)
+        assert len(parents) == 1 and result.ts == parents[0].ts
+        replies = api.messages(channel, thread_ts=parents[0].ts)
+    assert len(replies) == expected_replies(extractive_services, SAMPLE_DAY)
+
+
+def test_a_digest_left_halfway_before_midnight_is_finished_the_next_day(
+    extractive_services: Services,
+) -> None:
+    """A 23:50 digest whose poster failed after its parent and first reply: past midnight
+    its day is no longer due (no wait for feeds configured), yet the thread is finished on
+    the next tick instead of staying half-posted for good."""
+    channel = "C0MIDNIGHT"
+    store = extractive_services.store
+    store.set_schedule(channel, "23:50", "UTC", None, None)
+    try:
+        with FakeSlackAPI() as api:
+            settings = slack_settings(api, digest_wait_minutes=0)
+            client = make_client(settings)
+            killed_after_slack_takes(extractive_services, client, 2, channel, SAMPLE_DAY)
+            store.finish_digest(channel, SAMPLE_DAY.isoformat(), "failed", error="the poster died")
+            scheduler = DigestScheduler(extractive_services, client, settings)
+            after_midnight = datetime(2025, 5, 17, 0, 5, tzinfo=UTC)
+            assert scheduler.tick(after_midnight)[channel].status == "posted"
+            assert scheduler.tick(after_midnight) == {}
+            parents = digest_parents(api, channel)
+            replies = api.messages(channel, thread_ts=parents[0].ts)
+    finally:
+        store.remove_schedule(channel)
+    assert len(parents) == 1
+    parts = [(m.metadata or {}).get("event_payload", {}).get("part") for m in replies]
+    assert parts == list(range(1, expected_replies(extractive_services, SAMPLE_DAY) + 1))

@@ -16,8 +16,14 @@ answer. So every digest message carries Slack message metadata naming its slot a
 recorded as being sent (`BotStore.mark_parent_send`) just before its parent (or its "no new
 papers" note) goes out, until Slack's answer is saved. The attempt that takes over asks Slack before sending again: the
 channel's history around that moment for a parent it does not know (`conversations.history`),
-the thread for replies past the saved count (`conversations.replies`). If Slack cannot be asked
-(a missing history scope), it sends again: a message twice rather than a digest never finished.
+the thread for replies past the saved count (`conversations.replies`). If Slack refuses to be
+asked (a missing history scope), it sends again: a message twice rather than a digest never
+finished; if it fails to answer (a 5xx, a 429), the attempt fails and a later tick asks again.
+
+Only the poster whose claim holds the slot sends: the claim is renewed while the digest is built
+and posted (`_renewing`), before every message (`_Progress.sending`), and marking the parent or
+saving progress applies only while the claim is the poster's. A claim taken over (its lease ran
+out: a process paused or cut off) stops the poster before its next message.
 
 A stopping `serve` gives an unfinished digest back at once (bot/slack/digest_stop.py).
 
@@ -28,12 +34,13 @@ tried again on a later tick, so papers that arrive late still make the day's dig
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import socket
-import time
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -42,13 +49,13 @@ from answers.digest import Digest
 from bot.services import Services
 from bot.slack import blocks, paper_links
 from bot.slack.digest_stop import STOPPED, DigestStop, DigestStopped
-from bot.slack.safe_post import DIGEST_EVENT, marked_in, post_once
+from bot.slack.safe_post import DIGEST_EVENT, marked_in, post_once, transient
 from bot.slack.store import BotStore
 
 log = logging.getLogger(__name__)
 
 # A parent sent at T is looked for in the channel's history from T - BEFORE (clocks differ) to
-# T + AFTER (the client's retries), at most safe_post.LOOKUP_PAGES pages.
+# T + AFTER (post_once's sends and waits), at most safe_post.LOOKUP_PAGES pages.
 LOOKUP_BEFORE_SECONDS = 60.0
 LOOKUP_AFTER_SECONDS = 300.0
 
@@ -94,10 +101,37 @@ def post_digest(
         if not store.claim_digest(channel, key, owner, lease_seconds):
             log.info("digest %s for %s already posted or being posted; skipping", day, channel)
             return DigestResult("skipped")
-        progress = _Progress(store, channel, key, stop, owner)
-        return _claimed(
-            services, client, day, progress, topic, max_papers, final, empty_note, missing
-        )
+        with _renewing(store, channel, key, owner, lease_seconds):
+            progress = _Progress(store, channel, key, stop, owner)
+            return _claimed(
+                services, client, day, progress, topic, max_papers, final, empty_note, missing
+            )
+
+
+@contextlib.contextmanager
+def _renewing(
+    store: BotStore, channel: str, day: str, owner: str, lease_seconds: float
+) -> Iterator[None]:
+    """Renew the claim's lease every third of it while the digest is built and posted (an
+    LLM writing TL;DRs, or Slack's rate limits, can take longer than the lease; the lease is
+    for a poster that died). Stops when the claim is no longer this poster's."""
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(max(lease_seconds / 3, 0.05)):
+            try:
+                if not store.renew_digest(channel, day, owner):
+                    return  # settled, given back or taken over
+            except Exception as exc:  # the store unreachable for a moment: try again
+                log.warning("could not renew the %s digest's claim in %s: %s", day, channel, exc)
+
+    thread = threading.Thread(target=renew, name="digest-lease", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=5)
 
 
 def _claimed(
@@ -186,10 +220,23 @@ class _Progress:
     def save(self, digest: Digest, ts: str, replies: int) -> None:
         """Record a sent message, and renew the claim's lease (a long post, slowed by rate
         limits, keeps its slot); a claim another poster took over stops this one."""
-        if not self.store.renew_digest(self.channel, self.day, self.owner):
+        text = digest.to_json()
+        if not self.store.save_digest_progress(
+            self.channel, self.day, digest=text, ts=ts, replies=replies, owner=self.owner
+        ):
             raise DigestStopped("its claim was taken over")
-        self.saved = {"digest": digest.to_json(), "ts": ts, "replies": replies}
-        self.store.save_digest_progress(self.channel, self.day, **self.saved)
+        self.saved = {"digest": text, "ts": ts, "replies": replies}
+        self.store.renew_digest(self.channel, self.day, self.owner)
+
+    @contextlib.contextmanager
+    def sending(self) -> Iterator[None]:
+        """Around one message and its record: refused once a stop was requested, or when the
+        claim is no longer this poster's (its lease ran out and another took the slot over:
+        that one sends, this one stops). The lease counts afresh from here."""
+        with self.stop.sending():
+            if not self.store.renew_digest(self.channel, self.day, self.owner):
+                raise DigestStopped("its claim was taken over")
+            yield
 
     def metadata(self, part: int) -> dict[str, Any]:
         """Slack message metadata of the digest's ``part`` (0: the parent, n: the n-th reply)."""
@@ -280,12 +327,15 @@ def _send_first(
     that takes over asks Slack — and sent once (``message`` makes it only then)."""
     find = functools.partial(_posted_parent, client, progress)
     if progress.parent_sent and (found := find()):
-        with progress.stop.sending():
+        with progress.sending():
             record(found)
         return found
-    progress.parent_sent = progress.store.mark_parent_send(
-        progress.channel, progress.day, digest=digest.to_json()
+    marked = progress.store.mark_parent_send(
+        progress.channel, progress.day, digest=digest.to_json(), owner=progress.owner
     )
+    if marked is None:
+        raise DigestStopped("its claim was taken over")
+    progress.parent_sent = marked
     return _send(client, progress, 0, find, record, channel=progress.channel, **message())
 
 
@@ -300,18 +350,28 @@ def _send(
     """One part of the digest, sent once (bot/slack/safe_post.py), each send and its
     ``record`` inside the stop's lock (a stop asked meanwhile: `DigestStopped`)."""
     message |= {"unfurl_links": False, "metadata": progress.metadata(part)}
-    return post_once(client, message, found, guard=progress.stop.sending, record=record)
+    return post_once(client, message, found, guard=progress.sending, record=record)
+
+
+class LookupFailed(Exception):
+    """Slack could not be asked whether it has a digest message (a 5xx, a 429, a dropped
+    connection): the attempt fails, its records kept, and a later tick asks again."""
 
 
 def _posted_parent(client: Any, progress: _Progress) -> str | None:
     """The ts of this digest's parent if Slack has it (the channel's history around the
-    moment it was sent), else None; None too when Slack cannot be asked."""
+    moment it was sent), else None; None too when Slack refuses to be asked (a missing
+    history scope); `LookupFailed` when it could not answer now."""
     sent_at = float((progress.parent_sent or {}).get("sent_at") or 0.0)
-    latest = max(sent_at + LOOKUP_AFTER_SECONDS, time.time() + LOOKUP_BEFORE_SECONDS)
-    window = {"oldest": f"{sent_at - LOOKUP_BEFORE_SECONDS:.6f}", "latest": f"{latest:.6f}"}
+    window = {  # not up to now: a takeover long after must not page through what came since
+        "oldest": f"{sent_at - LOOKUP_BEFORE_SECONDS:.6f}",
+        "latest": f"{sent_at + LOOKUP_AFTER_SECONDS:.6f}",
+    }
     try:
         parts = progress.parts_in(client.conversations_history, channel=progress.channel, **window)
     except Exception as exc:
+        if transient(exc):  # Slack may have it: ask again later, never guess
+            raise LookupFailed(f"could not ask Slack for the digest's parent: {exc}") from exc
         log.warning(
             "could not check whether the %s digest's parent reached %s (%s): sending it again",
             progress.day,
@@ -336,11 +396,13 @@ def _reply_ts(client: Any, progress: _Progress, ts: str, number: int) -> str | N
 
 
 def _thread_parts(client: Any, progress: _Progress, ts: str, wanted: int) -> dict[int, str]:
-    """The digest's parts in its thread (none when Slack cannot be asked: reply ``wanted``
-    is then sent again)."""
+    """The digest's parts in its thread (none when Slack refuses to be asked: reply
+    ``wanted`` is then sent again; `LookupFailed` when it could not answer now)."""
     try:
         return progress.parts_in(client.conversations_replies, channel=progress.channel, ts=ts)
     except Exception as exc:
+        if transient(exc):
+            raise LookupFailed(f"could not ask Slack for the digest's thread: {exc}") from exc
         log.warning(
             "could not check the %s digest's thread in %s (%s): reply %d is sent again",
             progress.day,

@@ -50,6 +50,13 @@ def maybe_taken(exc: BaseException) -> bool:
     return isinstance(exc, (URLError, ConnectionError, RemoteDisconnected, TimeoutError))
 
 
+def transient(exc: BaseException) -> bool:
+    """Might asking Slack again soon give another answer? (A 5xx, a 429 past the client's
+    retries, a connection dropped or timed out; not a refusal such as a missing scope.)"""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    return maybe_taken(exc) or status == 429
+
+
 def post_once(
     client: Any,
     message: dict[str, Any],

@@ -10,7 +10,9 @@ A digest waits for its feeds: while an enabled feed that digests wait for (bot/s
 HF and arXiv by default) has not delivered the day's listing, and while the day has no papers
 at all, it is tried again on every tick until PAPERBOT_DIGEST_WAIT_MINUTES after its time.
 At that deadline it posts what exists, or a "No new papers today" note
-(PAPERBOT_DIGEST_EMPTY_NOTE), naming the feeds that never delivered.
+(PAPERBOT_DIGEST_EMPTY_NOTE), naming the feeds that never delivered. A digest that was started
+(its parent sent) and never finished — its poster died just before midnight — is finished in
+its thread on a later tick, up to RESUME_DAYS days on, even once its day is no longer due.
 
 Stopping (`stop`, SIGTERM of `serve`): no tick starts, the one running sends no new message and
 gives its digest back unfinished (it goes on in the same thread at the next start, or on
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -36,6 +38,8 @@ from bot.slack.notify import notify_subscribers
 from bot.slack.settings import SlackSettings
 
 log = logging.getLogger(__name__)
+
+RESUME_DAYS = 3  # a digest started this many days back or less is finished if it stopped halfway
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +136,11 @@ class DigestScheduler:
         results: dict[str, DigestResult] = {}
         feeds: list[Feed] | None = None
         for schedule in self.schedules():
-            for day in schedule.due_days(now, wait):
+            due = schedule.due_days(now, wait)
+            for day in self._unfinished(schedule, now, due):
+                log.info("going on with the unfinished %s digest for %s", day, schedule.channel)
+                results[schedule.channel] = self._post(schedule, day)
+            for day in due:
                 if self._settled(schedule.channel, day):
                     continue
                 if feeds is None:
@@ -150,19 +158,7 @@ class DigestScheduler:
                         schedule.channel,
                         ", ".join(missing),
                     )
-                results[schedule.channel] = post_digest(
-                    self.services,
-                    self.client,
-                    schedule.channel,
-                    day,
-                    topic=schedule.topic,
-                    max_papers=schedule.max_papers,
-                    lease_seconds=self.settings.digest_lease_seconds,
-                    final=final,
-                    empty_note=self.settings.digest_empty_note,
-                    missing=missing,
-                    stop=self._stop,
-                )
+                results[schedule.channel] = self._post(schedule, day, final, missing)
         if self._stop.requested.is_set():  # stopping: notifications at the next start
             return results
         try:
@@ -172,6 +168,31 @@ class DigestScheduler:
         except Exception:
             log.exception("subscription notifications failed; will retry on the next tick")
         return results
+
+    def _unfinished(self, schedule: Schedule, now: datetime, due: list[date]) -> list[date]:
+        """Earlier days whose digest was started and never finished (its poster died or
+        failed halfway, and the day is no longer due): finished in its thread, not dropped."""
+        local = now.astimezone(ZoneInfo(schedule.timezone)).date()
+        since = (local - timedelta(days=RESUME_DAYS)).isoformat()
+        days = self.services.store.unfinished_digests(schedule.channel, since)
+        return [d for d in map(date.fromisoformat, days) if d not in due and d < local]
+
+    def _post(
+        self, schedule: Schedule, day: date, final: bool = True, missing: Sequence[str] = ()
+    ) -> DigestResult:
+        return post_digest(
+            self.services,
+            self.client,
+            schedule.channel,
+            day,
+            topic=schedule.topic,
+            max_papers=schedule.max_papers,
+            lease_seconds=self.settings.digest_lease_seconds,
+            final=final,
+            empty_note=self.settings.digest_empty_note,
+            missing=missing,
+            stop=self._stop,
+        )
 
     def _feeds(self) -> list[Feed]:
         try:

@@ -59,6 +59,13 @@ class SubscriptionLimitError(PaperbotError):
         super().__init__(f"subscription limit reached ({which}: {limit})")
 
 
+# A poster's claim still holds its (channel, day) slot (bind: channel, day, owner).
+_HELD = (
+    "EXISTS (SELECT 1 FROM digest_posts WHERE channel = ? AND day = ? "
+    "AND status = 'claimed' AND owner = ?)"
+)
+
+
 class BotStore(FeedTables, JobTables):
     """Thread-safe bookkeeping of the Slack bot. Opens (and migrates) the file on first use.
 
@@ -284,34 +291,66 @@ class BotStore(FeedTables, JobTables):
         )
         return dict(rows[0]) if rows else None
 
+    def unfinished_digests(self, channel: str, since: str) -> list[str]:
+        """Days (from ``since``, ISO) of the channel whose digest was started — its parent
+        sent or being sent — and never settled: a poster died or failed halfway."""
+        rows = self._query(
+            "SELECT day FROM digest_posts p WHERE channel = ? AND day >= ? "
+            "AND status NOT IN ('posted', 'empty') AND ("
+            "EXISTS (SELECT 1 FROM digest_progress g WHERE g.channel = p.channel "
+            "AND g.day = p.day) OR EXISTS (SELECT 1 FROM digest_parent_sends s "
+            "WHERE s.channel = p.channel AND s.day = p.day)) ORDER BY day",
+            (channel, since),
+        )
+        return [str(r["day"]) for r in rows]
+
     def save_digest_progress(
-        self, channel: str, day: str, *, digest: str, ts: str, replies: int
-    ) -> None:
-        self._execute(
+        self,
+        channel: str,
+        day: str,
+        *,
+        digest: str,
+        ts: str,
+        replies: int,
+        owner: str | None = None,
+    ) -> bool:
+        """Record how far the digest got. With ``owner``: only while that poster's claim holds
+        the slot (a poster that lost it changes nothing). True when it was recorded."""
+        values = (channel, day, digest, ts, replies, time.time())
+        cur = self._execute(
             "INSERT INTO digest_progress(channel, day, digest, ts, replies, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(channel, day) DO UPDATE SET "
+            f"SELECT ?, ?, ?, ?, ?, ? WHERE {_HELD if owner else 'TRUE'} "
+            "ON CONFLICT(channel, day) DO UPDATE SET "
             "digest = excluded.digest, ts = excluded.ts, replies = excluded.replies, "
             "updated_at = excluded.updated_at",
-            (channel, day, digest, ts, replies, time.time()),
+            values + ((channel, day, owner) if owner else ()),
         )
+        if int(cur.rowcount) != 1:
+            return False
         self.forget_parent_send(channel, day)  # its ts is known: no longer "being sent"
+        return True
 
     def forget_parent_send(self, channel: str, day: str) -> None:
         self._execute(
             "DELETE FROM digest_parent_sends WHERE channel = ? AND day = ?", (channel, day)
         )
 
-    def mark_parent_send(self, channel: str, day: str, *, digest: str) -> dict[str, Any]:
+    def mark_parent_send(
+        self, channel: str, day: str, *, digest: str, owner: str | None = None
+    ) -> dict[str, Any] | None:
         """The digest's parent is about to be sent (`parent_send` until its ts is saved);
-        returns what `parent_send` would."""
+        returns what `parent_send` would. With ``owner``: only while that poster's claim holds
+        the slot, else None (one statement decides, so a poster whose claim was taken over
+        never marks, and so never sends, a second parent)."""
         sent_at = time.time()
-        self._execute(
-            "INSERT INTO digest_parent_sends(channel, day, digest, sent_at) VALUES (?, ?, ?, ?) "
+        cur = self._execute(
+            "INSERT INTO digest_parent_sends(channel, day, digest, sent_at) "
+            f"SELECT ?, ?, ?, ? WHERE {_HELD if owner else 'TRUE'} "
             "ON CONFLICT(channel, day) DO UPDATE SET digest = excluded.digest, "
             "sent_at = excluded.sent_at",
-            (channel, day, digest, sent_at),
+            (channel, day, digest, sent_at) + ((channel, day, owner) if owner else ()),
         )
-        return {"digest": digest, "sent_at": sent_at}
+        return {"digest": digest, "sent_at": sent_at} if int(cur.rowcount) == 1 else None
 
     def parent_send(self, channel: str, day: str) -> dict[str, Any] | None:
         """{digest (JSON), sent_at} of a parent sent without its answer recorded, if any."""
