@@ -54,6 +54,17 @@ def _final_answer(h: SlackHarness, channel: str, thread_ts: str) -> Any:
     )
 
 
+def _bot_answers(h: SlackHarness, thread_ts: str, count: int) -> list[Any]:
+    """Wait until paperbot's messages in the thread are ``count`` finished answers."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        answers = h.api.bot_messages(CHANNEL_ID, thread_ts)
+        if len(answers) == count and not any(a.text.startswith("🔎") for a in answers):
+            return answers
+        time.sleep(0.05)
+    raise AssertionError(f"not {count} answers in {thread_ts}: {[a.text[:60] for a in answers]}")
+
+
 def _ack_ok(response: httpx.Response) -> None:
     assert response.status_code == 200, response.text
     assert response.elapsed.total_seconds() < 3
@@ -101,24 +112,52 @@ def test_direct_message_is_a_question(slack: SlackHarness) -> None:
     assert "Flow Straight and Fast" in replies[0].text
 
 
+def _gvgen_follow_up(slack: SlackHarness, parent: str) -> None:
+    """A reply in the thread, no mention, following up a question about GVGEN: answered
+    (paperbot's second message there) and retrieved with the thread's context."""
+    follow_up = new_ts()
+    event = message_event("How does it optimize its Gaussians?", ts=follow_up, thread_ts=parent)
+    slack.api.add_message(CHANNEL_ID, event["text"], user=USER_ID, ts=follow_up, thread_ts=parent)
+    _ack_ok(_send(slack, event_callback(event)))
+    answers = _bot_answers(slack, parent, 2)
+    assert "GVGEN" in answers[-1].text, "the follow-up was retrieved with the thread's context"
+
+
 def test_thread_follow_up_uses_the_earlier_turns(slack: SlackHarness) -> None:
     parent = new_ts()
     slack.api.add_message(CHANNEL_ID, "<@UBOT> What is GVGEN?", user=USER_ID, ts=parent)
     _ack_ok(_send(slack, event_callback(app_mention_event("What is GVGEN?", ts=parent))))
     _final_answer(slack, CHANNEL_ID, parent)
-    follow_up = new_ts()
-    event = message_event("How does it optimize its Gaussians?", ts=follow_up, thread_ts=parent)
-    slack.api.add_message(CHANNEL_ID, event["text"], user=USER_ID, ts=follow_up, thread_ts=parent)
-    _ack_ok(_send(slack, event_callback(event)))
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        answers = slack.api.bot_messages(CHANNEL_ID, parent)
-        if len(answers) == 2 and not answers[-1].text.startswith("🔎"):
-            break
-        time.sleep(0.05)
-    assert len(answers) == 2
-    assert "GVGEN" in answers[-1].text, "the follow-up was retrieved with the thread's context"
+    _gvgen_follow_up(slack, parent)
     assert slack.api.calls_to("conversations.replies")
+
+
+def test_a_follow_up_deep_in_a_long_thread_is_answered_with_its_latest_turns(
+    slack: SlackHarness,
+) -> None:
+    """A reading-group thread of 250 messages: paperbot answered a question near its end, and
+    a reply that follows it up (no mention) is for paperbot and reads as about GVGEN. The
+    thread is read past its first page (before: the first 50 messages, in which paperbot took
+    no part, so the follow-up was dropped)."""
+    # the thread's messages before paperbot's answer, whose ts the fake counts from 1700000000
+    parent = "1699990000.000000"
+    slack.api.add_message(CHANNEL_ID, "reading group, week 12", user="U0OTHER", ts=parent)
+    for n in range(1, 251):
+        slack.api.add_message(
+            CHANNEL_ID,
+            "notes on a section",
+            user="U0OTHER",
+            ts=f"1699990{n:03d}.000000",
+            thread_ts=parent,
+        )
+    asked = "1699999999.000000"
+    question = app_mention_event("What is GVGEN?", ts=asked, thread_ts=parent)
+    slack.api.add_message(CHANNEL_ID, question["text"], user=USER_ID, ts=asked, thread_ts=parent)
+    _ack_ok(_send(slack, event_callback(question)))
+    _bot_answers(slack, parent, 1)
+    _gvgen_follow_up(slack, parent)
+    pages = [c.params.get("cursor") for c in slack.api.calls_to("conversations.replies")]
+    assert any(pages), "the thread was read past its first page"
 
 
 def test_unrelated_thread_messages_and_bots_are_ignored(slack: SlackHarness) -> None:

@@ -35,6 +35,8 @@ from retrieval import PaperbotError
 log = logging.getLogger(__name__)
 _MENTION = re.compile(r"<@[A-Z0-9]+>")
 MAX_HISTORY_MESSAGES = 12
+THREAD_PAGE = 200  # messages per conversations.replies call (Slack's advice: at most 200)
+THREAD_PAGES = 5  # calls per thread read at most
 
 
 def strip_mentions(text: str) -> str:
@@ -283,9 +285,23 @@ def remember_answer(services: Services, answer: Answer) -> str:
 
 
 def thread_messages(client: Any, channel: str, thread_ts: str) -> list[dict[str, Any]]:
-    """The messages of a thread, parent first (one conversations.replies call)."""
-    response = client.conversations_replies(channel=channel, ts=thread_ts, limit=50)
-    return list(response.get("messages", []))
+    """The messages of a thread, parent first: one conversations.replies call for a thread of
+    up to THREAD_PAGE messages, more pages for a longer one (its latest turns are the ones a
+    follow-up needs), at most THREAD_PAGES."""
+    messages: list[dict[str, Any]] = []
+    cursor = None
+    for _ in range(THREAD_PAGES):
+        page = client.conversations_replies(
+            channel=channel, ts=thread_ts, limit=THREAD_PAGE, cursor=cursor
+        )
+        messages += page.get("messages") or []
+        cursor = (page.get("response_metadata") or {}).get("next_cursor")
+        if not (page.get("has_more") and cursor):
+            return messages
+    log.info(
+        "thread %s has over %d messages; its later ones are left out", thread_ts, len(messages)
+    )
+    return messages
 
 
 def thread_history(

@@ -431,8 +431,8 @@ class FakeSlackAPI(HTTPFake[SlackCall]):
         return answer
 
     def _conversations_replies(self, p: dict[str, Any]) -> dict[str, Any]:
-        """The parent, then its replies, oldest first; `limit` honoured (default 1000), no
-        cursor paging (paperbot reads one page)."""
+        """The parent, then its replies, oldest first; `limit` (default 1000) and `cursor`
+        paging."""
         channel, ts = str(p.get("channel") or ""), str(p.get("ts") or "")
         if not channel:
             return {"ok": False, "error": "channel_not_found"}
@@ -444,11 +444,16 @@ class FakeSlackAPI(HTTPFake[SlackCall]):
         root = target.thread_ts if target is not None and target.thread_ts else ts
         thread = [m for m in everything if m.ts == root or m.thread_ts == root]
         limit = max(1, int(p.get("limit") or 1000))
+        start = int(p.get("cursor") or 0)  # the fake's cursor: an offset
         shown = _flag(p.get("include_all_metadata"))
+        more = start + limit < len(thread)
         return {
             "ok": True,
-            "messages": [self._message_json(m, metadata=shown) for m in thread[:limit]],
-            "has_more": len(thread) > limit,
+            "messages": [
+                self._message_json(m, metadata=shown) for m in thread[start : start + limit]
+            ],
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
         }
 
     def _conversations_history(self, p: dict[str, Any]) -> dict[str, Any]:
