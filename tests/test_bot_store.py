@@ -102,6 +102,7 @@ def test_unfinished_digests_are_the_started_ones_never_settled(store: BotStore) 
     store.release_digest("C1", "2025-05-17", "no papers yet")  # never started
     assert store.unfinished_digests("C1", "2025-05-14") == ["2025-05-14", "2025-05-15"]
     assert store.unfinished_digests("C2", "2025-05-01") == []
+    assert store.unfinished_digests("C1", "2025-05-14", idle_for=600) == [], "claimed just now"
 
 
 def test_a_poster_settles_only_the_slot_its_own_claim_holds(store: BotStore) -> None:

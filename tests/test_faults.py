@@ -27,6 +27,7 @@ from answers.llm import build_chat_model
 from answers.settings import AnswerSettings
 from bot.services import Services
 from bot.slack import blocks
+from bot.slack import scheduler as scheduler_module
 from bot.slack.app import create_app, make_client
 from bot.slack.digest_posting import post_digest
 from bot.slack.scheduler import DigestScheduler
@@ -556,15 +557,15 @@ def test_a_slow_build_keeps_its_claim_alive(
 ) -> None:
     """A build longer than the lease: the poster renews its claim meanwhile, so no other
     poster takes the slot over (and builds, and posts, a second digest)."""
-    channel, lease = "C0SLOWBUILD", 0.6
+    channel, lease = "C0SLOWBUILD", 1.5
     key = SAMPLE_DAY.isoformat()
     build = extractive_services.digests.build
     tries: list[bool] = []
 
     def slow(*args: Any, **kwargs: Any) -> Any:
         digest = build(*args, **kwargs)
-        for _ in range(3):  # 1.5 s: 2.5 leases
-            time.sleep(0.5)
+        for _ in range(3):  # 3 s: 2 leases
+            time.sleep(1.0)
             tries.append(extractive_services.store.claim_digest(channel, key, "other", lease))
         return digest
 
@@ -576,17 +577,20 @@ def test_a_slow_build_keeps_its_claim_alive(
     assert tries == [False, False, False]
 
 
+@pytest.mark.parametrize(
+    ("killed_at", "asked"), [(1, "conversations.history"), (3, "conversations.replies")]
+)
 def test_a_lookup_slack_cannot_answer_now_fails_the_attempt_instead_of_sending_again(
-    extractive_services: Services,
+    extractive_services: Services, killed_at: int, asked: str
 ) -> None:
-    """The take-over asks Slack whether the dead poster's parent is there and gets 500s (an
-    incident, when take-overs happen): sending would guess. The attempt fails, keeps what
-    it knows, and the next one asks again and finds the parent."""
-    channel = "C0HISTORY500"
+    """The take-over asks Slack whether the dead poster's message (the parent, a reply) is
+    there and gets 500s (an incident, when take-overs happen): sending would guess. The
+    attempt fails, keeps what it knows, and the next one asks again and finds it."""
+    channel = f"C0LOOKUP500{killed_at}"
     with FakeSlackAPI() as api:
         client = make_client(slack_settings(api))
-        killed_after_slack_takes(extractive_services, client, 1, channel, SAMPLE_DAY)
-        api.fail_next("conversations.history", status=500, times=4)  # past the client's retries
+        killed_after_slack_takes(extractive_services, client, killed_at, channel, SAMPLE_DAY)
+        api.fail_next(asked, status=500, times=4)  # past the client's retries
         failed = post_digest(extractive_services, client, channel, SAMPLE_DAY, lease_seconds=0.0)
         assert failed.status == "failed" and "could not ask Slack" in str(failed.error)
         assert len(digest_parents(api, channel)) == 1
@@ -595,15 +599,49 @@ def test_a_lookup_slack_cannot_answer_now_fails_the_attempt_instead_of_sending_a
         parents = digest_parents(api, channel)
         assert len(parents) == 1 and result.ts == parents[0].ts
         replies = api.messages(channel, thread_ts=parents[0].ts)
-    assert len(replies) == expected_replies(extractive_services, SAMPLE_DAY)
+    parts = [(m.metadata or {}).get("event_payload", {}).get("part") for m in replies]
+    assert parts == list(range(1, expected_replies(extractive_services, SAMPLE_DAY) + 1))
+
+
+def test_a_poster_whose_claim_was_taken_over_between_replies_sends_no_more(
+    extractive_services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another poster takes the slot over once the first reply is recorded (this poster's
+    lease ran out: a process paused, cut off from the database). The claim is checked before
+    each message, not only after: this poster sends nothing more, the one that takes over
+    goes on from the saved progress, and every reply is in the thread once."""
+    channel, key = "C0BETWEEN", SAMPLE_DAY.isoformat()
+    store = extractive_services.store
+    save = store.save_digest_progress
+
+    def saved_then_taken_over(*args: Any, **kwargs: Any) -> bool:
+        done = save(*args, **kwargs)
+        if kwargs.get("replies") == 1:
+            assert store.claim_digest(channel, key, "other", lease_seconds=0.0)
+        return done
+
+    with FakeSlackAPI() as api:
+        client = make_client(slack_settings(api))
+        with monkeypatch.context() as patch:
+            patch.setattr(store, "save_digest_progress", saved_then_taken_over)
+            first = post_digest(extractive_services, client, channel, SAMPLE_DAY)
+        assert first.status == "waiting"
+        [parent] = digest_parents(api, channel)
+        assert len(api.messages(channel, thread_ts=parent.ts)) == 1, "one reply, then it stopped"
+        result = post_digest(extractive_services, client, channel, SAMPLE_DAY, lease_seconds=0.0)
+        assert result.status == "posted" and result.ts == parent.ts
+        replies = api.messages(channel, thread_ts=parent.ts)
+    parts = [(m.metadata or {}).get("event_payload", {}).get("part") for m in replies]
+    assert parts == list(range(1, expected_replies(extractive_services, SAMPLE_DAY) + 1))
 
 
 def test_a_digest_left_halfway_before_midnight_is_finished_the_next_day(
-    extractive_services: Services,
+    extractive_services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A 23:50 digest whose poster failed after its parent and first reply: past midnight
-    its day is no longer due (no wait for feeds configured), yet the thread is finished on
-    the next tick instead of staying half-posted for good."""
+    its day is no longer due (no wait for feeds configured), yet the thread is finished
+    instead of staying half-posted for good — once the failure is RESUME_IDLE_SECONDS old,
+    not on every tick."""
     channel = "C0MIDNIGHT"
     store = extractive_services.store
     store.set_schedule(channel, "23:50", "UTC", None, None)
@@ -615,6 +653,8 @@ def test_a_digest_left_halfway_before_midnight_is_finished_the_next_day(
             store.finish_digest(channel, SAMPLE_DAY.isoformat(), "failed", error="the poster died")
             scheduler = DigestScheduler(extractive_services, client, settings)
             after_midnight = datetime(2025, 5, 17, 0, 5, tzinfo=UTC)
+            assert scheduler.tick(after_midnight) == {}, "it failed a moment ago: not yet"
+            monkeypatch.setattr(scheduler_module, "RESUME_IDLE_SECONDS", 0.0)  # 10 min later
             assert scheduler.tick(after_midnight)[channel].status == "posted"
             assert scheduler.tick(after_midnight) == {}
             parents = digest_parents(api, channel)

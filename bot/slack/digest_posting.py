@@ -17,11 +17,12 @@ recorded as being sent (`BotStore.mark_parent_send`) just before its parent (or 
 papers" note) goes out, until Slack's answer is saved. The attempt that takes over asks Slack before sending again: the
 channel's history around that moment for a parent it does not know (`conversations.history`),
 the thread for replies past the saved count (`conversations.replies`). If Slack refuses to be
-asked (a missing history scope), it sends again: a message twice rather than a digest never
-finished; if it fails to answer (a 5xx, a 429), the attempt fails and a later tick asks again.
+asked (a missing history scope: `safe_post.LOOKUP_REFUSALS`), it sends again: a message twice
+rather than a digest never finished; any other failure (a 5xx, a 429, a broken connection) fails
+the attempt and a later tick asks again.
 
 Only the poster whose claim holds the slot sends: the claim is renewed while the digest is built
-and posted (`_renewing`), before every message (`_Progress.sending`), and marking the parent or
+and posted (`_renewing`, for an hour at most), before every message (`_Progress.sending`), and marking the parent or
 saving progress applies only while the claim is the poster's. A claim taken over (its lease ran
 out: a process paused or cut off) stops the poster before its next message.
 
@@ -40,6 +41,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -49,7 +51,7 @@ from answers.digest import Digest
 from bot.services import Services
 from bot.slack import blocks, paper_links
 from bot.slack.digest_stop import STOPPED, DigestStop, DigestStopped
-from bot.slack.safe_post import DIGEST_EVENT, marked_in, post_once, transient
+from bot.slack.safe_post import DIGEST_EVENT, marked_in, post_once, refused
 from bot.slack.store import BotStore
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,7 @@ log = logging.getLogger(__name__)
 # T + AFTER (post_once's sends and waits), at most safe_post.LOOKUP_PAGES pages.
 LOOKUP_BEFORE_SECONDS = 60.0
 LOOKUP_AFTER_SECONDS = 300.0
+RENEW_FOR_SECONDS = 3600.0  # a claim is kept alive this long at most while its poster runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,11 +117,14 @@ def _renewing(
 ) -> Iterator[None]:
     """Renew the claim's lease every third of it while the digest is built and posted (an
     LLM writing TL;DRs, or Slack's rate limits, can take longer than the lease; the lease is
-    for a poster that died). Stops when the claim is no longer this poster's."""
+    for a poster that died). Stops when the claim is no longer this poster's, and after
+    RENEW_FOR_SECONDS: a poster stuck longer than that is let go of like a dead one (if it
+    wakes up, its next message finds the claim taken and stops)."""
     done = threading.Event()
+    until = time.monotonic() + max(RENEW_FOR_SECONDS, lease_seconds)
 
     def renew() -> None:
-        while not done.wait(max(lease_seconds / 3, 0.05)):
+        while not done.wait(max(lease_seconds / 3, 0.05)) and time.monotonic() < until:
             try:
                 if not store.renew_digest(channel, day, owner):
                     return  # settled, given back or taken over
@@ -370,7 +376,7 @@ def _posted_parent(client: Any, progress: _Progress) -> str | None:
     try:
         parts = progress.parts_in(client.conversations_history, channel=progress.channel, **window)
     except Exception as exc:
-        if transient(exc):  # Slack may have it: ask again later, never guess
+        if not refused(exc):  # Slack may have it: ask again later, never guess
             raise LookupFailed(f"could not ask Slack for the digest's parent: {exc}") from exc
         log.warning(
             "could not check whether the %s digest's parent reached %s (%s): sending it again",
@@ -401,7 +407,7 @@ def _thread_parts(client: Any, progress: _Progress, ts: str, wanted: int) -> dic
     try:
         return progress.parts_in(client.conversations_replies, channel=progress.channel, ts=ts)
     except Exception as exc:
-        if transient(exc):
+        if not refused(exc):
             raise LookupFailed(f"could not ask Slack for the digest's thread: {exc}") from exc
         log.warning(
             "could not check the %s digest's thread in %s (%s): reply %d is sent again",

@@ -285,19 +285,25 @@ def remember_answer(services: Services, answer: Answer) -> str:
 
 
 def thread_messages(client: Any, channel: str, thread_ts: str) -> list[dict[str, Any]]:
-    """The messages of a thread, parent first: one conversations.replies call for a thread of
-    up to THREAD_PAGE messages, more pages for a longer one (its latest turns are the ones a
-    follow-up needs), at most THREAD_PAGES."""
-    messages: list[dict[str, Any]] = []
+    """The messages of a thread, parent first, each once: one conversations.replies call for a
+    thread of up to THREAD_PAGE messages, more pages for a longer one (its latest turns are the
+    ones a follow-up needs), at most THREAD_PAGES; a longer thread's later messages are left
+    out (Slack lists a thread oldest first)."""
+    messages: dict[str, dict[str, Any]] = {}
     cursor = None
     for _ in range(THREAD_PAGES):
         page = client.conversations_replies(
             channel=channel, ts=thread_ts, limit=THREAD_PAGE, cursor=cursor
         )
-        messages += page.get("messages") or []
+        for message in page.get("messages") or []:
+            messages.setdefault(str(message.get("ts")), message)
         cursor = (page.get("response_metadata") or {}).get("next_cursor")
         if not (page.get("has_more") and cursor):
-            return messages
+            return list(messages.values())
+    log.info(
+        "thread %s has over %d messages; its later ones are left out", thread_ts, len(messages)
+    )
+    return list(messages.values())
     log.info(
         "thread %s has over %d messages; its later ones are left out", thread_ts, len(messages)
     )

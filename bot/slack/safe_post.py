@@ -50,11 +50,37 @@ def maybe_taken(exc: BaseException) -> bool:
     return isinstance(exc, (URLError, ConnectionError, RemoteDisconnected, TimeoutError))
 
 
-def transient(exc: BaseException) -> bool:
-    """Might asking Slack again soon give another answer? (A 5xx, a 429 past the client's
-    retries, a connection dropped or timed out; not a refusal such as a missing scope.)"""
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    return maybe_taken(exc) or status == 429
+# Slack's answers to a conversations.* lookup that say it will never answer this app
+# (not now, not later): a digest then sends again rather than never finish.
+LOOKUP_REFUSALS = frozenset(
+    {
+        "missing_scope",
+        "not_in_channel",
+        "channel_not_found",
+        "thread_not_found",
+        "not_allowed_token_type",
+        "no_permission",
+        "access_denied",
+        "ekm_access_denied",
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+    }
+)
+
+
+def refused(exc: BaseException) -> bool:
+    """Did Slack refuse a lookup for good (a missing scope, a channel the app cannot read)?
+    Anything else — a 5xx, a 429, a dropped or broken connection, an error not known to be
+    final — may answer differently later."""
+    response = getattr(exc, "response", None)
+    try:
+        error = response.get("error") if response is not None else None
+    except Exception:  # not a Slack answer
+        return False
+    return error in LOOKUP_REFUSALS
 
 
 def post_once(

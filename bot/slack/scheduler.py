@@ -12,7 +12,8 @@ at all, it is tried again on every tick until PAPERBOT_DIGEST_WAIT_MINUTES after
 At that deadline it posts what exists, or a "No new papers today" note
 (PAPERBOT_DIGEST_EMPTY_NOTE), naming the feeds that never delivered. A digest that was started
 (its parent sent) and never finished — its poster died just before midnight — is finished in
-its thread on a later tick, up to RESUME_DAYS days on, even once its day is no longer due.
+its thread on a later tick, up to RESUME_DAYS days on, even once its day is no longer due
+(tried again once its slot has been idle for RESUME_IDLE_SECONDS, not on every tick).
 
 Stopping (`stop`, SIGTERM of `serve`): no tick starts, the one running sends no new message and
 gives its digest back unfinished (it goes on in the same thread at the next start, or on
@@ -40,6 +41,7 @@ from bot.slack.settings import SlackSettings
 log = logging.getLogger(__name__)
 
 RESUME_DAYS = 3  # a digest started this many days back or less is finished if it stopped halfway
+RESUME_IDLE_SECONDS = 600.0  # ...once its slot has been left alone this long (no retry storm)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +176,9 @@ class DigestScheduler:
         failed halfway, and the day is no longer due): finished in its thread, not dropped."""
         local = now.astimezone(ZoneInfo(schedule.timezone)).date()
         since = (local - timedelta(days=RESUME_DAYS)).isoformat()
-        days = self.services.store.unfinished_digests(schedule.channel, since)
+        days = self.services.store.unfinished_digests(
+            schedule.channel, since, idle_for=RESUME_IDLE_SECONDS
+        )
         return [d for d in map(date.fromisoformat, days) if d not in due and d < local]
 
     def _post(

@@ -291,16 +291,18 @@ class BotStore(FeedTables, JobTables):
         )
         return dict(rows[0]) if rows else None
 
-    def unfinished_digests(self, channel: str, since: str) -> list[str]:
+    def unfinished_digests(self, channel: str, since: str, idle_for: float = 0.0) -> list[str]:
         """Days (from ``since``, ISO) of the channel whose digest was started — its parent
-        sent or being sent — and never settled: a poster died or failed halfway."""
+        sent or being sent — and never settled: a poster died or failed halfway. Only slots
+        claimed (or renewed) at least ``idle_for`` seconds ago: not one being posted, nor one
+        that failed a moment ago."""
         rows = self._query(
             "SELECT day FROM digest_posts p WHERE channel = ? AND day >= ? "
-            "AND status NOT IN ('posted', 'empty') AND ("
+            "AND status NOT IN ('posted', 'empty') AND COALESCE(claimed_at, 0) <= ? AND ("
             "EXISTS (SELECT 1 FROM digest_progress g WHERE g.channel = p.channel "
             "AND g.day = p.day) OR EXISTS (SELECT 1 FROM digest_parent_sends s "
             "WHERE s.channel = p.channel AND s.day = p.day)) ORDER BY day",
-            (channel, since),
+            (channel, since, time.time() - idle_for),
         )
         return [str(r["day"]) for r in rows]
 
