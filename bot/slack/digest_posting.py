@@ -14,17 +14,19 @@ A poster can die (kill -9, a crash) after Slack took a message and before it rec
 answer. So every digest message carries Slack message metadata naming its slot and part
 (`DIGEST_EVENT`: channel, day, part 0 for the parent, n for the n-th reply), and the digest is
 recorded as being sent (`BotStore.mark_parent_send`) just before its parent (or its "no new
-papers" note) goes out, until Slack's answer is saved. The attempt that takes over asks Slack before sending again: the
-channel's history around that moment for a parent it does not know (`conversations.history`),
-the thread for replies past the saved count (`conversations.replies`). If Slack refuses to be
-asked (a missing history scope: `safe_post.LOOKUP_REFUSALS`), it sends again: a message twice
-rather than a digest never finished; any other failure (a 5xx, a 429, a broken connection) fails
-the attempt and a later tick asks again.
+papers" note) goes out, until Slack's answer is saved. The attempt that takes over asks Slack
+before sending again: the channel's history around that moment for a parent it does not know
+(`conversations.history`), the thread for replies past the saved count
+(`conversations.replies`). If Slack refuses to be asked (a missing history scope:
+`safe_post.LOOKUP_REFUSALS`), it sends again: a message twice rather than a digest never
+finished; any other failure (a 5xx, a 429, a broken connection) fails the attempt and a later
+tick asks again.
 
 Only the poster whose claim holds the slot sends: the claim is renewed while the digest is built
-and posted (`_renewing`, for an hour at most), before every message (`_Progress.sending`), and marking the parent or
-saving progress applies only while the claim is the poster's. A claim taken over (its lease ran
-out: a process paused or cut off) stops the poster before its next message.
+and posted (`_renewing`, for an hour at most), before every message (`_Progress.sending`), and
+marking the parent or saving progress applies only while the claim is the poster's. A claim
+taken over (its lease ran out: a process paused or cut off) stops the poster before its next
+message.
 
 A stopping `serve` gives an unfinished digest back at once (bot/slack/digest_stop.py).
 
