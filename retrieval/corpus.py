@@ -31,7 +31,7 @@ import numpy as np
 from retrieval.chunking import TokenCodec
 from retrieval.embeddings import Embedder
 from retrieval.errors import NotFoundError, PaperbotError, StateFileError
-from retrieval.freshness import Freshness
+from retrieval.freshness import Freshness, Version, index_version
 from retrieval.ingest import Ingester, ProgressFn, embed_with_cache, reconcile, text_hash
 from retrieval.lexical import BM25Index
 from retrieval.lexical_sync import LexicalIndexes
@@ -75,6 +75,7 @@ class Corpus:
         self._searcher: HybridSearcher | None = None
         self._lock = threading.RLock()
         self._freshness = Freshness()
+        self._view = threading.local()  # the generation a search in this thread runs at
         self._owner: Owner | None = None
         self._foreign_noted = False
         self.relevance = Relevance.from_settings(settings)
@@ -239,13 +240,14 @@ class Corpus:
         return self._freshness.writing(self.settings.data_dir, self.state, self.store, wait=wait)
 
     # --- freshness: the next query sees what anyone wrote ---
-    def refresh(self) -> bool:
+    def refresh(self, version: Version | None = None) -> bool:
         """Reopen the vector store if the index changed since this process opened it (an
         ingest in another process or on another host sharing this data dir). Called before
-        every search; cheap when nothing changed. True when it reopened."""
+        every search; cheap when nothing changed. True when it reopened. ``version``: the
+        index version just read (`freshness.index_version`), else read here."""
         if self._store is None:
             return False  # opened on first use, as it is then
-        if not self._freshness.refresh(self.state, self._store):
+        if not self._freshness.refresh(self.state, self._store, version):
             return False
         with self._lock:
             self._searcher = None  # its per-generation caches start afresh
@@ -300,7 +302,7 @@ class Corpus:
         """A BM25 field at the state's generation: mapped from the data dir's segments, which
         follow the state by what changed (retrieval/lexical_sync.py)."""
         with self._lock:
-            generation = self.state.generation
+            generation = self._generation()
             index = self._lexical.get(field)
             if index is not None and index.generation == generation:
                 return index
@@ -308,10 +310,10 @@ class Corpus:
             self._warm()
             return self._lexical[field]
 
-    def searcher(self) -> HybridSearcher:
+    def searcher(self, version: Version | None = None) -> HybridSearcher:
         """One searcher per corpus, so its per-generation caches survive between queries;
         first brought up to date with whatever anyone wrote (`refresh`)."""
-        self.refresh()
+        self.refresh(version)
         with self._lock:
             if self._searcher is None:
                 self._searcher = self._new_searcher()
@@ -336,7 +338,14 @@ class Corpus:
             distinctive_max_df=self.settings.refusal_distinctive_df,
             topic_max_dense=self.settings.refusal_topic_max_dense,
             overlap=overlap_by_default(self.settings.embedding_threads),
+            generation=self._generation,
         )
+
+    def _generation(self) -> int:
+        """The state's generation: within a search, the one its index version was read at
+        (one `meta` read per search, one round trip on PostgreSQL), else read now."""
+        seen = getattr(self._view, "generation", None)
+        return self.state.generation if seen is None else int(seen)
 
     def _chunk_vectors(self, chunks: Sequence[Chunk]) -> dict[str, np.ndarray]:
         """Stored vectors of chunks, from the embedding cache only: no model call at query
@@ -358,9 +367,14 @@ class Corpus:
                 f"The query is {len(query):,} characters; keep it under 2,000 "
                 "(a few keywords work best)."
             )
-        return self.searcher().search(
-            query, k or self.settings.retrieval_k, mode=mode, filters=filters
-        )
+        version = index_version(self.state)  # the whole search runs at this version
+        self._view.generation = int(version[0] or 0)
+        try:
+            return self.searcher(version).search(
+                query, k or self.settings.retrieval_k, mode=mode, filters=filters
+            )
+        finally:
+            self._view.generation = None
 
     def papers_about(
         self, topic: str, papers: Sequence[Paper], relevance: Relevance | None = None

@@ -62,10 +62,14 @@ class Freshness:
         with self._lock:
             self._seen = version
 
-    def refresh(self, state: StateStore, store: VectorStore) -> bool:
+    def refresh(
+        self, state: StateStore, store: VectorStore, version: Version | None = None
+    ) -> bool:
         """Reopen ``store`` when the index changed since its handle was opened (by another
-        process or host, or another corpus in this one). True when it did."""
-        version = index_version(state)  # read before reopening: the new handle is as new
+        process or host, or another corpus in this one). True when it did. ``version``: the
+        index version the caller just read (else read here)."""
+        # read before reopening: the new handle is as new
+        version = version or index_version(state)
         with self._lock:
             if version == self._seen or self._writing:
                 return False

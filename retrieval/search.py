@@ -211,8 +211,11 @@ class HybridSearcher:
         distinctive_max_df: float = 0.0,
         topic_max_dense: float = 0.0,
         overlap: bool | None = None,
+        generation: Callable[[], int] | None = None,
     ) -> None:
         self._state = state
+        # the state's generation (a corpus gives the one its search runs at: no extra read)
+        self._generation = generation or (lambda: state.generation)
         self._store = store
         self._lexical = lexical
         self._paper_lexical = paper_lexical
@@ -251,11 +254,12 @@ class HybridSearcher:
         # hybrid with `overlap`: the query embedding and the nearest neighbours (ONNX and
         # Chroma let go of the GIL) run in a worker thread while this one scores BM25, so a
         # query costs the longer of the two sides rather than their sum
-        dense_side = self._submit_dense(query, flt, allowed) if mode == "hybrid" else None
+        total = self._vector_count() if mode != "lexical" else 0  # read in this thread
+        dense_side = self._submit_dense(query, flt, allowed, total) if mode == "hybrid" else None
         query_vec: np.ndarray | None = None
         dense: list[tuple[str, float]] = []
         if mode == "dense" or (mode == "hybrid" and dense_side is None):
-            query_vec, dense = self._dense_side(query, flt, allowed)
+            query_vec, dense = self._dense_side(query, flt, allowed, total)
         try:
             index = self._lexical() if mode != "dense" else None
             scored = None
@@ -298,13 +302,13 @@ class HybridSearcher:
         return hits
 
     def _dense_side(
-        self, query: str, flt: SearchFilters, allowed: set[str] | None
+        self, query: str, flt: SearchFilters, allowed: set[str] | None, total: int
     ) -> tuple[np.ndarray, list[tuple[str, float]]]:
         vector = self._embed_query(query)
-        return vector, self._dense(vector, flt, allowed)
+        return vector, self._dense(vector, flt, total, allowed)
 
     def _submit_dense(
-        self, query: str, flt: SearchFilters, allowed: set[str] | None
+        self, query: str, flt: SearchFilters, allowed: set[str] | None, total: int
     ) -> Future[tuple[np.ndarray, list[tuple[str, float]]]] | None:
         """The dense side started in a worker thread, or None (run it in the caller) when
         overlapping is off or every worker is busy: a queued dense side would wait longer
@@ -317,7 +321,7 @@ class HybridSearcher:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(DENSE_WORKERS, thread_name_prefix="paperbot-dense")
             self._busy += 1
-            future = self._pool.submit(self._dense_side, query, flt, allowed)
+            future = self._pool.submit(self._dense_side, query, flt, allowed, total)
         future.add_done_callback(self._done)
         return future
 
@@ -372,9 +376,10 @@ class HybridSearcher:
         return list(scored.of(new).items()) if new else []
 
     def _dense(
-        self, vector: np.ndarray, flt: SearchFilters, allowed: set[str] | None = None
+        self, vector: np.ndarray, flt: SearchFilters, total: int, allowed: set[str] | None = None
     ) -> list[tuple[str, float]]:
-        total = max(self._vector_count(), 1)
+        """The nearest chunks' (id, similarity); ``total``: the chunks in the index."""
+        total = max(total, 1)
         if allowed is None:
             n = min(self.candidates, total)
             return self._store.query(
@@ -394,7 +399,7 @@ class HybridSearcher:
     def _vector_count(self) -> int:
         """Chunks in the index, re-read from the state only when its generation changes
         (asking Chroma costs milliseconds on every query at 100k chunks)."""
-        generation = self._state.generation
+        generation = self._generation()
         if self._count is None or self._count[0] != generation:
             self._count = (generation, self._state.count_chunks())
         return self._count[1]

@@ -125,6 +125,32 @@ def test_a_process_that_wrote_the_index_does_not_reopen_it(
     assert fake_corpus.store.reopens == 0
 
 
+@pytest.mark.parametrize("overlap", [False, True])
+def test_a_search_reads_the_index_version_once(
+    fake_corpus: Corpus, sample_page: Path, monkeypatch: pytest.MonkeyPatch, overlap: bool
+) -> None:
+    """One `meta` read per search (one round trip on PostgreSQL): both BM25 fields and the
+    dense side use the generation the freshness check read (before: four reads), whether
+    the dense side runs in this thread or beside it. A new generation is still followed."""
+    fake_corpus.ingest(_sample(sample_page)[:10])
+    fake_corpus.search("gaussian avatars")
+    fake_corpus.searcher().overlap = overlap
+    state = fake_corpus.state
+    reads: list[str] = []
+    get_meta, get_metas = state.get_meta, state.get_metas
+    monkeypatch.setattr(state, "get_meta", lambda *a, **k: reads.append("one") or get_meta(*a, **k))
+    monkeypatch.setattr(
+        state, "get_metas", lambda *a, **k: reads.append("many") or get_metas(*a, **k)
+    )
+    for question in ("gaussian avatars", "score distillation", "text to 3D generation"):
+        assert fake_corpus.search(question, 3)
+    assert reads == ["many"] * 3
+    monkeypatch.undo()
+    fake_corpus.ingest(_sample(sample_page)[10:])
+    hits = fake_corpus.search("identity-aware editing score distillation head avatars", 3)
+    assert hits[0].paper.title.startswith("HeadSculpt")
+
+
 def test_another_corpus_in_the_same_process_is_seen_too(
     settings: RetrievalSettings, sample_page: Path
 ) -> None:

@@ -184,6 +184,12 @@ class RecordingClient:
         self.posts.append(params)
         return {"ok": True, "ts": f"1747390000.{len(self.posts):06d}"}
 
+    def conversations_replies(self, **params: Any) -> dict[str, Any]:
+        """The thread as Slack would list it, of what this client posted (the old paperbot's
+        messages carry no metadata, so a resumed digest finds none of them)."""
+        thread = [p for p in self.posts if p.get("thread_ts") == params["ts"]]
+        return {"ok": True, "messages": thread, "has_more": False}
+
 
 def test_a_half_posted_old_digest_goes_on_in_its_thread(
     legacy_settings: RetrievalSettings,
