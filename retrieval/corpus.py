@@ -302,8 +302,12 @@ class Corpus:
         """A BM25 field at the state's generation: mapped from the data dir's segments, which
         follow the state by what changed (retrieval/lexical_sync.py)."""
         with self._lock:
-            generation = self._generation()
             index = self._lexical.get(field)
+            if index is not None and index.generation == self._generation():
+                return index
+            # changing the fields: to the state's latest generation, never back to an older
+            # one a search read a moment before another thread opened a newer one
+            generation = self.state.generation
             if index is not None and index.generation == generation:
                 return index
             self._lexical = self._lexical_fields().current(generation)

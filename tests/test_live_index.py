@@ -151,6 +151,25 @@ def test_a_search_reads_the_index_version_once(
     assert hits[0].paper.title.startswith("HeadSculpt")
 
 
+def test_a_search_that_read_an_older_generation_never_takes_the_index_back(
+    fake_corpus: Corpus, sample_page: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A search reads the index version, another thread opens the BM25 fields of a newer
+    generation a moment later: the first search uses those, not a re-sync back to its own
+    (at 10⁶ chunks a needless re-sync reads every chunk id, seconds)."""
+    fake_corpus.ingest(_sample(sample_page)[:10])
+    fake_corpus.search("gaussian avatars")
+    fake_corpus.ingest(_sample(sample_page)[10:])
+    newer = fake_corpus.lexical_index()
+    fields = fake_corpus._lexical_fields()
+    monkeypatch.setattr(fields, "current", lambda generation: pytest.fail("re-synced"))
+    fake_corpus._view.generation = newer.generation - 1  # what the search had read
+    try:
+        assert fake_corpus.lexical_index() is newer
+    finally:
+        fake_corpus._view.generation = None
+
+
 def test_another_corpus_in_the_same_process_is_seen_too(
     settings: RetrievalSettings, sample_page: Path
 ) -> None:
