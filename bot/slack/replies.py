@@ -304,10 +304,6 @@ def thread_messages(client: Any, channel: str, thread_ts: str) -> list[dict[str,
         "thread %s has over %d messages; its later ones are left out", thread_ts, len(messages)
     )
     return list(messages.values())
-    log.info(
-        "thread %s has over %d messages; its later ones are left out", thread_ts, len(messages)
-    )
-    return messages
 
 
 def thread_history(
