@@ -226,15 +226,14 @@ class _Progress:
         return Digest.from_json(text) if text else None
 
     def save(self, digest: Digest, ts: str, replies: int) -> None:
-        """Record a sent message, and renew the claim's lease (a long post, slowed by rate
-        limits, keeps its slot); a claim another poster took over stops this one."""
+        """Record a sent message (inside `sending`, which renewed the claim just before); a
+        claim another poster took over meanwhile stops this one."""
         text = digest.to_json()
         if not self.store.save_digest_progress(
             self.channel, self.day, digest=text, ts=ts, replies=replies, owner=self.owner
         ):
             raise DigestStopped("its claim was taken over")
         self.saved = {"digest": text, "ts": ts, "replies": replies}
-        self.store.renew_digest(self.channel, self.day, self.owner)
 
     @contextlib.contextmanager
     def sending(self) -> Iterator[None]:
@@ -251,10 +250,20 @@ class _Progress:
         payload = {"channel": self.channel, "day": self.day, "part": part}
         return {"event_type": DIGEST_EVENT, "event_payload": payload}
 
-    def parts_in(self, method: Callable[..., Any], **args: Any) -> dict[int, str]:
-        """The parts of this digest a conversations.* ``method`` lists, with their ts."""
+    def parts_in(self, method: Callable[..., Any], what: str, **args: Any) -> dict[int, str]:
+        """The parts of this digest a conversations.* ``method`` lists, with their ts. When
+        Slack refuses to be asked (a missing history scope: `safe_post.LOOKUP_REFUSALS`), none:
+        the part is sent again; any other failure raises `LookupFailed` (never guess).
+        ``what``: what is being checked, for the log."""
+        try:
+            listed = marked_in(method, DIGEST_EVENT, **args)
+        except Exception as exc:
+            if not refused(exc):  # Slack may have it: ask again later
+                raise LookupFailed(f"could not ask Slack {what}: {exc}") from exc
+            log.warning("could not check %s (%s): sending it again", what, exc)
+            return {}
         found: dict[int, str] = {}
-        for payload, ts in marked_in(method, DIGEST_EVENT, **args):
+        for payload, ts in listed:
             if (payload.get("channel"), payload.get("day")) == (self.channel, self.day):
                 found.setdefault(int(payload.get("part", -1)), ts)
         return found
@@ -375,24 +384,14 @@ def _posted_parent(client: Any, progress: _Progress) -> str | None:
         "oldest": f"{sent_at - LOOKUP_BEFORE_SECONDS:.6f}",
         "latest": f"{sent_at + LOOKUP_AFTER_SECONDS:.6f}",
     }
-    try:
-        parts = progress.parts_in(client.conversations_history, channel=progress.channel, **window)
-    except Exception as exc:
-        if not refused(exc):  # Slack may have it: ask again later, never guess
-            raise LookupFailed(f"could not ask Slack for the digest's parent: {exc}") from exc
-        log.warning(
-            "could not check whether the %s digest's parent reached %s (%s): sending it again",
-            progress.day,
-            progress.channel,
-            exc,
-        )
-        return None
-    return parts.get(0)
+    what = f"whether the {progress.day} digest's parent reached {progress.channel}"
+    history = client.conversations_history
+    return progress.parts_in(history, what, channel=progress.channel, **window).get(0)
 
 
 def _posted_replies(client: Any, progress: _Progress, ts: str, done: int) -> int:
     """How many replies the thread holds in a row (at least ``done``, the saved count)."""
-    parts = _thread_parts(client, progress, ts, done + 1)
+    parts = _thread_parts(client, progress, ts)
     while done + 1 in parts:
         done += 1
     return done
@@ -400,25 +399,14 @@ def _posted_replies(client: Any, progress: _Progress, ts: str, done: int) -> int
 
 def _reply_ts(client: Any, progress: _Progress, ts: str, number: int) -> str | None:
     """The ts of reply ``number`` in the digest's thread, if Slack has it."""
-    return _thread_parts(client, progress, ts, number).get(number)
+    return _thread_parts(client, progress, ts).get(number)
 
 
-def _thread_parts(client: Any, progress: _Progress, ts: str, wanted: int) -> dict[int, str]:
-    """The digest's parts in its thread (none when Slack refuses to be asked: reply
-    ``wanted`` is then sent again; `LookupFailed` when it could not answer now)."""
-    try:
-        return progress.parts_in(client.conversations_replies, channel=progress.channel, ts=ts)
-    except Exception as exc:
-        if not refused(exc):
-            raise LookupFailed(f"could not ask Slack for the digest's thread: {exc}") from exc
-        log.warning(
-            "could not check the %s digest's thread in %s (%s): reply %d is sent again",
-            progress.day,
-            progress.channel,
-            exc,
-            wanted,
-        )
-        return {}
+def _thread_parts(client: Any, progress: _Progress, ts: str) -> dict[int, str]:
+    """The digest's parts in its thread (`_Progress.parts_in`: none when Slack refuses to be
+    asked, `LookupFailed` when it could not answer now)."""
+    what = f"the {progress.day} digest's thread in {progress.channel}"
+    return progress.parts_in(client.conversations_replies, what, channel=progress.channel, ts=ts)
 
 
 def save_for_feedback(store: BotStore, digest: Digest) -> str:

@@ -59,11 +59,15 @@ class SubscriptionLimitError(PaperbotError):
         super().__init__(f"subscription limit reached ({which}: {limit})")
 
 
-# A poster's claim still holds its (channel, day) slot (bind: channel, day, owner).
-_HELD = (
-    "EXISTS (SELECT 1 FROM digest_posts WHERE channel = ? AND day = ? "
-    "AND status = 'claimed' AND owner = ?)"
-)
+def _held(channel: str, day: str, owner: str | None) -> tuple[str, tuple[str, ...]]:
+    """A WHERE condition (and its parameters): ``owner``'s claim still holds the (channel,
+    day) slot; always true without an owner."""
+    if owner is None:
+        return "TRUE", ()
+    return (
+        "EXISTS (SELECT 1 FROM digest_posts WHERE channel = ? AND day = ? "
+        "AND status = 'claimed' AND owner = ?)"
+    ), (channel, day, owner)
 
 
 class BotStore(FeedTables, JobTables):
@@ -318,14 +322,14 @@ class BotStore(FeedTables, JobTables):
     ) -> bool:
         """Record how far the digest got. With ``owner``: only while that poster's claim holds
         the slot (a poster that lost it changes nothing). True when it was recorded."""
-        values = (channel, day, digest, ts, replies, time.time())
+        held, bound = _held(channel, day, owner)
         cur = self._execute(
             "INSERT INTO digest_progress(channel, day, digest, ts, replies, updated_at) "
-            f"SELECT ?, ?, ?, ?, ?, ? WHERE {_HELD if owner else 'TRUE'} "
+            f"SELECT ?, ?, ?, ?, ?, ? WHERE {held} "
             "ON CONFLICT(channel, day) DO UPDATE SET "
             "digest = excluded.digest, ts = excluded.ts, replies = excluded.replies, "
             "updated_at = excluded.updated_at",
-            values + ((channel, day, owner) if owner else ()),
+            (channel, day, digest, ts, replies, time.time(), *bound),
         )
         if int(cur.rowcount) != 1:
             return False
@@ -345,12 +349,13 @@ class BotStore(FeedTables, JobTables):
         the slot, else None (one statement decides, so a poster whose claim was taken over
         never marks, and so never sends, a second parent)."""
         sent_at = time.time()
+        held, bound = _held(channel, day, owner)
         cur = self._execute(
             "INSERT INTO digest_parent_sends(channel, day, digest, sent_at) "
-            f"SELECT ?, ?, ?, ? WHERE {_HELD if owner else 'TRUE'} "
+            f"SELECT ?, ?, ?, ? WHERE {held} "
             "ON CONFLICT(channel, day) DO UPDATE SET digest = excluded.digest, "
             "sent_at = excluded.sent_at",
-            (channel, day, digest, sent_at) + ((channel, day, owner) if owner else ()),
+            (channel, day, digest, sent_at, *bound),
         )
         return {"digest": digest, "sent_at": sent_at} if int(cur.rowcount) == 1 else None
 
